@@ -1,0 +1,1 @@
+"""igpt-lite: a compact Image GPT."""

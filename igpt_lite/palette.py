@@ -1,0 +1,139 @@
+"""Colour palette: k-means centres in [-1, 1]; images <-> raster-order token sequences.
+
+As in the paper (and the official code): pixels are normalised with x / 127.5 - 1, each pixel is
+mapped to the nearest centre by squared Euclidean distance, and a centre decodes to
+rint(127.5 * (c + 1)).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def as_nhwc(images: np.ndarray) -> np.ndarray:
+    """uint8 images as N×H×W×C (a grayscale N×H×W stack gets C = 1)."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(
+            f"expected images shaped N×H×W (grayscale) or N×H×W×C with C in (1, 3), got {images.shape}"
+        )
+    if images.dtype != np.uint8:
+        raise ValueError(f"expected uint8 pixels (0-255), got {images.dtype}: convert with .astype(np.uint8)")
+    return images
+
+
+@dataclass(frozen=True, eq=False)
+class Palette:
+    """k colour centres (k × C float32, C = 1 grey or 3 RGB) in [-1, 1]."""
+
+    centers: np.ndarray
+
+    def __post_init__(self):
+        c = np.asarray(self.centers, dtype=np.float32)
+        if c.ndim != 2 or c.shape[1] not in (1, 3) or len(c) < 2:
+            raise ValueError(f"palette centres must be k×1 or k×3 with k >= 2, got shape {c.shape}")
+        object.__setattr__(self, "centers", c)
+
+    @property
+    def n_colors(self) -> int:
+        return len(self.centers)
+
+    @property
+    def channels(self) -> int:
+        return self.centers.shape[1]
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the centres: checkpoints record it to refuse a foreign palette."""
+        return hashlib.sha256(self.centers.tobytes()).hexdigest()[:16]
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Palette) and np.array_equal(self.centers, other.centers)
+
+    @classmethod
+    def fit(cls, images: np.ndarray, n_colors: int, *, sample: int = 100_000, seed: int = 0) -> "Palette":
+        """k-means (scikit-learn) over a random sample of the images' pixels.
+
+        Centres are sorted by brightness so that token ids read as dark-to-light.
+        """
+        from sklearn.cluster import KMeans
+
+        images = as_nhwc(images)
+        pixels = images.reshape(-1, images.shape[-1])
+        rng = np.random.default_rng(seed)
+        if len(pixels) > sample:
+            pixels = pixels[rng.choice(len(pixels), sample, replace=False)]
+        x = pixels.astype(np.float32) / 127.5 - 1
+        n_distinct = len(np.unique(pixels, axis=0))
+        if n_distinct < n_colors:
+            raise ValueError(
+                f"the images have only {n_distinct} distinct colours, fewer than n_colors={n_colors}: "
+                "choose a smaller palette"
+            )
+        km = KMeans(n_clusters=n_colors, n_init=1, random_state=seed).fit(x)
+        centers = km.cluster_centers_.astype(np.float32)
+        return cls(centers[np.argsort(centers.sum(1), kind="stable")])
+
+    def encode(self, images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
+        """uint8 N×H×W[×C] -> long N×(H·W) tokens in raster order (nearest centre)."""
+        images = as_nhwc(images)
+        if images.shape[-1] != self.channels:
+            raise ValueError(
+                f"images have {images.shape[-1]} channel(s) but this palette has {self.channels}: "
+                "convert the images (grey <-> RGB) or use a palette fitted on such images"
+            )
+        n = len(images)
+        x = torch.from_numpy(images.reshape(n, -1, self.channels)).float() / 127.5 - 1
+        c = torch.from_numpy(self.centers)
+        out = torch.empty(x.shape[:2], dtype=torch.long)
+        for i in range(0, n, batch_size):
+            xb = x[i : i + batch_size]
+            # ||x - c||^2 up to the per-pixel constant ||x||^2, which does not change the argmin
+            d = (c * c).sum(1) - 2 * xb @ c.T
+            out[i : i + batch_size] = d.argmin(-1)
+        return out
+
+    def decode(self, tokens: torch.Tensor | np.ndarray, height: int, width: int) -> np.ndarray:
+        """long N×(H·W) tokens -> uint8 N×H×W×C."""
+        t = torch.as_tensor(tokens).long().cpu().numpy()
+        if t.ndim == 1:
+            t = t[None]
+        if t.shape[1] != height * width:
+            raise ValueError(f"{t.shape[1]} tokens cannot form a {height}×{width} image")
+        if t.size and (t.min() < 0 or t.max() >= self.n_colors):
+            raise ValueError(f"token ids must lie in [0, {self.n_colors}) for this palette")
+        rgb = np.rint(127.5 * (self.centers[t] + 1)).clip(0, 255).astype(np.uint8)
+        return rgb.reshape(len(t), height, width, self.channels)
+
+    def round_trip_error(self, images: np.ndarray) -> float:
+        """Mean absolute error (0-255 scale) of encode -> decode over all pixels and channels."""
+        images = as_nhwc(images)
+        back = self.decode(self.encode(images), images.shape[1], images.shape[2])
+        return float(np.abs(back.astype(np.float32) - images.astype(np.float32)).mean())
+
+    def token_entropy_bits(self, tokens: torch.Tensor) -> float:
+        """Entropy of the token frequencies in bits: the unigram baseline for bits/dim."""
+        counts = torch.bincount(torch.as_tensor(tokens).flatten(), minlength=self.n_colors).double()
+        p = counts[counts > 0] / counts.sum()
+        return float(-(p * p.log2()).sum())
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps({"centers": self.centers.tolist()}))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Palette":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+            return cls(np.asarray(data["centers"], dtype=np.float32))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: palette file missing; a checkpoint folder needs its palette.json")
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}: not a valid palette file ({e}); refit it with `igpt-lite palette`") from e
