@@ -12,7 +12,7 @@ RECIPES = {
     "mnist": dict(
         dataset="mnist",
         model=GPTConfig(n_colors=8, height=28, width=28, n_layer=6, n_head=4, n_embd=128),
-        train=TrainConfig(steps=2500, batch_size=16, lr=2e-3, min_lr=1e-4, warmup_steps=200,
+        train=TrainConfig(steps=1500, batch_size=16, lr=2e-3, min_lr=1e-4, warmup_steps=200,
                           eval_every=100, eval_images=256, save_every=100, keep_checkpoints=0),
     ),
     # 16×16 coloured shapes, 16 colours, 4 layers × 128 (0.8M parameters)

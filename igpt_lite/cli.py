@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint, data
+from . import checkpoint, data, figures  # noqa: F401  (figures registers the figures-pXX datasets)
 from .model import PRESETS, GPTConfig, preset
 from .palette import Palette
 
@@ -110,6 +110,43 @@ def cmd_complete(args) -> dict:
             "seconds": seconds, "png": png, "tokens": out.tolist()}
 
 
+def cmd_attention(args) -> dict:
+    from .attention import attention_maps, attention_summary
+
+    ck = checkpoint.load_checkpoint(args.model)
+    cfg = ck.config
+    if args.image:
+        image = data.load_image(args.image, cfg.height, ck.palette.channels)
+        source = str(args.image)
+    else:
+        name = args.data or ck.meta.get("dataset")
+        if not name:
+            raise ValueError("the checkpoint names no dataset: pass --image or --data")
+        ds = data.load_dataset(name, args.split, resolution=cfg.height)
+        if not 0 <= args.index < len(ds):
+            raise ValueError(f"--index {args.index} is out of range: the {name} {args.split} split has {len(ds)} images")
+        image = ds.images[args.index]
+        source = f"{name}/{args.split}[{args.index}]"
+    tokens = ck.palette.encode(image[None])
+    att = attention_maps(ck.model, tokens, args.pixel)
+    summary = attention_summary(ck.model, tokens)  # this image's per-head distance and entropy
+    html = None
+    if args.html:
+        from .plots import attention_distance_chart, attention_grid, attention_rollout_figure, figures_html
+
+        shown = ck.palette.decode(tokens, cfg.height, cfg.width)[0]
+        figs = [attention_grid(att.maps, att.pixel, image=shown, start=att.start, head_mean=att.head_mean,
+                               head_mean_start=att.head_mean_start, visible=att.visible, objective=cfg.objective),
+                attention_rollout_figure(att.rollout, att.pixel, image=shown, start=att.rollout_start,
+                                         visible=att.visible, objective=cfg.objective),
+                attention_distance_chart(summary.mean_distance, title="Mean attention distance per head, this image")]
+        Path(args.html).write_text(figures_html(figs, title=f"attention from pixel {att.pixel}"))
+        html = str(args.html)
+    peak = np.unravel_index(int(np.argmax(att.rollout)), att.rollout.shape)
+    return {"model": str(ck.path), "source": source, **att.to_dict(),
+            "rollout_peak": [int(peak[0]), int(peak[1])], **summary.to_dict(), "html": html}
+
+
 def cmd_info(args) -> dict:
     if not args.model:
         return {"models": {name: str(p) for name, p in checkpoint.model_names().items()},
@@ -122,6 +159,71 @@ def cmd_info(args) -> dict:
                         "fingerprint": ck.palette.fingerprint},
             "dataset": ck.meta.get("dataset"), "step": training.get("step"),
             "val_bpd": history[-1].get("val_bpd"), "baseline_bpd": ck.meta.get("baseline_bpd")}
+
+
+def cmd_import_hf(args) -> dict:
+    from .interop import load_hf
+
+    # default: the user's models folder, so the import is found by its folder name
+    out = Path(args.out) if args.out else checkpoint.USER_DIR / Path(args.path).resolve().name
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} already exists; choose another OUT or pass --overwrite")
+    t0 = time.perf_counter()
+    ck = load_hf(args.path)
+    checkpoint.save_checkpoint(out, ck.model, ck.palette, ck.meta, overwrite=args.overwrite)
+    return {"out": str(out), "name": out.name, "source": str(args.path), "config": ck.config.to_dict(),
+            "parameters": ck.model.num_params(), "seconds": time.perf_counter() - t0}
+
+
+def cmd_export_hf(args) -> dict:
+    from .interop import export_hf
+
+    ck = checkpoint.load_checkpoint(args.model)
+    out = export_hf(ck, args.out, overwrite=args.overwrite)
+    return {"model": str(ck.path), "out": str(out), "files": sorted(p.name for p in out.iterdir())}
+
+
+def _layer_names(wanted) -> list[str] | None:
+    """--layers accepts feature layer names (embed, blocks.3) or block numbers (3)."""
+    if not wanted:
+        return None
+    return [f"blocks.{w}" if w.isdigit() else w for w in wanted]
+
+
+def cmd_bias(args) -> dict:
+    from .bias import ieat_per_layer, load_ieat_folders
+    from .features import extract_features
+
+    ck = checkpoint.load_checkpoint(args.model)
+    cfg = ck.config
+    # iEAT's extraction: top-left square crop and the next block's norm; ours: centre crop, plain layer norm
+    crop, norm = ("top-left", "next") if args.ieat_extraction else ("center", "layernorm")
+    if cfg.height != cfg.width:
+        raise ValueError(f"the images are cropped square, but this model reads {cfg.height}×{cfg.width} images")
+    folders = load_ieat_folders(args.x, args.y, args.a, args.b, cfg.height, ck.palette.channels, crop)
+    sets = list(folders.values())
+    tokens = ck.palette.encode(np.concatenate([f.images for f in sets]))
+    feats = extract_features(ck.model, tokens, _layer_names(args.layers), norm=norm)
+    ends = np.cumsum([len(f.images) for f in sets])[:-1]
+    split = [{layer: part for layer, part in zip(feats, parts)}
+             for parts in zip(*(np.split(v, ends) for v in feats.values()))]
+    t0 = time.perf_counter()
+    table = ieat_per_layer(*split, n_permutations=args.permutations, seed=args.seed)
+    seconds = time.perf_counter() - t0
+    html = None
+    if args.html:
+        from .plots import bias_per_layer_chart, figures_html
+
+        fig = bias_per_layer_chart(table, title=f"iEAT per layer: {ck.path.name} "
+                                                f"(X={args.x}, Y={args.y}, A={args.a}, B={args.b})")
+        Path(args.html).write_text(figures_html([fig], title="igpt-lite bias"))
+        html = str(args.html)
+    notes = [n for n in (f.conversion_note(ck.palette.channels) for f in sets) if n]
+    return {"model": str(ck.path), "extraction": {"crop": crop, "norm": norm, "resolution": cfg.height,
+                                                  "resize": "area average (PIL box)", "pool": "mean"},
+            "sets": {name: {"folder": str(f.path), "images": len(f.files), "modes": f.modes}
+                     for name, f in folders.items()},
+            "notes": notes, "seed": args.seed, "seconds": seconds, "html": html, "table": table}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,19 +278,78 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling_args(p)
     p.set_defaults(func=cmd_complete)
 
+    p = sub.add_parser("bias", help="iEAT bias test per layer on four folders of images",
+                       description="Image Embedding Association Test (Steed & Caliskan 2021) on every layer: "
+                       "do X's images sit closer to A's than Y's do (and Y's to B's)? Prints effect size d, "
+                       "one-sided permutation p and Holm-adjusted p per layer. Images: any format and size, "
+                       "converted to the palette's colour mode, cropped to a square (centre), area-resized.")
+    _model_arg(p)
+    for name, what in (("x", "target X (e.g. men)"), ("y", "target Y (e.g. women)"),
+                       ("a", "attribute A (e.g. career)"), ("b", "attribute B (e.g. family)")):
+        p.add_argument(f"--{name}", required=True, metavar="FOLDER", help=f"folder of {what} images")
+    p.add_argument("--layers", nargs="+", default=None, help="layers (embed, blocks.3 or 3); default: all")
+    p.add_argument("--ieat-extraction", action="store_true",
+                   help="extract as iEAT does, to compare with its tables: top-left square crop (not the "
+                   "centre) and each layer's output normed by the next block's first norm (not a plain "
+                   "layer norm); both mean-pool over positions after an area-average resize")
+    p.add_argument("--permutations", type=int, default=100_000,
+                   help="exact test when X u Y has at most this many partitions, else this many random ones")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random partitions")
+    p.add_argument("--html", default=None, help="write the per-layer plot (d, adjusted p) to this HTML file")
+    p.set_defaults(func=cmd_bias)
+
+    p = sub.add_parser("attention", help="attention maps of every layer and head from one pixel, and rollout")
+    _model_arg(p)
+    p.add_argument("--image", default=None, help="an image file (centre-cropped and resized)")
+    p.add_argument("--data", default=None, help="embedded dataset (default: the model's own)")
+    p.add_argument("--split", default="test", choices=data.SPLITS)
+    p.add_argument("--index", type=int, default=0, help="image of the split (default 0)")
+    p.add_argument("--pixel", type=int, nargs=2, required=True, metavar=("ROW", "COL"), help="the query pixel")
+    p.add_argument("--html", default=None, help="write the figures to this HTML file")
+    p.set_defaults(func=cmd_attention)
+
     p = sub.add_parser("info", help="describe a model, or list known models")
     p.add_argument("--model", default=None)
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("import-hf", help="import a saved Hugging Face ImageGPT folder (e.g. the official iGPT)")
+    p.add_argument("path", help="folder written by transformers' save_pretrained, with preprocessor_config.json")
+    p.add_argument("out", nargs="?", default=None,
+                   help="checkpoint folder (default: the user's models folder, found by the folder's name)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_import_hf)
+
+    p = sub.add_parser("export-hf", help="write a model as a Hugging Face ImageGPT folder (norm rms models)")
+    _model_arg(p)
+    p.add_argument("out", help="folder for config.json, model.safetensors, preprocessor_config.json")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_export_hf)
 
     for action in sub.choices.values():
         action.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return parser
 
 
+_TABLE_COLUMNS = ("layer", "effect_size", "p_value", "p_holm", "n_permutations")  # the rest is in --json
+
+
+def _table_text(rows: list[dict]) -> str:
+    def fmt(v):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    cols = [c for c in _TABLE_COLUMNS if rows and c in rows[0]]
+    cells = [cols] + [[fmt(r[c]) for c in cols] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells)
+
+
 def _human(result: dict) -> str:
     lines = []
     for key, value in result.items():
-        if key in ("tokens", "history"):
+        if key in ("tokens", "history", "maps", "head_mean", "rollout", "visible", "start"):  # too big to read
+            continue
+        if key == "table":  # per-layer rows (bias): one aligned line each
+            lines.append(_table_text(value))
             continue
         if isinstance(value, float):
             value = f"{value:.4g}"

@@ -35,3 +35,191 @@ def completion_grid(originals: np.ndarray, completions: np.ndarray, keep_rows: i
     n, s = completions.shape[:2]
     rows = np.concatenate([shown[:, None], completions, originals[:, None]], axis=1)
     return image_grid(rows.reshape(n * (s + 2), *originals.shape[1:]), ncols=s + 2, scale=scale)
+
+
+# ---- attention (igpt_lite/attention.py computes the arrays) ----
+
+AR_NOTE = "autoregressive: a pixel sees only the pixels before it"
+# transparent where attention is zero, so the image shows through; opaque yellow at the maximum
+_ATTENTION_SCALE = [[0.0, "rgba(255,40,0,0)"], [0.15, "rgba(255,40,0,0.35)"], [0.5, "rgba(255,120,0,0.75)"],
+                    [1.0, "rgba(255,255,0,1)"]]
+_QUERY_COLOR = "#00e5ff"
+
+
+def _rgb(image: np.ndarray, dim: float = 0.6) -> np.ndarray:
+    """uint8 H×W[×C] -> dimmed uint8 H×W×3, so the attention colours stand out on white strokes."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.shape[-1] == 1:
+        image = image.repeat(3, -1)
+    return (image.astype(np.float32) * dim).astype(np.uint8)
+
+
+def _attention_panel(fig, z, row, col, pixel, image, visible, zmax, marker_px, colorbar=None):
+    """One map over the image: the image, the weights, the unseen pixels greyed, the query marked."""
+    import plotly.graph_objects as go
+
+    z = np.asarray(z, dtype=float)
+    h, w = z.shape
+    if image is not None:
+        fig.add_trace(go.Image(z=_rgb(image), hoverinfo="skip"), row=row, col=col)
+    fig.add_trace(go.Heatmap(z=z, zmin=0, zmax=zmax if zmax > 0 else 1, colorscale=_ATTENTION_SCALE,
+                             showscale=colorbar is not None, colorbar=colorbar,
+                             hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra></extra>"), row=row, col=col)
+    if visible is not None:
+        hidden = np.where(np.asarray(visible), np.nan, 1.0)
+        fig.add_trace(go.Heatmap(z=hidden, zmin=0, zmax=1, showscale=False, hoverinfo="skip",
+                                 colorscale=[[0, "rgba(128,128,128,0.55)"], [1, "rgba(128,128,128,0.55)"]]),
+                      row=row, col=col)
+    fig.add_trace(go.Scatter(x=[pixel[1]], y=[pixel[0]], mode="markers", hoverinfo="skip", showlegend=False,
+                             marker=dict(symbol="square-open", size=marker_px, color=_QUERY_COLOR,
+                                         line=dict(width=2, color=_QUERY_COLOR))), row=row, col=col)
+    x_name = fig.get_subplot(row, col).xaxis.plotly_name.replace("axis", "")  # "xaxis3" -> "x3"
+    fig.update_xaxes(range=[-0.5, w - 0.5], showticklabels=False, showgrid=False, zeroline=False,
+                     row=row, col=col)
+    fig.update_yaxes(range=[h - 0.5, -0.5], showticklabels=False, showgrid=False, zeroline=False,
+                     scaleanchor=x_name, row=row, col=col)  # square pixels, row 0 at the top
+
+
+def _title(title: str, objective: str | None) -> str:
+    note = AR_NOTE + " (greyed: unseen); " if objective == "ar" else ""
+    return f"{title}<br><sup>{note}query pixel in cyan</sup>"
+
+
+def attention_grid(maps: np.ndarray, pixel: tuple[int, int], image: np.ndarray | None = None,
+                   start: np.ndarray | None = None, head_mean: np.ndarray | None = None,
+                   head_mean_start: np.ndarray | None = None, visible: np.ndarray | None = None,
+                   objective: str | None = None, panel_px: int = 110):
+    """Layers (rows) × heads (columns) of attention maps from one query pixel, over the image.
+
+    maps L×heads×H×W; start L×heads (weight on the start token, shown in each panel's title);
+    head_mean L×H×W adds a last "mean" column; visible H×W greys the pixels the query cannot see.
+    Each panel is scaled to its own maximum (titles give it), so weak heads still show where they look."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    maps = np.asarray(maps, dtype=float)
+    n_layer, n_head, h, w = maps.shape
+    panels = [[maps[l, k] for k in range(n_head)] for l in range(n_layer)]
+    starts = [[None if start is None else start[l][k] for k in range(n_head)] for l in range(n_layer)]
+    names = [f"H{k}" for k in range(n_head)]
+    if head_mean is not None:
+        for l in range(n_layer):
+            panels[l].append(np.asarray(head_mean[l], dtype=float))
+            starts[l].append(None if head_mean_start is None else head_mean_start[l])
+        names.append("mean")
+    n_col = len(names)
+    titles = []
+    for l in range(n_layer):
+        for k, name in enumerate(names):
+            s = "" if starts[l][k] is None else f" s={float(starts[l][k]):.2f}"
+            titles.append(f"L{l} {name} max={panels[l][k].max():.2f}{s}")
+    fig = make_subplots(rows=n_layer, cols=n_col, subplot_titles=titles, horizontal_spacing=0.02,
+                        vertical_spacing=min(0.3 / max(n_layer - 1, 1), 0.06))
+    marker_px = max(6, int(0.8 * panel_px / max(h, w)))
+    for l in range(n_layer):
+        for k in range(n_col):
+            z = panels[l][k]
+            _attention_panel(fig, z, l + 1, k + 1, pixel, image, visible, z.max(), marker_px)
+    fig.update_annotations(font_size=10)
+    fig.update_layout(
+        title=_title(f"Attention from pixel (row {pixel[0]}, col {pixel[1]}), layer × head"
+                     + ("; s = weight on the start token" if start is not None else ""), objective),
+        width=n_col * panel_px + 120, height=n_layer * (panel_px + 28) + 130, showlegend=False,
+        margin=dict(l=30, r=30, t=110, b=20), plot_bgcolor="white")
+    return fig
+
+
+def attention_rollout_figure(rollout: np.ndarray, pixel: tuple[int, int], image: np.ndarray | None = None,
+                             start: float | None = None, visible: np.ndarray | None = None,
+                             objective: str | None = None, size_px: int = 480):
+    """The rollout map (attention flow through all layers, residual included) over the image."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    z = np.asarray(rollout, dtype=float)
+    h, w = z.shape
+    fig = make_subplots(rows=1, cols=1)
+    _attention_panel(fig, z, 1, 1, pixel, image, visible, z.max(), max(8, int(0.8 * size_px / max(h, w))),
+                     colorbar=dict(title="weight", thickness=12))
+    extra = "" if start is None else f"; start token {start:.2f}"
+    fig.update_layout(title=_title(f"Attention rollout to pixel (row {pixel[0]}, col {pixel[1]}){extra}", objective),
+                      width=size_px + 140, height=size_px + 120, margin=dict(l=20, r=20, t=90, b=20),
+                      plot_bgcolor="white")
+    return fig
+
+
+def attention_distance_chart(values: np.ndarray, ylabel: str = "mean attention distance (pixels)",
+                             title: str = "Mean attention distance per head"):
+    """One point per head at each layer (L × heads values) and a line through the layer means.
+    Also fits per-head entropy: pass ylabel/title."""
+    import plotly.graph_objects as go
+
+    v = np.asarray(values, dtype=float)
+    n_layer, n_head = v.shape
+    layers = np.arange(n_layer)
+    fig = go.Figure()
+    for k in range(n_head):  # small sideways offsets keep heads with equal values apart
+        offset = (k - (n_head - 1) / 2) * min(0.08, 0.6 / n_head)
+        fig.add_trace(go.Scatter(x=layers + offset, y=v[:, k], mode="markers", name=f"head {k}",
+                                 marker=dict(size=9, opacity=0.85),
+                                 customdata=layers, hovertemplate=f"layer %{{customdata}}, head {k}: %{{y:.3f}}"
+                                                                  "<extra></extra>"))
+    fig.add_trace(go.Scatter(x=layers, y=np.nanmean(v, 1), mode="lines+markers", name="layer mean",
+                             line=dict(color="black", width=2), marker=dict(symbol="diamond", size=8, color="black")))
+    fig.update_layout(title=title, xaxis=dict(title="layer", tickmode="array", tickvals=layers),
+                      yaxis=dict(title=ylabel, rangemode="tozero"), width=760, height=440,
+                      template="plotly_white", legend=dict(orientation="v"))
+    return fig
+
+
+def figures_html(figures, title: str = "igpt-lite", modebar: bool = True) -> str:
+    """Several plotly figures on one self-contained page (plotly.js inline once: works offline).
+    modebar=False hides plotly's toolbar (for screenshots)."""
+    config = {"displaylogo": False, "displayModeBar": "hover" if modebar else False}
+    parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0), config=config) for i, fig in enumerate(figures)]
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head>"
+            f"<body style='font-family:sans-serif'>{''.join(parts)}</body></html>")
+
+
+# ---- bias probes (igpt_lite/bias.py computes the table) ----
+
+def bias_per_layer_chart(table: list[dict], title: str = "iEAT per layer", alpha: float = 0.05):
+    """Effect size d (top) and Holm-adjusted p-value (bottom, log scale) per layer, from the rows of
+    `bias.ieat_per_layer` (layer, effect_size, p_value, p_holm). Rows with a "model" key draw one
+    line per model, e.g. the figures models trained at p = 0.5 and p = 0.9."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("effect size d", f"Holm-adjusted p-value (dotted: {alpha})"))
+    import plotly.colors
+
+    models = list(dict.fromkeys(row.get("model", "") for row in table))
+    palette = plotly.colors.qualitative.Plotly
+    for i, model in enumerate(models):
+        color = palette[i % len(palette)]  # one colour per model in both panels
+        rows = [r for r in table if r.get("model", "") == model]
+        layers = [str(r["layer"]) for r in rows]
+        p_holm = np.array([r["p_holm"] for r in rows], dtype=float)
+        hover = [f"{model + ' ' if model else ''}{r['layer']}: d={r['effect_size']:.3f}, p={r['p_value']:.3g}, "
+                 f"Holm p={r['p_holm']:.3g} ({'exact' if r.get('exact') else 'sampled'}, "
+                 f"{r.get('n_permutations', '?')} partitions)" for r in rows]
+        fig.add_trace(go.Scatter(x=layers, y=[r["effect_size"] for r in rows], mode="lines+markers",
+                                 name=model or "d", legendgroup=model, hovertext=hover, hoverinfo="text",
+                                 line=dict(color=color)), row=1, col=1)
+        fig.add_trace(go.Scatter(x=layers, y=p_holm, mode="lines+markers", name=model or "Holm p", legendgroup=model,
+                                 showlegend=False, hovertext=hover, hoverinfo="text", line=dict(color=color),
+                                 # filled markers where the layer is significant after adjustment
+                                 marker=dict(symbol=["circle" if p < alpha else "circle-open" for p in p_holm],
+                                             size=9)), row=2, col=1)
+    fig.add_hline(y=0, line=dict(color="grey", width=1), row=1, col=1)
+    for d in (-0.8, 0.8):  # Cohen's "large" effect, the usual yardstick in iEAT/WEAT tables
+        fig.add_hline(y=d, line=dict(color="grey", width=1, dash="dot"), row=1, col=1)
+    fig.add_hline(y=alpha, line=dict(color="firebrick", width=1, dash="dot"), row=2, col=1)
+    fig.update_yaxes(type="log", row=2, col=1)
+    fig.update_xaxes(title="layer", row=2, col=1)
+    fig.update_layout(title=title, width=760, height=560, template="plotly_white",
+                      legend=dict(orientation="h", y=-0.15))
+    return fig

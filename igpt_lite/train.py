@@ -8,6 +8,7 @@ never interrupted (on CPU).
 from __future__ import annotations
 
 import math
+import sys
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -156,8 +157,9 @@ def train(model: GPT, palette: Palette, train_tokens: torch.Tensor, val_tokens: 
             val = evaluate_bits_per_dim(model, val_tokens[: cfg.eval_images], seed=cfg.seed)
             history.append({"step": step, "train_bpd": running / math.log(2), "val_bpd": val, "lr": lr,
                             "tokens_per_s": tokens_per_step * steps_timed / elapsed})
-            bar.write(f"step {step}: train {history[-1]['train_bpd']:.4f} val {val:.4f} bits/dim, "
-                      f"{history[-1]['tokens_per_s']:.0f} tokens/s")
+            if progress:  # on stderr: stdout is kept for the CLI's JSON
+                bar.write(f"step {step}: train {history[-1]['train_bpd']:.4f} val {val:.4f} bits/dim, "
+                          f"{history[-1]['tokens_per_s']:.0f} tokens/s", file=sys.stderr)
             t0, steps_timed = time.perf_counter(), 0
         if step % cfg.save_every == 0 or step == cfg.steps:
             save(step)

@@ -1,0 +1,23 @@
+# The two commands (each sets up .venv/ on first use):
+#   make app    run the Streamlit app on the bundled models
+#   make test   run every test (slow ones included; GPU-only tests skip themselves without CUDA)
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: app test bench
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements-dev.txt 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/python -c "import igpt_lite.model, torch, streamlit, transformers"
+	touch $@
+
+app: $(VENV)/.installed
+	$(BIN)/streamlit run app/main.py
+
+test: $(VENV)/.installed
+	$(BIN)/pytest -m "slow or not slow" -p no:cacheprovider
+
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/sampling.py

@@ -1,0 +1,102 @@
+"""Attention figures for the docs: mean attention distance per head (over test images), and one
+example image's layer × head maps and rollout from a query pixel. Writes self-contained HTML
+(plotly.js inline, no internet needed) and, where /usr/bin/chromium exists, PNG screenshots.
+
+    python scripts/attention_figures.py --model mnist --out docs/
+    python scripts/attention_figures.py --model runs/x --out /tmp/f --pixel 5 3 --index 2 --images 32
+"""
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from igpt_lite import checkpoint, data
+from igpt_lite.attention import attention_maps, attention_summary
+from igpt_lite.plots import (attention_distance_chart, attention_grid, attention_rollout_figure,
+                             figures_html)
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def screenshot(html: Path, png: Path, width: int, height: int) -> bool:
+    """Render an HTML file to PNG with headless chromium; False (and a note) if that fails."""
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+           "--virtual-time-budget=5000",  # let plotly finish drawing before the shot
+           f"--screenshot={png.resolve()}", f"--window-size={width},{height}", html.resolve().as_uri()]
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+        return png.exists()
+    except (subprocess.SubprocessError, OSError) as e:
+        print(f"no PNG for {html.name}: {e}", file=sys.stderr)
+        return False
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="checkpoint folder, run folder or model name")
+    p.add_argument("--out", default="docs", help="folder for the HTML (and PNG) files")
+    p.add_argument("--data", default=None, help="dataset (default: the model's own)")
+    p.add_argument("--split", default="test", choices=data.SPLITS)
+    p.add_argument("--images", type=int, default=64, help="images for the distance summary")
+    p.add_argument("--index", type=int, default=0, help="the example image for the maps")
+    p.add_argument("--pixel", type=int, nargs=2, metavar=("ROW", "COL"), default=None,
+                   help="query pixel (default: three quarters down, the middle column)")
+    args = p.parse_args(argv)
+
+    ck = checkpoint.load_checkpoint(args.model)
+    cfg = ck.config
+    # a bundled model has a name; a run's step folder (step-000600) is named by its run
+    name = ck.meta.get("name") or (ck.path.parent.name if ck.path.name.startswith("step-") else ck.path.name)
+    dataset = args.data or ck.meta.get("dataset")
+    if not dataset:
+        p.error("the checkpoint names no dataset: pass --data")
+    ds = data.load_dataset(dataset, args.split, resolution=cfg.height)
+    tokens = ck.palette.encode(ds.images[: args.images])
+    # three quarters down: in an ar model that query already sees most of the image
+    pixel = tuple(args.pixel) if args.pixel else (3 * cfg.height // 4, cfg.width // 2)
+    example = ds.images[args.index : args.index + 1]
+    if len(example) == 0:
+        p.error(f"--index {args.index} is out of range: the {dataset} {args.split} split has {len(ds)} images")
+
+    summary = attention_summary(ck.model, tokens)
+    maps = attention_maps(ck.model, ck.palette.encode(example), pixel)
+    shown = ck.palette.decode(ck.palette.encode(example), cfg.height, cfg.width)[0]  # what the model saw
+
+    distance = attention_distance_chart(
+        summary.mean_distance,
+        title=f"Mean attention distance per head, {name} ({summary.n_images} {dataset} {args.split} images)")
+    entropy = attention_distance_chart(summary.entropy_bits, ylabel="attention entropy (bits)",
+                                       title=f"Attention entropy per head, {name}")
+    grid = attention_grid(maps.maps, maps.pixel, image=shown, start=maps.start, head_mean=maps.head_mean,
+                          head_mean_start=maps.head_mean_start, visible=maps.visible, objective=cfg.objective)
+    roll = attention_rollout_figure(maps.rollout, maps.pixel, image=shown, start=maps.rollout_start,
+                                    visible=maps.visible, objective=cfg.objective)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for stem, figs in [("distance", [distance, entropy]), ("grid", [grid]), ("rollout", [roll])]:
+        html = out / f"attention_{name}_{stem}.html"
+        html.write_text(figures_html(figs, title=f"{name}: attention {stem}"))
+        written.append(str(html))
+        if Path(CHROMIUM).exists():  # a toolbar-free copy of the page for the screenshot
+            shot = out / f".{html.stem}_shot.html"
+            shot.write_text(figures_html(figs, modebar=False))
+            width = max(f.layout.width or 700 for f in figs) + 40
+            height = sum(f.layout.height or 450 for f in figs) + 40
+            png = html.with_suffix(".png")
+            if screenshot(shot, png, width, height):
+                written.append(str(png))
+            shot.unlink()
+    numbers = out / f"attention_{name}_summary.json"
+    numbers.write_text(json.dumps({"model": str(ck.path), "dataset": dataset, "split": args.split,
+                                   **summary.to_dict(), "example": {"index": args.index, **maps.to_dict()}}))
+    written.append(str(numbers))
+    print("\n".join(written))
+
+
+if __name__ == "__main__":
+    main()
