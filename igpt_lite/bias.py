@@ -94,10 +94,11 @@ def ieat(X, Y, A, B, *, n_permutations: int = 100_000, seed: int = 0) -> IEATRes
     """The iEAT/WEAT test on four sets of embeddings (rows): targets X, Y; attributes A, B."""
     if n_permutations < 1:
         raise ValueError(f"n_permutations must be >= 1, got {n_permutations}")
-    widths = {name: np.shape(m)[-1] for name, m in dict(X=X, Y=Y, A=A, B=B).items() if np.ndim(m) == 2}
+    X, Y, A, B = (_unit_rows(name, m) for name, m in dict(X=X, Y=Y, A=A, B=B).items())
+    widths = {name: m.shape[1] for name, m in dict(X=X, Y=Y, A=A, B=B).items()}
     if len(set(widths.values())) > 1:
         raise ValueError(f"the four sets must have the same embedding width, got {widths}")
-    s_x, s_y = association(X, A, B), association(Y, A, B)
+    s_x, s_y = ((W @ A.T).mean(1) - (W @ B.T).mean(1) for W in (X, Y))  # unit rows: cosines are dot products
     n_x, n_y = len(s_x), len(s_y)
     s = np.concatenate([s_x, s_y])
     statistic = float(s_x.sum() - s_y.sum())

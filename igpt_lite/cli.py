@@ -127,7 +127,7 @@ def cmd_attention(args) -> dict:
             raise ValueError(f"--index {args.index} is out of range: the {name} {args.split} split has {len(ds)} images")
         image = ds.images[args.index]
         source = f"{name}/{args.split}[{args.index}]"
-    tokens = ck.palette.encode(image[None])
+    tokens = ck.palette.encode(np.array(image[None]))  # a copy: load_image's array is read-only
     att = attention_maps(ck.model, tokens, args.pixel)
     summary = attention_summary(ck.model, tokens)  # this image's per-head distance and entropy
     html = None

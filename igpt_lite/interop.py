@@ -289,7 +289,8 @@ def export_hf(ck: Checkpoint, out_dir: str | Path, overwrite: bool = False) -> P
     if ck.palette.n_colors != cfg.n_colors:
         raise ValueError(f"palette has {ck.palette.n_colors} colours but the model predicts {cfg.n_colors}")
     if out_dir.exists() and not overwrite:
-        raise FileExistsError(f"{out_dir} already exists; choose another folder or pass overwrite=True")
+        raise FileExistsError(f"{out_dir} already exists; choose another folder or pass overwrite=True "
+                              "(--overwrite)")
     params = dict(ck.model.named_parameters())
 
     def make(ours, transposed, shape):

@@ -90,7 +90,7 @@ class Palette:
                 "convert the images (grey <-> RGB) or use a palette fitted on such images"
             )
         n = len(images)
-        x = torch.from_numpy(images.reshape(n, -1, self.channels)).float() / 127.5 - 1
+        x = torch.from_numpy(images.reshape(n, -1, self.channels).astype(np.float32)) / 127.5 - 1
         c = torch.from_numpy(self.centers)
         out = torch.empty(x.shape[:2], dtype=torch.long)
         for i in range(0, n, batch_size):

@@ -82,21 +82,34 @@ def _attention_panel(fig, z, row, col, pixel, image, visible, zmax, marker_px, c
                      scaleanchor=x_name, row=row, col=col)  # square pixels, row 0 at the top
 
 
-def _title(title: str, objective: str | None) -> str:
-    note = AR_NOTE + " (greyed: unseen); " if objective == "ar" else ""
-    return f"{title}<br><sup>{note}query pixel in cyan</sup>"
+def _uniform_floor(visible, shape, has_start: bool) -> float:
+    """3× the weight each key gets from attention spread evenly over all it can see: a colour scale
+    never tops out below this, so even spreading looks faint rather than uniformly bright."""
+    n_keys = (int(np.sum(visible)) if visible is not None else int(np.prod(shape))) + has_start
+    return 3.0 / max(n_keys, 1)
+
+
+def _title(title: str, objective: str | None, *notes: str) -> tuple[dict, int]:
+    """A title with small note lines under it, hung from the top, and the top margin it needs
+    (one short note a line: narrow figures clip long lines)."""
+    lines = [AR_NOTE + " (greyed: unseen)"] if objective == "ar" else []
+    lines += ["query pixel in cyan", *notes]
+    text = f"{title}<br><sup>{'<br>'.join(lines)}</sup>"
+    title = dict(text=text, x=0.02, xanchor="left", y=1, yref="container", yanchor="top", pad=dict(t=14))
+    return title, 50 + 22 * len(lines)
 
 
 def attention_grid(maps: np.ndarray, pixel: tuple[int, int], image: np.ndarray | None = None,
                    start: np.ndarray | None = None, head_mean: np.ndarray | None = None,
                    head_mean_start: np.ndarray | None = None, visible: np.ndarray | None = None,
-                   objective: str | None = None, panel_px: int = 110):
+                   objective: str | None = None, panel_px: int = 120):
     """Layers (rows) × heads (columns) of attention maps from one query pixel, over the image.
 
     maps L×heads×H×W; start L×heads (weight on the start token, shown in each panel's title);
     head_mean L×H×W adds a last "mean" column; visible H×W greys the pixels the query cannot see.
-    Each panel is scaled to its own maximum (titles give it), so weak heads still show where they look."""
-    import plotly.graph_objects as go
+    Each panel is scaled to its own maximum (titles give it), so weak heads still show where they
+    look; but never to less than 3× the uniform weight, so a head that spreads its attention evenly
+    looks faint instead of uniformly bright."""
     from plotly.subplots import make_subplots
 
     maps = np.asarray(maps, dtype=float)
@@ -113,39 +126,54 @@ def attention_grid(maps: np.ndarray, pixel: tuple[int, int], image: np.ndarray |
     titles = []
     for l in range(n_layer):
         for k, name in enumerate(names):
-            s = "" if starts[l][k] is None else f" s={float(starts[l][k]):.2f}"
-            titles.append(f"L{l} {name} max={panels[l][k].max():.2f}{s}")
-    fig = make_subplots(rows=n_layer, cols=n_col, subplot_titles=titles, horizontal_spacing=0.02,
-                        vertical_spacing=min(0.3 / max(n_layer - 1, 1), 0.06))
+            s = "" if starts[l][k] is None else f", s {float(starts[l][k]):.2g}"
+            titles.append(f"L{l} {name}<br>max {panels[l][k].max():.2g}{s}")
+    gap_x, gap_y = 12, 40  # pixels between panels; the vertical gap holds the two-line panel titles
+    width, plot_h = max(n_col * (panel_px + gap_x) + 60, 480), n_layer * (panel_px + gap_y)
+    fig = make_subplots(rows=n_layer, cols=n_col, subplot_titles=titles,
+                        horizontal_spacing=gap_x / (width - 60), vertical_spacing=gap_y / plot_h)
+    floor = _uniform_floor(visible, (h, w), start is not None)
     marker_px = max(6, int(0.8 * panel_px / max(h, w)))
     for l in range(n_layer):
         for k in range(n_col):
             z = panels[l][k]
-            _attention_panel(fig, z, l + 1, k + 1, pixel, image, visible, z.max(), marker_px)
+            _attention_panel(fig, z, l + 1, k + 1, pixel, image, visible, max(z.max(), floor), marker_px)
     fig.update_annotations(font_size=10)
-    fig.update_layout(
-        title=_title(f"Attention from pixel (row {pixel[0]}, col {pixel[1]}), layer × head"
-                     + ("; s = weight on the start token" if start is not None else ""), objective),
-        width=n_col * panel_px + 120, height=n_layer * (panel_px + 28) + 130, showlegend=False,
-        margin=dict(l=30, r=30, t=110, b=20), plot_bgcolor="white")
+    notes = ["each panel scaled to its max (at least 3× the uniform weight)"]
+    if start is not None:
+        notes.append("s = weight on the start token")
+    title, top = _title(f"Attention from pixel (row {pixel[0]}, col {pixel[1]}), layer × head", objective, *notes)
+    fig.update_layout(title=title, width=width, height=plot_h + top + 30,
+                      showlegend=False, margin=dict(l=30, r=30, t=top + 10, b=20), plot_bgcolor="white")
     return fig
 
 
 def attention_rollout_figure(rollout: np.ndarray, pixel: tuple[int, int], image: np.ndarray | None = None,
                              start: float | None = None, visible: np.ndarray | None = None,
-                             objective: str | None = None, size_px: int = 480):
-    """The rollout map (attention flow through all layers, residual included) over the image."""
-    import plotly.graph_objects as go
+                             objective: str | None = None, size_px: int = 480, cap_top: bool = True):
+    """The rollout map (attention flow through all layers, residual included) over the image.
+
+    The residual term keeps a large share on the query's own position (in an ar model that holds
+    the pixel just before it), which would wash out everything else: with cap_top the colour scale
+    stops at the second-largest weight, and the title gives the capped one. Like the grid, the
+    scale never tops out below 3× the uniform weight."""
     from plotly.subplots import make_subplots
 
     z = np.asarray(rollout, dtype=float)
     h, w = z.shape
+    ranked = np.sort(z.ravel())
+    zmax, notes = ranked[-1], []
+    if cap_top and len(ranked) > 1 and ranked[-2] > 0:
+        zmax = ranked[-2]
+        top_r, top_c = np.unravel_index(int(np.argmax(z)), z.shape)
+        notes.append(f"colours capped at the 2nd-largest weight; ({top_r}, {top_c}) holds {ranked[-1]:.2g}")
+    zmax = max(zmax, _uniform_floor(visible, z.shape, start is not None))
     fig = make_subplots(rows=1, cols=1)
-    _attention_panel(fig, z, 1, 1, pixel, image, visible, z.max(), max(8, int(0.8 * size_px / max(h, w))),
+    _attention_panel(fig, z, 1, 1, pixel, image, visible, zmax, max(8, int(0.8 * size_px / max(h, w))),
                      colorbar=dict(title="weight", thickness=12))
-    extra = "" if start is None else f"; start token {start:.2f}"
-    fig.update_layout(title=_title(f"Attention rollout to pixel (row {pixel[0]}, col {pixel[1]}){extra}", objective),
-                      width=size_px + 140, height=size_px + 120, margin=dict(l=20, r=20, t=90, b=20),
+    extra = "" if start is None else f"; start token {start:.2g}"
+    title, top = _title(f"Attention rollout to pixel (row {pixel[0]}, col {pixel[1]}){extra}", objective, *notes)
+    fig.update_layout(title=title, width=size_px + 140, height=size_px + top + 30, margin=dict(l=20, r=20, t=top, b=20),
                       plot_bgcolor="white")
     return fig
 
@@ -218,7 +246,10 @@ def bias_per_layer_chart(table: list[dict], title: str = "iEAT per layer", alpha
     for d in (-0.8, 0.8):  # Cohen's "large" effect, the usual yardstick in iEAT/WEAT tables
         fig.add_hline(y=d, line=dict(color="grey", width=1, dash="dot"), row=1, col=1)
     fig.add_hline(y=alpha, line=dict(color="firebrick", width=1, dash="dot"), row=2, col=1)
-    fig.update_yaxes(type="log", row=2, col=1)
+    # decades only (minor log ticks clutter), from 1 down to at least 0.001 so alpha sits inside
+    smallest = min([r["p_holm"] for r in table] + [1e-3])
+    fig.update_yaxes(type="log", dtick=1, exponentformat="power", range=[np.floor(np.log10(smallest)) - 0.2, 0.1],
+                     row=2, col=1)
     fig.update_xaxes(title="layer", row=2, col=1)
     fig.update_layout(title=title, width=760, height=560, template="plotly_white",
                       legend=dict(orientation="h", y=-0.15))

@@ -7,7 +7,6 @@ example image's layer × head maps and rollout from a query pixel. Writes self-c
 """
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path

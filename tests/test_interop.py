@@ -248,7 +248,9 @@ def test_cli_import_finds_by_name_and_the_model_runs_unchanged(hf_non_square, tm
     assert list(feats) == ["embed"] + [f"blocks.{i}" for i in range(cfg.n_layer)]
     assert all(f.shape == (3, cfg.n_embd) and np.isfinite(f).all() for f in feats.values())
     out = complete(ck.model, tokens, keep_rows=2, n_samples=2, seed=0)
-    assert out.shape == (3, 2, cfg.block_size) and torch.equal(out[:, :, : 2 * cfg.width], tokens[:, None, : 2 * cfg.width].expand(3, 2, -1))
+    kept = 2 * cfg.width
+    assert out.shape == (3, 2, cfg.block_size)
+    assert torch.equal(out[:, :, :kept], tokens[:, None, :kept].expand(3, 2, -1))  # the kept rows stay
 
     assert cli.main(["export-hf", "--model", name, str(tmp_path / "back"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["out"] == str(tmp_path / "back")
@@ -256,3 +258,16 @@ def test_cli_import_finds_by_name_and_the_model_runs_unchanged(hf_non_square, tm
     assert back.config == cfg and all(torch.equal(a, b) for a, b in zip(back.model.parameters(), ck.model.parameters()))
     assert cli.main(["import-hf", str(hf["folder"])]) == 2  # exists: refused, not overwritten
     assert "already exists" in capsys.readouterr().err
+
+
+def test_a_grey_palette_exports_as_rgb_with_the_same_tokens(tmp_path):
+    ck = _our_model(False)
+    grey = Palette(np.linspace(-1, 1, 12, dtype=np.float32)[:, None])
+    out = interop.export_hf(checkpoint.Checkpoint(model=ck.model, palette=grey), tmp_path / "hf")
+    back = interop.load_hf(out)
+    np.testing.assert_array_equal(back.palette.centers, np.repeat(grey.centers, 3, axis=1))
+    images = np.random.default_rng(6).integers(0, 256, (2, 5, 6), dtype=np.uint8)
+    rgb = np.repeat(images[..., None], 3, axis=-1)
+    theirs = ImageGPTImageProcessor.from_pretrained(out)(images=list(rgb), input_data_format="channels_last",
+                                                         return_tensors="pt")["input_ids"]
+    assert torch.equal(grey.encode(images), theirs.long()) and torch.equal(back.palette.encode(rgb), theirs.long())
