@@ -105,7 +105,7 @@ def cmd_complete(args) -> dict:
                    top_k=args.top_k, top_p=args.top_p, seed=args.seed)
     seconds = time.perf_counter() - t0
     decoded = ck.palette.decode(out.flatten(0, 1), cfg.height, cfg.width).reshape(*out.shape[:2], *images.shape[1:])
-    png = _save_grid(completion_grid(ck.palette.decode(tokens, cfg.height, cfg.width), decoded, rows), args.out)
+    png = _save_grid(completion_grid(images, decoded, rows), args.out)
     return {"model": str(ck.path), "source": source, "keep_rows": rows, "samples": args.samples,
             "seconds": seconds, "png": png, "tokens": out.tolist()}
 
@@ -226,6 +226,46 @@ def cmd_bias(args) -> dict:
             "notes": notes, "seed": args.seed, "seconds": seconds, "html": html, "table": table}
 
 
+def cmd_probe(args) -> dict:
+    from .probe import DEFAULT_CS, best_row, load_split, probe_model, umap_embedding
+
+    ck = checkpoint.load_checkpoint(args.model)
+    name = args.data or ck.meta.get("dataset")
+    if not name:
+        raise ValueError("the checkpoint names no dataset: pass --data")
+    Cs = sorted(args.C) if args.C else list(DEFAULT_CS)
+    t0 = time.perf_counter()
+    table = probe_model(ck, name, layers=_layer_names(args.layers), limit=args.limit, norm=args.norm, pool=args.pool,
+                        Cs=Cs, seed=args.seed, cache_dir=args.cache, progress=not args.json)
+    seconds = time.perf_counter() - t0
+    best = best_row(table)  # the layer is chosen on validation; its test accuracy is the headline
+    embedding = None
+    if args.umap:
+        from .features import extract_features
+
+        layer = best["layer"] if args.umap == "best" else _layer_names([args.umap])[0]
+        _, tokens, labels = load_split(name, "test", ck.palette, ck.config.height, args.limit)
+        feats = extract_features(ck.model, tokens, [layer], norm=args.norm, pool=args.pool, cache_dir=args.cache)
+        xy = umap_embedding(feats[layer], seed=args.seed)
+        embedding = {"layer": layer, "split": "test", "seed": args.seed, "x": xy[:, 0].tolist(),
+                     "y": xy[:, 1].tolist(), "labels": labels.tolist()}
+    html = None
+    if args.html:
+        from .plots import figures_html, probe_depth_chart, umap_scatter
+
+        figs = [probe_depth_chart(table, title=f"Linear probes: {ck.path.name} on {name}")]
+        if embedding:
+            figs.append(umap_scatter(np.c_[embedding["x"], embedding["y"]], embedding["labels"],
+                                     data.load_dataset(name, "test", limit=1).class_names or None,
+                                     title=f"UMAP of {embedding['layer']} (test split, seed {args.seed})"))
+        Path(args.html).write_text(figures_html(figs, title="igpt-lite probe"))
+        html = str(args.html)
+    return {"model": str(ck.path), "dataset": name, "resolution": ck.config.height, "limit": args.limit,
+            "extraction": {"norm": args.norm, "pool": args.pool}, "Cs": Cs, "seed": args.seed, "seconds": seconds,
+            "best": {k: best[k] for k in ("layer", "val_acc", "test_acc", "test_stderr", "C")},
+            "html": html, "umap": embedding, "table": table}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="igpt-lite", description="A compact Image GPT.")
     sub = parser.add_subparsers(dest="verb", required=True)
@@ -298,6 +338,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", default=None, help="write the per-layer plot (d, adjusted p) to this HTML file")
     p.set_defaults(func=cmd_bias)
 
+    p = sub.add_parser("probe", help="linear probe of every layer, with baselines",
+                       description="Linear probes (standardised features, multinomial logistic regression, C chosen "
+                       "on the validation split, accuracy on the test split) of every layer's features (layer-normed, "
+                       "pooled over positions), next to the same architecture with random weights, raw pixels and "
+                       "palette pixels, all on the same splits.")
+    _model_arg(p)
+    p.add_argument("--data", default=None, help="embedded dataset (default: the model's own)")
+    p.add_argument("--layers", nargs="+", default=None, help="layers (embed, blocks.3 or 3, ln_f); default: all")
+    p.add_argument("--limit", type=int, default=None, help="at most this many images per split")
+    p.add_argument("--norm", default="layernorm", choices=["layernorm", "next", "none"],
+                   help="layernorm: the paper's plain layer norm; next: the model's next norm (as iEAT)")
+    p.add_argument("--pool", default="mean", choices=["mean", "max", "last"],
+                   help="over positions; mean is the paper's")
+    p.add_argument("--C", type=float, nargs="+", default=None,
+                   help="inverse regularisation grid, chosen on validation (default 1e-4 ... 1e3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random-weight baseline and of UMAP")
+    p.add_argument("--cache", default=None, metavar="DIR", help="keep features in DIR (.npz), keyed by model and data")
+    p.add_argument("--umap", nargs="?", const="best", default=None, metavar="LAYER",
+                   help="also a UMAP of a layer's test features (default: the best layer on validation)")
+    p.add_argument("--html", default=None, help="write the figures to this HTML file")
+    p.set_defaults(func=cmd_probe)
+
     p = sub.add_parser("attention", help="attention maps of every layer and head from one pixel, and rollout")
     _model_arg(p)
     p.add_argument("--image", default=None, help="an image file (centre-cropped and resized)")
@@ -330,7 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_TABLE_COLUMNS = ("layer", "effect_size", "p_value", "p_holm", "n_permutations")  # the rest is in --json
+_TABLE_COLUMNS = ("kind", "layer", "effect_size", "p_value", "p_holm", "n_permutations",  # bias
+                  "train_acc", "val_acc", "test_acc", "test_stderr", "C")  # probe; the rest is in --json
 
 
 def _table_text(rows: list[dict]) -> str:
@@ -346,7 +409,7 @@ def _table_text(rows: list[dict]) -> str:
 def _human(result: dict) -> str:
     lines = []
     for key, value in result.items():
-        if key in ("tokens", "history", "maps", "head_mean", "rollout", "visible", "start"):  # too big to read
+        if key in ("tokens", "history", "maps", "head_mean", "rollout", "visible", "start", "umap"):  # too big
             continue
         if key == "table":  # per-layer rows (bias): one aligned line each
             lines.append(_table_text(value))

@@ -1,6 +1,22 @@
 """Per-layer image features in one pass: the paper's linear-probe features (a layer's output,
-layer-normed, averaged over positions) for every layer at once, read from the activation cache."""
+layer-normed, averaged over positions) for every layer at once, read from the activation cache.
+
+Layers, input to output: `embed` (token + position embeddings), `blocks.0` ... `blocks.{L-1}`
+(the residual stream after each block) and, on request, `ln_f` (the final norm's output, what the
+head reads). Pooling over positions: "mean" (the paper's), "max", or "last" (the last position's
+state; in an ar model it has seen every pixel but the last one).
+
+With `cache_dir`, features are kept on disk as .npz files (no pickle), keyed by a hash of the model
+(config and every weight), the tokens, the layer set, the norm and the pooling: a changed model or
+dataset never hits a stale file.
+"""
 from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -10,15 +26,17 @@ from tqdm.auto import tqdm
 from .model import GPT
 
 NORMS = ("layernorm", "next", "none")
+POOLS = ("mean", "max", "last")
+CACHE_VERSION = 1  # bump when the features computed for the same key change
 
 
-def feature_layers(model: GPT) -> list[str]:
-    """Layer names, input to output: embed, blocks.0 ... blocks.{L-1}."""
-    return ["embed"] + [f"blocks.{i}" for i in range(model.config.n_layer)]
+def feature_layers(model: GPT, final_norm: bool = False) -> list[str]:
+    """Layer names, input to output: embed, blocks.0 ... blocks.{L-1}, then ln_f when final_norm."""
+    return ["embed"] + [f"blocks.{i}" for i in range(model.config.n_layer)] + (["ln_f"] if final_norm else [])
 
 
 def _cache_name(layer: str) -> str:
-    return "embed" if layer == "embed" else f"{layer}.resid_post"
+    return layer if layer in ("embed", "ln_f") else f"{layer}.resid_post"
 
 
 def _normalise(model: GPT, layer: str, x: torch.Tensor, norm: str) -> torch.Tensor:
@@ -27,27 +45,88 @@ def _normalise(model: GPT, layer: str, x: torch.Tensor, norm: str) -> torch.Tens
     if norm == "layernorm":  # the paper: a plain layer norm (no learned scale) before pooling
         return F.layer_norm(x, x.shape[-1:])
     # "next": the model's own next norm, as iEAT extracts (block l's output through block l+1's ln_1)
+    if layer == "ln_f":  # already the output of the last norm there is
+        return x
     idx = -1 if layer == "embed" else int(layer.split(".")[1])
     nxt = model.blocks[idx + 1].ln_1 if idx + 1 < model.config.n_layer else model.ln_f
     return nxt(x)
 
 
+def _pool(x: torch.Tensor, pool: str) -> torch.Tensor:
+    if pool == "mean":
+        return x.mean(1)
+    if pool == "max":
+        return x.amax(1)
+    return x[:, -1]
+
+
+def features_key(model: GPT, tokens, layers: list[str], norm: str, pool: str) -> str:
+    """Hash of everything the features depend on: config, weights, tokens, layer set, norm, pooling."""
+    h = hashlib.blake2b(digest_size=16)  # fast enough to hash even large weights (~1 GB/s)
+    meta = {"v": CACHE_VERSION, "config": model.config.to_dict(), "layers": list(layers), "norm": norm, "pool": pool}
+    h.update(json.dumps(meta, sort_keys=True).encode())
+    for name, t in model.state_dict().items():
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    t = torch.as_tensor(tokens).to("cpu", torch.int64).contiguous()
+    h.update(f"tokens:{tuple(t.shape)}".encode())
+    h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def _load_cached(path: Path, layers: list[str]) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if not set(layers) <= set(f.files):
+                return None
+            return {l: f[l] for l in layers}
+    except (OSError, ValueError):  # missing, truncated or foreign file: recompute
+        return None
+
+
+def _save_cached(path: Path, feats: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{uuid.uuid4().hex[:8]}.npz"  # renamed into place: no half-written file
+    try:
+        np.savez(tmp, **feats)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 @torch.inference_mode()
 def extract_features(model: GPT, tokens: torch.Tensor, layers: list[str] | None = None, *, norm: str = "layernorm",
-                     batch_size: int = 64, progress: bool = False) -> dict[str, np.ndarray]:
-    """{layer: float32 N×d} features of every requested layer, from one forward pass per batch."""
+                     pool: str = "mean", batch_size: int = 64, progress: bool = False,
+                     cache_dir: str | Path | None = None) -> dict[str, np.ndarray]:
+    """{layer: float32 N×d} features of every requested layer, from one forward pass per batch.
+
+    layers: names from `feature_layers(model, final_norm=True)`; None means embed and every block
+    (ln_f only when asked for). cache_dir: read and write the features there (.npz, no pickle)."""
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-    valid = feature_layers(model)
-    layers = valid if layers is None else list(layers)
+    if pool not in POOLS:
+        raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+    valid = feature_layers(model, final_norm=True)
+    layers = feature_layers(model) if layers is None else list(layers)
     unknown = [l for l in layers if l not in valid]
     if unknown:
-        raise ValueError(f"unknown layers {unknown}; this model has {valid[0]} ... {valid[-1]}")
+        raise ValueError(f"unknown layers {unknown}; this model has {', '.join(valid)}")
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"features-{features_key(model, tokens, layers, norm, pool)}.npz"
+        cached = _load_cached(path, layers)
+        if cached is not None:
+            return cached
     names = {_cache_name(l) for l in layers}
     out = {l: [] for l in layers}
     for i in tqdm(range(0, len(tokens), batch_size), disable=not progress, desc="features"):
         batch = torch.as_tensor(tokens[i : i + batch_size]).to(model.device)
         _, cache = model.run_with_cache(model.image_inputs(batch), names=names)
         for l in layers:
-            out[l].append(_normalise(model, l, cache[_cache_name(l)], norm).mean(1).float().cpu().numpy())
-    return {l: np.concatenate(v) for l, v in out.items()}
+            x = _normalise(model, l, cache[_cache_name(l)], norm)
+            out[l].append(_pool(x, pool).float().cpu().numpy())
+    feats = {l: np.concatenate(v) for l, v in out.items()}
+    if path is not None:
+        _save_cached(path, feats)
+    return feats

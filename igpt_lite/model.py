@@ -158,8 +158,8 @@ class SelfAttention(nn.Module):
                 y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p, scale=self.scale)
             else:
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, scale=self.scale)
-        y = y.transpose(1, 2).reshape(B, T, C)
-        return F.dropout(self.proj(y), self.dropout, self.training), pattern
+        y = self.proj(y.transpose(1, 2).reshape(B, T, C))
+        return (F.dropout(y, self.dropout, True) if self.training and self.dropout else y), pattern
 
 
 class MLP(nn.Module):
@@ -172,8 +172,8 @@ class MLP(nn.Module):
 
     def forward(self, x):
         h = self.fc(x)
-        h = h * torch.sigmoid(1.702 * h) if self.quick else F.gelu(h)
-        return F.dropout(self.proj(h), self.dropout, self.training)
+        h = self.proj(h * torch.sigmoid(1.702 * h) if self.quick else F.gelu(h))
+        return F.dropout(h, self.dropout, True) if self.training and self.dropout else h
 
 
 class Block(nn.Module):
@@ -245,7 +245,8 @@ class GPT(nn.Module):
         want = (lambda n: n in names) if names is not None else (lambda n: False)
         pos = torch.arange(start, start + T, device=input_ids.device)
         x = self.wte(input_ids) + self.wpe(pos)
-        x = F.dropout(x, self.config.dropout, self.training)
+        if self.training and self.config.dropout:
+            x = F.dropout(x, self.config.dropout, True)
         if want("embed"):
             store["embed"] = x
         causal = self.config.objective == "ar"

@@ -254,3 +254,122 @@ def bias_per_layer_chart(table: list[dict], title: str = "iEAT per layer", alpha
     fig.update_layout(title=title, width=760, height=560, template="plotly_white",
                       legend=dict(orientation="h", y=-0.15))
     return fig
+
+
+# ---- linear probes (igpt_lite/probe.py computes the tables) ----
+
+_BASELINE_STYLE = {"pixels": ("raw pixels", "#7f7f7f", "dash"), "palette": ("palette pixels", "#bcbd22", "dot")}
+
+
+def _layer_axis(rows: list[dict]) -> list[str]:
+    """Layer names in depth order (embed, blocks.0, ..., ln_f), from the rows that have a depth."""
+    depth = {r["layer"]: r["depth"] for r in rows if r.get("depth") is not None}
+    return sorted(depth, key=depth.get)
+
+
+def _probe_hover(r: dict, prefix: str = "") -> str:
+    edge = " (at the grid's edge)" if r.get("C_at_edge") else ""
+    return (f"{prefix}{r['layer']}: test {100 * r['test_acc']:.1f} ± {100 * r['test_stderr']:.1f}%, "
+            f"val {100 * r['val_acc']:.1f}%, train {100 * r['train_acc']:.1f}%, C={r['C']:.3g}{edge}")
+
+
+def _probe_curve(fig, rows: list[dict], name: str, color: str, dash: str = "solid", width: float = 2.5, **kw):
+    import plotly.graph_objects as go
+
+    rows = sorted(rows, key=lambda r: r["depth"])
+    fig.add_trace(go.Scatter(x=[r["layer"] for r in rows], y=[100 * r["test_acc"] for r in rows], name=name,
+                             mode="lines+markers", line=dict(color=color, dash=dash, width=width),
+                             error_y=dict(type="data", array=[100 * r["test_stderr"] for r in rows], thickness=1),
+                             hovertext=[_probe_hover(r, f"{name}, ") for r in rows], hoverinfo="text", **kw))
+
+
+def _probe_baselines(fig, table: list[dict]):
+    """The random-weight curve and the pixel baselines (horizontal lines across the layers, in the
+    legend, ± their standard error shaded)."""
+    import plotly.graph_objects as go
+
+    random = [r for r in table if r["kind"] == "random"]
+    if random:
+        _probe_curve(fig, random, f"random weights (seed {random[0].get('seed', '?')})", "#d62728", dash="dash",
+                     width=1.5, legendrank=900)
+    layers = _layer_axis(table)
+    for r in table:
+        if r["kind"] in _BASELINE_STYLE and layers:
+            label, color, dash = _BASELINE_STYLE[r["kind"]]
+            acc, se = 100 * r["test_acc"], 100 * r["test_stderr"]
+            fig.add_hrect(y0=acc - se, y1=acc + se, fillcolor=color, opacity=0.12, line_width=0)
+            fig.add_trace(go.Scatter(x=[layers[0], layers[-1]], y=[acc, acc], mode="lines", legendrank=901,
+                                     name=f"{label}: {acc:.1f} ± {se:.1f}%",
+                                     line=dict(color=color, dash=dash, width=2),
+                                     hovertext=_probe_hover(r), hoverinfo="text"))
+
+
+def _probe_layout(fig, table: list[dict], title: str, notes: list[str]):
+    edge = sum(bool(r.get("C_at_edge")) for r in table)
+    if edge:
+        notes = notes + [f"{edge} probe(s) chose a C at the edge of the grid: widen it"]
+    n = next((r for r in table if "n_test" in r), {})
+    notes = [f"test accuracy ± standard error (n_test = {n.get('n_test', '?')}); C chosen on validation"] + notes
+    fig.update_layout(title=dict(text=f"{title}<br><sup>{'<br>'.join(notes)}</sup>", x=0.02, xanchor="left"),
+                      xaxis=dict(title="layer", type="category", categoryorder="array",
+                                 categoryarray=_layer_axis(table)),
+                      yaxis=dict(title="linear probe accuracy (%)"), width=800, height=480 + 18 * len(notes),
+                      margin=dict(t=70 + 18 * len(notes)), template="plotly_white",
+                      legend=dict(orientation="h", y=-0.18))
+    return fig
+
+
+def probe_depth_chart(table: list[dict], title: str = "Linear probe accuracy versus depth"):
+    """Test accuracy per layer (error bars: its standard error) of the trained model, the same
+    architecture with random weights, and raw / palette pixels as horizontal lines, from the rows
+    of `probe.probe_model` (kind, layer, depth, test_acc, test_stderr, val_acc, train_acc, C).
+    Tables over several checkpoints (a `step` column) show the latest step."""
+    import plotly.graph_objects as go
+
+    trained = [r for r in table if r["kind"] == "trained"]
+    steps = [r["step"] for r in trained if r.get("step") is not None]
+    if steps:
+        trained = [r for r in trained if r.get("step") == max(steps)]
+    fig = go.Figure()
+    _probe_baselines(fig, table)
+    if trained:
+        _probe_curve(fig, trained, "trained" + (f" (step {max(steps)})" if steps else ""), "#1f77b4", legendrank=1)
+    return _probe_layout(fig, table, title, [])
+
+
+def probe_checkpoints_chart(table: list[dict], title: str = "Linear probe accuracy over training"):
+    """One depth curve per checkpoint (rows of `probe.probe_checkpoints`: trained rows with a `step`
+    column), light to dark with training, over the same baselines as `probe_depth_chart`."""
+    import plotly.colors
+    import plotly.graph_objects as go
+
+    steps = sorted({r["step"] for r in table if r["kind"] == "trained"})
+    colors = plotly.colors.sample_colorscale("Blues", [0.35 + 0.65 * i / max(len(steps) - 1, 1)
+                                                       for i in range(len(steps))])
+    fig = go.Figure()
+    _probe_baselines(fig, table)
+    for step, color in zip(steps, colors):
+        _probe_curve(fig, [r for r in table if r["kind"] == "trained" and r["step"] == step], f"step {step}", color,
+                     legendrank=1)
+    return _probe_layout(fig, table, title, [])
+
+
+def umap_scatter(embedding: np.ndarray, labels, class_names=None, title: str = "UMAP of the features"):
+    """A 2-D embedding (N×2, e.g. `probe.umap_embedding`) as points coloured by label."""
+    import plotly.colors
+    import plotly.graph_objects as go
+
+    xy = np.asarray(embedding, dtype=float)
+    labels = np.asarray(labels)
+    colors = plotly.colors.qualitative.D3 + plotly.colors.qualitative.Alphabet
+    fig = go.Figure()
+    for i, label in enumerate(np.unique(labels)):
+        name = class_names[int(label)] if class_names is not None else str(label)
+        pts = xy[labels == label]
+        fig.add_trace(go.Scatter(x=pts[:, 0], y=pts[:, 1], mode="markers", name=name,
+                                 marker=dict(size=5, opacity=0.8, color=colors[i % len(colors)]),
+                                 hovertemplate=f"{name}<extra></extra>"))
+    fig.update_layout(title=title, width=640, height=560, template="plotly_white",
+                      xaxis=dict(showticklabels=False, title=""), yaxis=dict(showticklabels=False, title="",
+                                                                            scaleanchor="x"))
+    return fig

@@ -5,9 +5,11 @@ iterative unmasking in raster order (one full forward pass per pixel: no cache a
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .model import GPT
+from .palette import Palette
 
 
 def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
@@ -92,3 +94,12 @@ def complete(model: GPT, tokens: torch.Tensor, keep_rows: int, n_samples: int = 
 def sample(model: GPT, n: int, **kwargs) -> torch.Tensor:
     """`n` unconditional samples (N×T tokens)."""
     return generate(model, torch.empty(n, 0, dtype=torch.long), **kwargs)
+
+
+def complete_images(model: GPT, palette: Palette, images: np.ndarray, keep_rows: int, n_samples: int = 1,
+                    **kwargs) -> np.ndarray:
+    """`complete` from uint8 images to uint8 images: N×H×W×C in, N × n_samples × H×W×C out."""
+    cfg = model.config
+    out = complete(model, palette.encode(images), keep_rows, n_samples, **kwargs)
+    decoded = palette.decode(out.flatten(0, 1), cfg.height, cfg.width)
+    return decoded.reshape(*out.shape[:2], *decoded.shape[1:])

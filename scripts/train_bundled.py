@@ -1,8 +1,9 @@
-"""Train (or resume) the bundled models, then export them to data/models/<name>/ with a grid of
-samples and completions in docs/. Resumable: run the same command again after a stop.
+"""Train (or resume) the bundled models, then export them to data/models/<name>/ and draw a grid
+of samples and one of completions of held-out images in docs/. Resumable: run the same command
+again after a stop.
 
     python scripts/train_bundled.py mnist            # train (resumes runs/bundled/mnist if present)
-    python scripts/train_bundled.py mnist --export   # copy the latest step into data/models/mnist
+    python scripts/train_bundled.py mnist --export   # copy the latest step to data/models/mnist + grids
 """
 import argparse
 import sys
@@ -10,6 +11,10 @@ import sys
 import torch
 
 from igpt_lite.bundled import RECIPES, export_bundled
+from igpt_lite.checkpoint import load_checkpoint
+from igpt_lite.data import load_dataset
+from igpt_lite.plots import completion_grid, image_grid
+from igpt_lite.sample import complete_images, sample
 from igpt_lite.train import pretrain
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -22,7 +27,16 @@ if args.threads:
     torch.set_num_threads(args.threads)
 run_dir = f"{args.runs}/{args.name}"
 if args.export:
-    print(export_bundled(args.name, run_dir))
+    path = export_bundled(args.name, run_dir)
+    ck = load_checkpoint(path)
+    cfg = ck.config
+    images = load_dataset(ck.meta["dataset"], "test", resolution=cfg.height, limit=8).images
+    keep = cfg.height // 2
+    completions = complete_images(ck.model, ck.palette, images, keep, n_samples=5, seed=0)
+    completion_grid(images, completions, keep, scale=4).save(f"docs/{args.name}_completions.png")
+    samples = ck.palette.decode(sample(ck.model, 32, seed=0), cfg.height, cfg.width)
+    image_grid(samples, ncols=8, scale=4).save(f"docs/{args.name}_samples.png")
+    print(path, f"docs/{args.name}_completions.png", f"docs/{args.name}_samples.png")
     sys.exit()
 r = RECIPES[args.name]
 pretrain(r["dataset"], run_dir, model_cfg=r["model"], train_cfg=r["train"], resume=True)

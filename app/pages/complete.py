@@ -4,7 +4,7 @@ import streamlit as st
 from igpt_lite.checkpoint import load_checkpoint, model_names
 from igpt_lite.data import load_dataset
 from igpt_lite.plots import completion_grid
-from igpt_lite.sample import complete
+from igpt_lite.sample import complete_images
 
 
 @st.cache_resource
@@ -36,8 +36,8 @@ n_samples = c3.slider("Completions", 1, 8, 4)
 temperature = c4.slider("Temperature", 0.5, 1.5, 1.0, 0.05)
 seed = st.sidebar.number_input("Seed", 0, 10_000, 0)
 
-tokens = ck.palette.encode(images[index : index + 1])
-out = complete(ck.model, tokens, keep_rows=keep_rows, n_samples=n_samples, temperature=temperature, seed=seed)
-decoded = ck.palette.decode(out[0], cfg.height, cfg.width)[None]
-grid = completion_grid(ck.palette.decode(tokens, cfg.height, cfg.width), decoded, keep_rows, scale=8)
+original = images[index : index + 1]
+completions = complete_images(ck.model, ck.palette, original, keep_rows, n_samples=n_samples,
+                              temperature=temperature, seed=seed)
+grid = completion_grid(original, completions, keep_rows, scale=8)
 st.image(grid, caption="kept rows (grey: hidden) · completions · original")

@@ -1,0 +1,294 @@
+"""Linear probes of every layer, next to their baselines; UMAP of a layer; probes over training.
+
+The paper's protocol (Chen et al. 2020, section 3.3): features of layer l (layer-normed, mean-pooled
+over positions, see features.py), a multinomial logistic regression on them, its regularisation
+chosen on a validation split, accuracy reported on a held-out test split.
+
+A probe accuracy means little alone: `probe_model` always returns it with its baselines on the
+same splits, in one plain table with a `kind` column:
+  trained   every layer of the model
+  random    every layer of the same architecture with random weights (torch seed `seed`, 0 by default)
+  pixels    the raw pixels at the model's resolution
+  palette   the pixels after palette quantisation (what the model actually reads), decoded
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data
+from .checkpoint import Checkpoint, load_checkpoint, step_dirs
+from .features import extract_features, feature_layers
+from .model import GPT, GPTConfig
+from .palette import Palette
+
+# inverse regularisation strengths, weakest last; wide on purpose: a chosen C at either end of
+# the grid (flagged `C_at_edge` in the table) means the grid should be widened
+DEFAULT_CS = tuple(float(c) for c in np.logspace(-4, 3, 8))
+UMAP_PRECOMPUTED_BELOW = 4096  # umap-learn's own distance path is a slow Python loop below this
+
+
+def _accuracy(pred, y) -> float:
+    return float(np.mean(np.asarray(pred) == np.asarray(y)))
+
+
+class LinearProbe:
+    """Standardised features -> multinomial logistic regression (scikit-learn, lbfgs), with C
+    chosen on a validation split: the C whose model scores best there (ties: the smaller C, the
+    simpler model). Each C is fitted from scratch, so the chosen model is exactly scikit-learn's
+    LogisticRegression(C=C_) on the standardised training features.
+
+    After fit: C_, val_scores_ (one per C in Cs_), scaler_, classifier_, converged_."""
+
+    def __init__(self, Cs=DEFAULT_CS, max_iter: int = 1000, tol: float = 1e-4):
+        self.Cs = Cs
+        self.max_iter = max_iter
+        self.tol = tol
+
+    def fit(self, X, y, X_val=None, y_val=None) -> "LinearProbe":
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import StandardScaler
+
+        Cs = sorted(float(c) for c in np.atleast_1d(self.Cs))
+        if len(Cs) > 1 and (X_val is None or y_val is None):
+            raise ValueError("choosing C needs a validation split: pass X_val and y_val, or a single C")
+        self.scaler_ = StandardScaler().fit(X)
+        Xs = self.scaler_.transform(X)
+        Xv = self.scaler_.transform(X_val) if X_val is not None else None
+        self.Cs_, self.val_scores_, best = Cs, [], None
+        for C in Cs:
+            clf = LogisticRegression(C=C, max_iter=self.max_iter, tol=self.tol)
+            with warnings.catch_warnings():  # recorded in converged_ instead
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                clf.fit(Xs, y)
+            score = _accuracy(clf.predict(Xv), y_val) if Xv is not None else np.nan
+            self.val_scores_.append(score)
+            if best is None or score > best[0]:  # strictly better: ties keep the smaller C
+                best = (score, C, clf)
+        _, self.C_, self.classifier_ = best
+        self.converged_ = bool(np.all(self.classifier_.n_iter_ < self.max_iter))
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        return self.classifier_.predict(self.scaler_.transform(X))
+
+    def predict_proba(self, X) -> np.ndarray:
+        return self.classifier_.predict_proba(self.scaler_.transform(X))
+
+    def score(self, X, y) -> float:
+        return _accuracy(self.predict(X), y)
+
+
+def probe_layers(features_by_split: dict, labels_by_split: dict, layers=None, *, Cs=DEFAULT_CS,
+                 max_iter: int = 1000) -> list[dict]:
+    """One row per layer: {layer, depth, dim, train_acc, val_acc, test_acc, test_stderr, C,
+    C_at_edge, val_acc_by_C, converged, seconds (fit, search included), n_train, n_val, n_test}.
+
+    features_by_split: {"train"|"val"|"test": {layer: N×d array}}; labels_by_split: {split: N labels}.
+    depth is the layer's position in the features' order (embed 0, blocks.i i+1, ln_f last)."""
+    names = list(features_by_split["train"])
+    layers = names if layers is None else list(layers)
+    y = {s: np.asarray(labels_by_split[s]) for s in ("train", "val", "test")}
+    rows = []
+    for layer in layers:
+        X = {s: features_by_split[s][layer] for s in ("train", "val", "test")}
+        t0 = time.perf_counter()
+        probe = LinearProbe(Cs=Cs, max_iter=max_iter).fit(X["train"], y["train"], X["val"], y["val"])
+        seconds = time.perf_counter() - t0
+        test_acc = probe.score(X["test"], y["test"])
+        rows.append({
+            "layer": layer, "depth": names.index(layer) if layer in names else None, "dim": int(X["train"].shape[1]),
+            "train_acc": probe.score(X["train"], y["train"]), "val_acc": max(probe.val_scores_),
+            "test_acc": test_acc,
+            # binomial standard error of the test accuracy: differences below ~2 of these are noise
+            "test_stderr": float(np.sqrt(test_acc * (1 - test_acc) / len(y["test"]))),
+            "C": probe.C_, "C_at_edge": len(probe.Cs_) > 1 and probe.C_ in (probe.Cs_[0], probe.Cs_[-1]),
+            "val_acc_by_C": [float(v) for v in probe.val_scores_], "converged": probe.converged_,
+            "seconds": seconds, "n_train": len(y["train"]), "n_val": len(y["val"]), "n_test": len(y["test"]),
+        })
+    return rows
+
+
+# ---- data for a model ----
+
+def load_split(dataset: str, split: str, palette: Palette, resolution: int, limit: int | None = None):
+    """(images uint8 N×H×W×C at the model's resolution, tokens N×T, labels N) of one split."""
+    ds = data.load_dataset(dataset, split, resolution=resolution, limit=limit)
+    return ds.images, palette.encode(ds.images), ds.labels
+
+
+def _model_resolution(config: GPTConfig) -> int:
+    if config.height != config.width:
+        raise ValueError(f"datasets are loaded square, but this model reads {config.height}×{config.width} images")
+    return config.height
+
+
+def _load_splits(dataset: str, palette: Palette, config: GPTConfig, limit: int | None):
+    res = _model_resolution(config)
+    out = {s: load_split(dataset, s, palette, res, limit) for s in ("train", "val", "test")}
+    images, tokens, labels = ({s: v[i] for s, v in out.items()} for i in range(3))
+    return images, tokens, labels
+
+
+def _check_layers(model: GPT, layers) -> list[str]:
+    """The layers to probe (default: all, embed to ln_f), checked before any data is loaded."""
+    valid = feature_layers(model, final_norm=True)
+    layers = valid if layers is None else list(layers)
+    unknown = [l for l in layers if l not in valid]
+    if unknown:
+        raise ValueError(f"unknown layers {unknown}; this model has {', '.join(valid)}")
+    return layers
+
+
+def _depth(model: GPT, layer: str) -> int:
+    """A layer's place in the network (embed 0, blocks.i i+1, ln_f L+1), whatever subset is probed."""
+    return feature_layers(model, final_norm=True).index(layer)
+
+
+def _features_by_split(model: GPT, tokens: dict, layers, **kw) -> dict:
+    return {s: extract_features(model, t, layers, **kw) for s, t in tokens.items()}
+
+
+def random_model(config: GPTConfig, seed: int = 0) -> GPT:
+    """The same architecture with fresh random weights (GPT's own init), seeded without touching
+    the caller's global torch RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return GPT(config).eval()
+
+
+def _pixels(images: np.ndarray) -> np.ndarray:
+    return (np.asarray(images, dtype=np.float32) / 127.5 - 1).reshape(len(images), -1)
+
+
+def baselines(images_by_split: dict, labels_by_split: dict, palette: Palette, config: GPTConfig, *,
+              tokens_by_split: dict | None = None, layers=None, seed: int = 0, norm: str = "layernorm",
+              pool: str = "mean", Cs=DEFAULT_CS, max_iter: int = 1000, batch_size: int = 64, device="cpu",
+              cache_dir=None, progress: bool = False) -> list[dict]:
+    """Rows (probe_layers' columns plus `kind`) for the three baselines on the same splits: every
+    layer of a random-weight model (torch seed `seed`), raw pixels, palette-decoded pixels."""
+    if tokens_by_split is None:
+        tokens_by_split = {s: palette.encode(im) for s, im in images_by_split.items()}
+    model = random_model(config, seed).to(device)
+    layers = feature_layers(model, final_norm=True) if layers is None else list(layers)
+    feats = _features_by_split(model, tokens_by_split, layers, norm=norm, pool=pool, batch_size=batch_size,
+                               cache_dir=cache_dir, progress=progress)
+    rows = [{"kind": "random", **r, "depth": _depth(model, r["layer"]), "seed": seed}
+            for r in probe_layers(feats, labels_by_split, Cs=Cs, max_iter=max_iter)]
+    h, w = config.height, config.width
+    pixel_sets = {
+        "pixels": {s: {"pixels": _pixels(im)} for s, im in images_by_split.items()},
+        "palette": {s: {"palette": _pixels(palette.decode(tokens_by_split[s], h, w))} for s in images_by_split},
+    }
+    for kind, feats in pixel_sets.items():
+        rows += [{"kind": kind, **r, "depth": None}
+                 for r in probe_layers(feats, labels_by_split, Cs=Cs, max_iter=max_iter)]
+    return rows
+
+
+def _as_checkpoint(checkpoint) -> Checkpoint:
+    return checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+
+
+def _dataset_of(ck: Checkpoint, dataset: str | None) -> str:
+    name = dataset or ck.meta.get("dataset")
+    if not name:
+        raise ValueError(f"the checkpoint {ck.path} names no dataset: pass one")
+    return name
+
+
+def _trained_rows(ck: Checkpoint, tokens: dict, labels: dict, layers, *, norm, pool, Cs, max_iter, batch_size,
+                  cache_dir, progress) -> list[dict]:
+    feats = _features_by_split(ck.model, tokens, layers, norm=norm, pool=pool, batch_size=batch_size,
+                               cache_dir=cache_dir, progress=progress)
+    return [{"kind": "trained", **r, "depth": _depth(ck.model, r["layer"])}
+            for r in probe_layers(feats, labels, Cs=Cs, max_iter=max_iter)]
+
+
+def probe_model(checkpoint, dataset: str | None = None, *, layers=None, limit: int | None = None,
+                norm: str = "layernorm", pool: str = "mean", Cs=DEFAULT_CS, max_iter: int = 1000, seed: int = 0,
+                batch_size: int = 64, cache_dir=None, progress: bool = False) -> list[dict]:
+    """Probe every layer of a checkpoint (path, name or Checkpoint) on a dataset's train/val/test
+    splits (default: the dataset it was trained on; `limit` images per split), with the baselines.
+
+    One table: the trained model's rows, then the random-weight model's, then pixels and palette;
+    the columns of `probe_layers` plus `kind` (and `seed` for the random rows).
+    layers: default every layer, embed to ln_f. Features: one pass per split for all layers."""
+    ck = _as_checkpoint(checkpoint)
+    name = _dataset_of(ck, dataset)
+    layers = _check_layers(ck.model, layers)
+    images, tokens, labels = _load_splits(name, ck.palette, ck.config, limit)
+    opts = dict(norm=norm, pool=pool, Cs=Cs, max_iter=max_iter, batch_size=batch_size, cache_dir=cache_dir,
+                progress=progress)
+    rows = _trained_rows(ck, tokens, labels, layers, **opts)
+    return rows + baselines(images, labels, ck.palette, ck.config, tokens_by_split=tokens, layers=layers, seed=seed,
+                            device=ck.model.device, **opts)
+
+
+def _step_of(path: Path) -> int:
+    return int(path.name.split("-", 1)[1])
+
+
+def probe_checkpoints(run_dir, dataset: str | None = None, *, layers=None, steps=None, limit: int | None = None,
+                      norm: str = "layernorm", pool: str = "mean", Cs=DEFAULT_CS, max_iter: int = 1000,
+                      seed: int = 0, batch_size: int = 64, cache_dir=None, progress: bool = False) -> list[dict]:
+    """Probe curves over training: the trained rows of every saved step-* checkpoint of a run
+    (or those whose step is in `steps`), each with `step` and `checkpoint` columns, then the
+    baselines once (a run's checkpoints share architecture and palette, so they share baselines)."""
+    dirs = [d for d in step_dirs(run_dir) if steps is None or _step_of(d) in set(steps)]
+    if not dirs:
+        raise FileNotFoundError(f"{run_dir}: no step-* checkpoints{' for steps ' + str(list(steps)) if steps else ''}"
+                                " (train with --keep 0 to keep every saved step)")
+    last = load_checkpoint(dirs[-1])
+    name = _dataset_of(last, dataset)
+    layers = _check_layers(last.model, layers)
+    images, tokens, labels = _load_splits(name, last.palette, last.config, limit)
+    opts = dict(norm=norm, pool=pool, Cs=Cs, max_iter=max_iter, batch_size=batch_size, cache_dir=cache_dir,
+                progress=progress)
+    rows = []
+    for d in dirs:
+        ck = last if d == dirs[-1] else load_checkpoint(d)
+        ck.check_palette(last.palette)  # same tokens for every step
+        rows += [{**r, "step": _step_of(d), "checkpoint": str(d)}
+                 for r in _trained_rows(ck, tokens, labels, layers, **opts)]
+    return rows + baselines(images, labels, last.palette, last.config, tokens_by_split=tokens, layers=layers,
+                            seed=seed, device=last.model.device, **opts)
+
+
+def best_row(table: list[dict], kind: str = "trained", by: str = "val_acc") -> dict:
+    """The row of `kind` with the best validation accuracy (choose layers on val, report test)."""
+    rows = [r for r in table if r["kind"] == kind]
+    if not rows:
+        raise ValueError(f"no {kind!r} rows in the table")
+    return max(rows, key=lambda r: r[by])
+
+
+# ---- UMAP ----
+
+def umap_embedding(features: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1) -> np.ndarray:
+    """N×2 float32 UMAP projection (umap-learn), deterministic for a given seed.
+
+    Below 4,096 points umap-learn computes exact distances in a slow Python loop: we pass sklearn's
+    pairwise_distances as a precomputed metric instead (same neighbours, seconds instead of minutes).
+    The first call in a process pays umap-learn's import and numba compile (tens of seconds)."""
+    import umap
+    from sklearn.metrics import pairwise_distances
+
+    X = np.asarray(features, dtype=np.float32)
+    if len(X) < 3:
+        raise ValueError(f"UMAP needs at least 3 points, got {len(X)}")
+    n_neighbors = min(n_neighbors, len(X) - 1)
+    with warnings.catch_warnings():  # precomputed metric: "inverse_transform unavailable"; seeded: "n_jobs=1"
+        warnings.simplefilter("ignore", UserWarning)
+        if len(X) < UMAP_PRECOMPUTED_BELOW:
+            reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, metric="precomputed", random_state=seed)
+            out = reducer.fit_transform(pairwise_distances(X))
+        else:
+            reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed)
+            out = reducer.fit_transform(X)
+    return np.asarray(out, dtype=np.float32)

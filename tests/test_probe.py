@@ -1,0 +1,255 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from igpt_lite import plots
+from igpt_lite.checkpoint import save_checkpoint
+from igpt_lite.cli import main
+from igpt_lite.features import extract_features, feature_layers
+from igpt_lite.probe import LinearProbe, best_row, probe_checkpoints, probe_layers, probe_model, umap_embedding
+from conftest import tiny_model
+
+KINDS = {"trained", "random", "pixels", "palette"}
+
+
+def tokens_for(model, n=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, model.config.n_colors, (n, model.config.block_size), generator=g)
+
+
+@pytest.fixture
+def model():
+    m = tiny_model(seed=1)
+    with torch.no_grad():  # a final norm that is not the identity, so ln_f is its own layer
+        m.ln_f.weight.uniform_(0.5, 2.0)
+        m.ln_f.bias.uniform_(-1.0, 1.0)
+    return m
+
+
+@pytest.fixture
+def digits_ckpt(tmp_path, grey_palette):
+    return save_checkpoint(tmp_path / "m", tiny_model(seed=1, height=8, width=8), grey_palette, {"dataset": "digits"})
+
+
+def separable(n, d=8, classes=3, noise=1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n)
+    centres = rng.standard_normal((classes, d)) * 2
+    return (centres[y] + noise * rng.standard_normal((n, d))).astype(np.float32), y
+
+
+# ---- features ----
+
+def test_features_match_a_hand_computation_from_the_cache(model):
+    tokens = tokens_for(model)
+    feats = extract_features(model, tokens, ["blocks.0", "ln_f"], batch_size=3)  # batches of 3, 3, 1
+    with torch.no_grad():
+        _, cache = model.run_with_cache(model.image_inputs(tokens), names={"blocks.0.resid_post", "ln_f"})
+    for layer, name in (("blocks.0", "blocks.0.resid_post"), ("ln_f", "ln_f")):
+        x = cache[name]  # the paper's features: layer norm without affine, then the mean over positions
+        hand = F.layer_norm(x, x.shape[-1:]).mean(1).numpy()
+        assert feats[layer].dtype == np.float32 and feats[layer].shape == (7, 32)
+        np.testing.assert_allclose(feats[layer], hand, rtol=1e-5, atol=1e-6)
+    # ln_f is its own layer (the affine final norm, then a plain one), not a copy of the last block
+    last = extract_features(model, tokens, ["blocks.1"])["blocks.1"]
+    assert not np.allclose(feats["ln_f"], last, atol=1e-3)
+    # the other pools, and the default layer set is unchanged (callers rely on it)
+    x = cache["ln_f"]
+    ln = F.layer_norm(x, x.shape[-1:])
+    np.testing.assert_allclose(extract_features(model, tokens, ["ln_f"], pool="max")["ln_f"], ln.amax(1), rtol=1e-5)
+    np.testing.assert_allclose(extract_features(model, tokens, ["ln_f"], pool="last")["ln_f"], ln[:, -1], rtol=1e-5)
+    assert list(extract_features(model, tokens)) == ["embed", "blocks.0", "blocks.1"]
+    assert feature_layers(model, final_norm=True)[-1] == "ln_f"
+    with pytest.raises(ValueError, match="pool"):
+        extract_features(model, tokens, pool="median")
+
+
+def test_feature_cache_hits_and_a_changed_model_or_data_misses(model, tmp_path, monkeypatch):
+    tokens = tokens_for(model)
+    first = extract_features(model, tokens, ["embed", "ln_f"], cache_dir=tmp_path)
+    files = list(tmp_path.glob("*.npz"))
+    assert len(files) == 1
+    with np.load(files[0], allow_pickle=False) as f:  # a plain .npz, readable without pickle
+        assert sorted(f.files) == ["embed", "ln_f"]
+
+    def no_forward(*a, **kw):
+        raise AssertionError("a cache hit must not run the model")
+
+    monkeypatch.setattr(model, "run_with_cache", no_forward)
+    hit = extract_features(model, tokens, ["embed", "ln_f"], cache_dir=tmp_path)
+    assert list(hit) == ["embed", "ln_f"] and all(np.array_equal(first[l], hit[l]) for l in first)
+    monkeypatch.undo()
+
+    with torch.no_grad():
+        model.blocks[1].mlp.proj.weight.mul_(1.5)  # changes ln_f, not embed
+    changed = extract_features(model, tokens, ["embed", "ln_f"], cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+    assert np.array_equal(changed["embed"], first["embed"]) and not np.allclose(changed["ln_f"], first["ln_f"])
+    extract_features(model, tokens[:5], ["embed", "ln_f"], cache_dir=tmp_path)  # other data
+    extract_features(model, tokens, ["embed"], cache_dir=tmp_path)  # other layer set
+    extract_features(model, tokens, ["embed", "ln_f"], pool="max", cache_dir=tmp_path)  # other pooling
+    assert len(list(tmp_path.glob("*.npz"))) == 5
+
+
+# ---- the probe ----
+
+def test_probe_equals_sklearn_on_the_same_standardised_features():
+    X, y = separable(500, noise=2.0)
+    X = X * np.arange(1, 9) + 5  # unequal scales: standardising matters
+    (X, y), (Xt, yt) = (X[:300], y[:300]), (X[300:], y[300:])
+    probe = LinearProbe(Cs=[0.03]).fit(X, y)
+    scaler = StandardScaler().fit(X)
+    ref = LogisticRegression(C=0.03, max_iter=1000).fit(scaler.transform(X), y)
+    assert np.array_equal(probe.predict(Xt), ref.predict(scaler.transform(Xt)))
+    assert probe.score(Xt, yt) == ref.score(scaler.transform(Xt), yt)
+    np.testing.assert_allclose(probe.predict_proba(Xt), ref.predict_proba(scaler.transform(Xt)), rtol=1e-6)
+
+
+def test_C_is_chosen_on_validation_and_the_grid_matters():
+    # few training images, many noise features: strong regularisation wins on held-out data,
+    # while training accuracy alone would pick the weakest
+    rng = np.random.default_rng(0)
+    X, y = separable(400, d=4, noise=1.5)
+    X = np.c_[X, rng.standard_normal((400, 60))]
+    (Xtr, ytr), (Xva, yva) = (X[:60], y[:60]), (X[60:], y[60:])
+    Cs = np.logspace(-3, 2, 6)
+    probe = LinearProbe(Cs=Cs).fit(Xtr, ytr, Xva, yva)
+    scaler = StandardScaler().fit(Xtr)
+    val = [LogisticRegression(C=C, max_iter=1000).fit(scaler.transform(Xtr), ytr).score(scaler.transform(Xva), yva)
+           for C in Cs]
+    assert probe.val_scores_ == pytest.approx(val)
+    assert probe.C_ == Cs[int(np.argmax(val))] and probe.C_ < Cs[-1]
+    assert max(val) - min(val) > 0.05  # the grid matters here
+    ref = LogisticRegression(C=probe.C_, max_iter=1000).fit(scaler.transform(Xtr), ytr)
+    assert np.array_equal(probe.predict(Xva), ref.predict(scaler.transform(Xva)))
+    with pytest.raises(ValueError, match="validation"):
+        LinearProbe(Cs=Cs).fit(Xtr, ytr)
+
+
+def test_probe_layers_rows():
+    feats, labels = {}, {}
+    for i, split in enumerate(("train", "val", "test")):
+        X, y = separable(90, seed=0)
+        feats[split] = {"a": X + 0.1 * i, "b": X[:, :2]}
+        labels[split] = y
+    rows = probe_layers(feats, labels, Cs=[0.1, 1.0])
+    assert [r["layer"] for r in rows] == ["a", "b"] and [r["depth"] for r in rows] == [0, 1]
+    r = rows[0]
+    assert r["dim"] == 8 and r["n_test"] == 90 and r["C"] in (0.1, 1.0) and len(r["val_acc_by_C"]) == 2
+    assert r["test_stderr"] == pytest.approx(np.sqrt(r["test_acc"] * (1 - r["test_acc"]) / 90))
+    json.dumps(rows)  # plain types only
+
+
+# ---- probe_model: results always come with their baselines ----
+
+def test_probe_model_table_holds_the_baselines(digits_ckpt):
+    table = probe_model(digits_ckpt, limit=30, Cs=[0.1, 1.0])
+    assert {r["kind"] for r in table} == KINDS
+    layers = ["embed", "blocks.0", "blocks.1", "ln_f"]
+    assert [r["layer"] for r in table if r["kind"] == "trained"] == layers
+    assert [r["layer"] for r in table if r["kind"] == "random"] == layers
+    assert all(r["seed"] == 0 for r in table if r["kind"] == "random")
+    assert {r["layer"] for r in table if r["kind"] in ("pixels", "palette")} == {"pixels", "palette"}
+    assert all(r["n_train"] == 30 and r["n_val"] == 30 and r["n_test"] == 30 for r in table)
+    assert all(0 <= r[k] <= 1 for r in table for k in ("train_acc", "val_acc", "test_acc"))
+    # the random copy has other weights than the checkpoint (tiny_model(seed=1) vs seed 0)
+    trained = {r["layer"]: r["val_acc_by_C"] for r in table if r["kind"] == "trained"}
+    random = {r["layer"]: r["val_acc_by_C"] for r in table if r["kind"] == "random"}
+    assert trained != random
+    assert best_row(table)["kind"] == "trained"
+    json.dumps(table)
+    sub = probe_model(digits_ckpt, limit=30, Cs=[1.0], layers=["blocks.1"])
+    assert {r["kind"] for r in sub} == KINDS and {r["layer"] for r in sub if r["kind"] == "random"} == {"blocks.1"}
+    assert {r["depth"] for r in sub if r["kind"] in ("trained", "random")} == {2}  # its place in the network
+
+
+def test_probe_checkpoints_over_a_run(tmp_path, grey_palette):
+    for step, seed in ((100, 2), (200, 3)):
+        save_checkpoint(tmp_path / "run" / f"step-{step:06d}", tiny_model(seed=seed, height=8, width=8), grey_palette,
+                        {"dataset": "digits"})
+    table = probe_checkpoints(tmp_path / "run", limit=20, Cs=[1.0], layers=["embed", "blocks.1"])
+    trained = [r for r in table if r["kind"] == "trained"]
+    assert [(r["step"], r["layer"]) for r in trained] == [(100, "embed"), (100, "blocks.1"), (200, "embed"),
+                                                          (200, "blocks.1")]
+    assert {r["kind"] for r in table} == KINDS and sum(r["kind"] == "pixels" for r in table) == 1
+    fig = plots.probe_checkpoints_chart(table)
+    assert len([t for t in fig.data if t.name.startswith("step")]) == 2
+    with pytest.raises(FileNotFoundError, match="step"):
+        probe_checkpoints(tmp_path / "empty")
+
+
+# ---- figures from plain tables ----
+
+def plain_table():
+    rows = []
+    for kind, accs in (("trained", [0.6, 0.8, 0.7]), ("random", [0.5, 0.55, 0.5])):
+        for depth, (layer, acc) in enumerate(zip(["embed", "blocks.0", "ln_f"], accs)):
+            rows.append(dict(kind=kind, layer=layer, depth=depth, train_acc=acc + 0.1, val_acc=acc, test_acc=acc,
+                             test_stderr=0.02, C=1.0, C_at_edge=depth == 2, n_test=500, seed=0))
+    for kind in ("pixels", "palette"):
+        rows.append(dict(kind=kind, layer=kind, depth=None, train_acc=0.9, val_acc=0.7, test_acc=0.72,
+                         test_stderr=0.02, C=0.1, C_at_edge=False, n_test=500))
+    return rows
+
+
+def test_plots_build_from_plain_tables(rng):
+    table = plain_table()
+    fig = plots.probe_depth_chart(table)
+    names = [t.name for t in fig.data]
+    assert names == ["random weights (seed 0)", "raw pixels: 72.0 ± 2.0%", "palette pixels: 72.0 ± 2.0%", "trained"]
+    assert list(fig.data[-1].error_y.array) == [2.0, 2.0, 2.0]  # percent
+    assert list(fig.layout.xaxis.categoryarray) == ["embed", "blocks.0", "ln_f"]
+    assert "edge of the grid" in fig.layout.title.text
+    assert len(fig.layout.shapes) == 2  # the pixel baselines' standard-error bands
+    over_time = [dict(r, step=s) if r["kind"] == "trained" else r for s in (10, 20) for r in table
+                 if r["kind"] == "trained" or s == 10]
+    assert [t.name for t in plots.probe_checkpoints_chart(over_time).data][-2:] == ["step 10", "step 20"]
+    assert plots.probe_depth_chart(over_time).data[-1].name == "trained (step 20)"
+    fig = plots.umap_scatter(rng.standard_normal((40, 2)), np.arange(40) % 3, class_names=["a", "b", "c"])
+    assert [t.name for t in fig.data] == ["a", "b", "c"]
+    assert "plotly" in plots.figures_html([fig])
+
+
+@pytest.mark.slow  # umap-learn's import and numba compile: tens of seconds in a fresh process
+def test_umap_is_seeded_and_separates_clusters():
+    X, y = separable(150, d=16, classes=2, noise=0.3)
+    a, b = umap_embedding(X, seed=0), umap_embedding(X, seed=0)
+    assert a.shape == (150, 2) and a.dtype == np.float32 and np.array_equal(a, b)
+    centres = np.array([a[y == k].mean(0) for k in (0, 1)])
+    spread = max(a[y == k].std(0).max() for k in (0, 1))
+    assert np.linalg.norm(centres[0] - centres[1]) > 3 * spread
+
+
+# ---- the CLI ----
+
+def test_cli_probe_json_carries_every_number(digits_ckpt, tmp_path, capsys):
+    html = tmp_path / "probe.html"
+    assert main(["probe", "--model", str(digits_ckpt), "--limit", "25", "--C", "1", "0.1", "--layers", "embed", "1",
+                 "ln_f", "--html", str(html), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["dataset"] == "digits" and out["Cs"] == [0.1, 1.0] and out["seed"] == 0 and out["umap"] is None
+    direct = probe_model(digits_ckpt, limit=25, Cs=[0.1, 1.0], layers=["embed", "blocks.1", "ln_f"])
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert drop(out["table"]) == drop(direct)  # every row, every number
+    assert all(isinstance(r["seconds"], float) for r in out["table"])
+    best = best_row(direct)
+    assert out["best"]["layer"] == best["layer"] and out["best"]["test_acc"] == best["test_acc"]
+    assert html.exists() and "Linear probes" in html.read_text()
+    assert main(["probe", "--model", str(digits_ckpt), "--limit", "25", "--C", "1", "--layers", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "test_acc" in text and "palette" in text and "random" in text
+    assert main(["probe", "--model", str(digits_ckpt), "--layers", "blocks.9"]) == 2
+    assert "unknown layers" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_probe_umap(digits_ckpt, capsys):
+    assert main(["probe", "--model", str(digits_ckpt), "--limit", "60", "--C", "1", "--layers", "1", "--umap",
+                 "--json"]) == 0
+    u = json.loads(capsys.readouterr().out)["umap"]
+    assert u["layer"] == "blocks.1" and u["split"] == "test" and len(u["x"]) == len(u["labels"]) == 60
