@@ -9,13 +9,15 @@ import numpy as np
 from PIL import Image
 
 
-def image_grid(images: np.ndarray, ncols: int | None = None, scale: int = 4, pad: int = 1,
+def image_grid(images: np.ndarray, ncols: int | None = None, scale: int | None = None, pad: int = 1,
                pad_value: int = 128) -> Image.Image:
-    """uint8 N×H×W×C (or N×H×W) images tiled row-major into one enlarged PIL image."""
+    """uint8 N×H×W×C (or N×H×W) images tiled row-major into one enlarged PIL image
+    (by default each image is drawn about 100 pixels wide)."""
     images = np.asarray(images)
     if images.ndim == 3:
         images = images[..., None]
     n, h, w, c = images.shape
+    scale = scale or max(1, 100 // max(h, w))
     ncols = ncols or int(np.ceil(np.sqrt(n)))
     nrows = int(np.ceil(n / ncols))
     canvas = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), pad_value, dtype=np.uint8)
@@ -26,7 +28,8 @@ def image_grid(images: np.ndarray, ncols: int | None = None, scale: int = 4, pad
     return Image.fromarray(canvas[..., 0] if c == 1 else canvas)
 
 
-def completion_grid(originals: np.ndarray, completions: np.ndarray, keep_rows: int, scale: int = 4) -> Image.Image:
+def completion_grid(originals: np.ndarray, completions: np.ndarray, keep_rows: int,
+                    scale: int | None = None) -> Image.Image:
     """One row per image: the original with rows below `keep_rows` greyed out, then its completions,
     then the original.  originals N×H×W×C, completions N×S×H×W×C (uint8)."""
     originals = np.asarray(originals)

@@ -33,9 +33,9 @@ if args.export:
     images = load_dataset(ck.meta["dataset"], "test", resolution=cfg.height, limit=8).images
     keep = cfg.height // 2
     completions = complete_images(ck.model, ck.palette, images, keep, n_samples=5, seed=0)
-    completion_grid(images, completions, keep, scale=4).save(f"docs/{args.name}_completions.png")
+    completion_grid(images, completions, keep).save(f"docs/{args.name}_completions.png")
     samples = ck.palette.decode(sample(ck.model, 32, seed=0), cfg.height, cfg.width)
-    image_grid(samples, ncols=8, scale=4).save(f"docs/{args.name}_samples.png")
+    image_grid(samples, ncols=8).save(f"docs/{args.name}_samples.png")
     print(path, f"docs/{args.name}_completions.png", f"docs/{args.name}_samples.png")
     sys.exit()
 r = RECIPES[args.name]

@@ -39,5 +39,5 @@ seed = st.sidebar.number_input("Seed", 0, 10_000, 0)
 original = images[index : index + 1]
 completions = complete_images(ck.model, ck.palette, original, keep_rows, n_samples=n_samples,
                               temperature=temperature, seed=seed)
-grid = completion_grid(original, completions, keep_rows, scale=8)
+grid = completion_grid(original, completions, keep_rows, scale=max(1, 200 // cfg.height))
 st.image(grid, caption="kept rows (grey: hidden) · completions · original")
