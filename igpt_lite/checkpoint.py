@@ -131,6 +131,9 @@ def load_checkpoint(path_or_name: str | Path, device: str | torch.device = "cpu"
     cfg_file, weights_file, palette_file = path / "config.json", path / "model.safetensors", path / "palette.json"
     try:
         meta = json.loads(cfg_file.read_text())
+        if meta.get("model_type") == "imagegpt":
+            raise FileNotFoundError(f"{path} is a Hugging Face ImageGPT folder, not an igpt-lite checkpoint: "
+                                    f"convert it once with `igpt-lite import-hf {path}`")
         config = GPTConfig.from_dict(meta.pop("model"))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{cfg_file}: not a valid igpt-lite config ({e}); the checkpoint is damaged, re-save it") from e

@@ -271,3 +271,8 @@ def test_a_grey_palette_exports_as_rgb_with_the_same_tokens(tmp_path):
     theirs = ImageGPTImageProcessor.from_pretrained(out)(images=list(rgb), input_data_format="channels_last",
                                                          return_tensors="pt")["input_ids"]
     assert torch.equal(grey.encode(images), theirs.long()) and torch.equal(back.palette.encode(rgb), theirs.long())
+
+
+def test_loading_an_hf_folder_as_a_checkpoint_says_to_import_it(hf_square):
+    with pytest.raises(FileNotFoundError, match="Hugging Face ImageGPT folder.*igpt-lite import-hf"):
+        checkpoint.load_checkpoint(hf_square["folder"])
