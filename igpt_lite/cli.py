@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -427,7 +428,8 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"igpt-lite {args.verb}: error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps(result) if args.json else _human(result))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one report
+        print(json.dumps(result) if args.json else _human(result))
     return 0
 
 

@@ -8,12 +8,16 @@ never interrupted (on CPU).
 from __future__ import annotations
 
 import math
-import sys
+import os
 import shutil
+import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .checkpoint import (_write_checkpoint_files, _write_dir_atomically, load_checkpoint, load_training_state,
@@ -52,6 +56,27 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size): under torchrun the process group is initialised here (NCCL on GPUs,
+    gloo on CPUs); a plain run is (0, 1)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+class _Loss(torch.nn.Module):
+    """The model's loss as a module's forward, so that DistributedDataParallel sees the call."""
+
+    def __init__(self, model: GPT):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens, generator):
+        return self.model.loss(tokens, generator=generator)
 
 
 def batch_indices(n: int, batch_size: int, micro_step: int, seed: int) -> torch.Tensor:
@@ -94,11 +119,22 @@ def train(model: GPT, palette: Palette, train_tokens: torch.Tensor, val_tokens: 
     """Train `model` in place on token sequences; checkpoints go to `out_dir/step-NNNNNN/`.
 
     Returns the history: one dict per evaluation (step, train and val bits/dim, lr, tokens/s).
+
+    Under torchrun each process takes an equal share of every batch (so `batch_size` stays the
+    global batch and the data order is the same as in one process); gradients are averaged by
+    DistributedDataParallel; rank 0 evaluates and writes the checkpoints.
     """
     from pathlib import Path
 
     out_dir = Path(out_dir)
+    rank, world = distributed()
+    if cfg.batch_size % world:
+        raise ValueError(f"batch size {cfg.batch_size} must be divisible by the {world} processes")
     device = pick_device(cfg.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    progress = progress and rank == 0
     model.to(device).train()
     opt = _optimizer(model, cfg)
     existing = step_dirs(out_dir)
@@ -127,7 +163,10 @@ def train(model: GPT, palette: Palette, train_tokens: torch.Tensor, val_tokens: 
                 shutil.rmtree(old)
 
     use_amp = device.type == "cuda"
-    loss_fn = torch.compile(model.loss) if cfg.compile else model.loss  # measured: no gain on CPU
+    loss_module = _Loss(model)
+    if world > 1:
+        loss_module = DistributedDataParallel(loss_module, device_ids=[device.index] if device.type == "cuda" else None)
+    loss_fn = torch.compile(loss_module) if cfg.compile else loss_module  # measured: no gain on CPU
     tokens_per_step = cfg.batch_size * cfg.grad_accum * train_tokens.shape[1]
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train", unit="step")
     t0, steps_timed = time.perf_counter(), 0
@@ -138,11 +177,18 @@ def train(model: GPT, palette: Palette, train_tokens: torch.Tensor, val_tokens: 
         loss_sum = 0.0
         for micro in range(cfg.grad_accum):
             g_idx = step * cfg.grad_accum + micro
-            batch = train_tokens[batch_indices(len(train_tokens), cfg.batch_size, g_idx, cfg.seed)].to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                loss = loss_fn(batch, generator=torch.Generator().manual_seed(cfg.seed * 7919 + g_idx))
-            (loss / cfg.grad_accum).backward()
+            idx = batch_indices(len(train_tokens), cfg.batch_size, g_idx, cfg.seed)[rank::world]
+            batch = train_tokens[idx].to(device)
+            last_micro = micro == cfg.grad_accum - 1
+            with nullcontext() if world == 1 or last_micro else loss_module.no_sync():  # one all-reduce a step
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    loss = loss_fn(batch, generator=torch.Generator().manual_seed(cfg.seed * 7919 + g_idx))
+                (loss / cfg.grad_accum).backward()
             loss_sum += loss.item() / cfg.grad_accum
+        if world > 1:
+            total = torch.tensor([loss_sum], device=device)
+            dist.all_reduce(total)
+            loss_sum = total.item() / world
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
@@ -152,7 +198,7 @@ def train(model: GPT, palette: Palette, train_tokens: torch.Tensor, val_tokens: 
         running = loss_sum if running is None else 0.95 * running + 0.05 * loss_sum
         bar.update(1)
         bar.set_postfix(bpd=f"{running / math.log(2):.3f}", lr=f"{lr:.1e}")
-        if step % cfg.eval_every == 0 or step == cfg.steps:
+        if rank == 0 and (step % cfg.eval_every == 0 or step == cfg.steps):
             elapsed = time.perf_counter() - t0
             val = evaluate_bits_per_dim(model, val_tokens[: cfg.eval_images], seed=cfg.seed)
             history.append({"step": step, "train_bpd": running / math.log(2), "val_bpd": val, "lr": lr,
@@ -161,9 +207,11 @@ def train(model: GPT, palette: Palette, train_tokens: torch.Tensor, val_tokens: 
                 bar.write(f"step {step}: train {history[-1]['train_bpd']:.4f} val {val:.4f} bits/dim, "
                           f"{history[-1]['tokens_per_s']:.0f} tokens/s", file=sys.stderr)
             t0, steps_timed = time.perf_counter(), 0
-        if step % cfg.save_every == 0 or step == cfg.steps:
+        if rank == 0 and (step % cfg.save_every == 0 or step == cfg.steps):
             save(step)
     bar.close()
+    if world > 1:
+        dist.barrier()  # the last checkpoint exists before any process returns
     model.eval()
     return history
 
