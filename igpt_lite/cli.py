@@ -94,7 +94,7 @@ def cmd_complete(args) -> dict:
     else:
         name = args.data or ck.meta.get("dataset")
         ds = data.load_dataset(name, args.split, resolution=cfg.height)
-        idx = args.index or list(range(8))
+        idx = args.index or np.linspace(0, len(ds) - 1, 8).astype(int).tolist()  # spread over the classes
         if max(idx) >= len(ds):
             raise ValueError(f"--index {max(idx)} is out of range: the {name} {args.split} split has {len(ds)} images")
         images = ds.images[idx]
@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", nargs="+", default=None, help="image files (centre-cropped and resized)")
     p.add_argument("--data", default=None, help="embedded dataset (default: the model's own)")
     p.add_argument("--split", default="test", choices=data.SPLITS)
-    p.add_argument("--index", type=int, nargs="+", default=None, help="images of the split (default 0-7)")
+    p.add_argument("--index", type=int, nargs="+", default=None, help="images of the split (default: 8 spread over it)")
     p.add_argument("--rows", type=int, default=None, help="rows to keep (default: half)")
     p.add_argument("--samples", type=int, default=4, help="completions per image")
     _sampling_args(p)

@@ -8,6 +8,7 @@ again after a stop.
 import argparse
 import sys
 
+import numpy as np
 import torch
 
 from igpt_lite.bundled import RECIPES, export_bundled
@@ -30,7 +31,8 @@ if args.export:
     path = export_bundled(args.name, run_dir)
     ck = load_checkpoint(path)
     cfg = ck.config
-    images = load_dataset(ck.meta["dataset"], "test", resolution=cfg.height, limit=8).images
+    test = load_dataset(ck.meta["dataset"], "test", resolution=cfg.height)
+    images = test.images[np.linspace(0, len(test) - 1, 8).astype(int)]  # spread over the classes
     keep = cfg.height // 2
     completions = complete_images(ck.model, ck.palette, images, keep, n_samples=5, seed=0)
     completion_grid(images, completions, keep).save(f"docs/{args.name}_completions.png")
