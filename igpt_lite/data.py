@@ -155,8 +155,8 @@ def load_dataset(name: str, split: str = "train", resolution: int | None = None,
     """An embedded (or registered) dataset's split, resized to `resolution`×`resolution`."""
     images, labels, class_names = _load_all(name)
     idx = split_indices(len(images), split)
-    if limit is not None:
-        idx = idx[:limit]
+    if limit is not None and limit < len(idx):  # a random subset: the embedded sets are ordered by class
+        idx = np.sort(np.random.default_rng(0).choice(idx, limit, replace=False))
     images = images[idx]
     if resolution is not None:
         images = resize(images, resolution, resolution)

