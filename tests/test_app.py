@@ -13,7 +13,7 @@ def test_complete_page_completes_a_held_out_digit():
     assert at.title[0].value == "Complete an image"
     assert at.sidebar.selectbox[0].value == "mnist"
     assert "trained on mnist" in at.caption[0].value
-    assert len(at.get("imgs")) == 1
+    assert len(at.image) == 1
     at.slider[0].set_value(20).run()  # keep more rows
     assert not at.exception
     at.sidebar.selectbox[0].set_value("shapes").run()

@@ -40,5 +40,8 @@ def test_two_processes_under_torchrun_match_one_process(tmp_path):
                               timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
     one, two = load_checkpoint(tmp_path / "single").model, load_checkpoint(tmp_path / "ddp").model
-    for (name, a), b in zip(one.state_dict().items(), two.state_dict().values()):
-        torch.testing.assert_close(a, b, atol=2e-6, rtol=1e-5, msg=name)
+    # Half-batch means summed in another order differ in the last bits, and Adam turns a tiny gradient
+    # whose sign flips into a full-size step, so a few elements may differ; without the gradient
+    # all-reduce nearly all of them do.
+    diff = torch.cat([(a - b).abs().flatten() for a, b in zip(one.state_dict().values(), two.state_dict().values())])
+    assert (diff > 1e-5).float().mean() < 0.01, f"{(diff > 1e-5).float().mean():.3f} of the weights differ"
