@@ -82,23 +82,31 @@ def cmd_sample(args) -> dict:
             "tokens": tokens.tolist()}
 
 
+def _input_images(args, ck, image_files, index) -> tuple[np.ndarray, object]:
+    """The images a verb works on: image files, or images of an embedded split (by default 8
+    spread over it, so that every class shows), at the model's size; and where they came from."""
+    cfg = ck.config
+    if image_files:
+        images = np.stack([data.load_image(p, cfg.height, ck.palette.channels) for p in image_files])
+        return images, [str(p) for p in image_files]
+    name = args.data or ck.meta.get("dataset")
+    if not name:
+        raise ValueError("the checkpoint names no dataset: pass --image or --data")
+    ds = data.load_dataset(name, args.split, resolution=cfg.height)
+    idx = [i for i in index if i is not None] or np.linspace(0, len(ds) - 1, 8).astype(int).tolist()
+    bad = [i for i in idx if not 0 <= i < len(ds)]
+    if bad:
+        raise ValueError(f"--index {bad[0]} is out of range: the {name} {args.split} split has {len(ds)} images")
+    return ds.images[idx], f"{name}/{args.split}{idx}"
+
+
 def cmd_complete(args) -> dict:
     from .plots import completion_grid
     from .sample import complete
 
     ck = checkpoint.load_checkpoint(args.model)
     cfg = ck.config
-    if args.image:
-        images = np.stack([data.load_image(p, cfg.height, ck.palette.channels) for p in args.image])
-        source = [str(p) for p in args.image]
-    else:
-        name = args.data or ck.meta.get("dataset")
-        ds = data.load_dataset(name, args.split, resolution=cfg.height)
-        idx = args.index or np.linspace(0, len(ds) - 1, 8).astype(int).tolist()  # spread over the classes
-        if max(idx) >= len(ds):
-            raise ValueError(f"--index {max(idx)} is out of range: the {name} {args.split} split has {len(ds)} images")
-        images = ds.images[idx]
-        source = f"{name}/{args.split}{idx}"
+    images, source = _input_images(args, ck, args.image, args.index or [])
     rows = args.rows if args.rows is not None else cfg.height // 2
     tokens = ck.palette.encode(images)
     t0 = time.perf_counter()
@@ -116,19 +124,9 @@ def cmd_attention(args) -> dict:
 
     ck = checkpoint.load_checkpoint(args.model)
     cfg = ck.config
-    if args.image:
-        image = data.load_image(args.image, cfg.height, ck.palette.channels)
-        source = str(args.image)
-    else:
-        name = args.data or ck.meta.get("dataset")
-        if not name:
-            raise ValueError("the checkpoint names no dataset: pass --image or --data")
-        ds = data.load_dataset(name, args.split, resolution=cfg.height)
-        if not 0 <= args.index < len(ds):
-            raise ValueError(f"--index {args.index} is out of range: the {name} {args.split} split has {len(ds)} images")
-        image = ds.images[args.index]
-        source = f"{name}/{args.split}[{args.index}]"
-    tokens = ck.palette.encode(np.array(image[None]))  # a copy: load_image's array is read-only
+    images, source = _input_images(args, ck, [args.image] if args.image else None, [args.index])
+    image = images[0]
+    tokens = ck.palette.encode(images)
     att = attention_maps(ck.model, tokens, args.pixel)
     summary = attention_summary(ck.model, tokens)  # this image's per-head distance and entropy
     html = None
