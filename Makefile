@@ -11,6 +11,9 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/pip install -q -r requirements-dev.txt 2>&1 | grep -v "is ignored: it is neither" || true
 	$(BIN)/pip install -q --no-deps -e .
 	$(BIN)/python -c "import igpt_lite.model, torch, streamlit, transformers"
+	@# headless Chromium renders figures and app pages to PNG (docs, and the tests that look at them)
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "no chromium (needs root and Debian's apt): PNG tests will skip"
 	touch $@
 
 app: $(VENV)/.installed

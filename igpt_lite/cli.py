@@ -226,7 +226,7 @@ def cmd_bias(args) -> dict:
 
 
 def cmd_probe(args) -> dict:
-    from .probe import DEFAULT_CS, best_row, load_split, probe_model, umap_embedding
+    from .probe import DEFAULT_CS, best_row, load_split, probe_model, probe_summary, umap_embedding
 
     ck = checkpoint.load_checkpoint(args.model)
     name = args.data or ck.meta.get("dataset")
@@ -262,7 +262,7 @@ def cmd_probe(args) -> dict:
     return {"model": str(ck.path), "dataset": name, "resolution": ck.config.height, "limit": args.limit,
             "extraction": {"norm": args.norm, "pool": args.pool}, "Cs": Cs, "seed": args.seed, "seconds": seconds,
             "best": {k: best[k] for k in ("layer", "val_acc", "test_acc", "test_stderr", "C")},
-            "html": html, "umap": embedding, "table": table}
+            "summary": probe_summary(table), "html": html, "umap": embedding, "table": table}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -409,6 +409,10 @@ def _human(result: dict) -> str:
     lines = []
     for key, value in result.items():
         if key in ("tokens", "history", "maps", "head_mean", "rollout", "visible", "start", "umap"):  # too big
+            continue
+        if key == "summary" and "margins" in value:  # probe: the best layer against each baseline
+            lines.append("best layer minus baselines: " + ", ".join(
+                f"{kind} {m['points']:+.1f} points ({m['z']:.1f} s.e.)" for kind, m in value["margins"].items()))
             continue
         if key == "table":  # per-layer rows (bias): one aligned line each
             lines.append(_table_text(value))

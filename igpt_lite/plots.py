@@ -214,6 +214,43 @@ def figures_html(figures, title: str = "igpt-lite", modebar: bool = True) -> str
             f"<body style='font-family:sans-serif'>{''.join(parts)}</body></html>")
 
 
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; PNGs are skipped (with a note) without it
+
+
+def save_figures(figures, html_path, title: str = "igpt-lite", png: bool = True) -> list[str]:
+    """Write the figures to one self-contained HTML page and, where headless Chromium exists and
+    `png` is set, a PNG screenshot of a toolbar-free copy beside it (same name, .png).
+    Returns the paths written."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    html = Path(html_path)
+    html.parent.mkdir(parents=True, exist_ok=True)
+    html.write_text(figures_html(figures, title=title))
+    written = [str(html)]
+    if not png or not Path(CHROMIUM).exists():
+        return written
+    shot = html.with_name(f".{html.stem}_shot.html")
+    shot.write_text(figures_html(figures, modebar=False))
+    out = html.with_suffix(".png")
+    width = max(f.layout.width or 700 for f in figures) + 40
+    height = sum(f.layout.height or 450 for f in figures) + 40
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+           "--virtual-time-budget=5000",  # let plotly finish drawing before the shot
+           f"--screenshot={out.resolve()}", f"--window-size={width},{height}", shot.resolve().as_uri()]
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+        if out.exists():
+            written.append(str(out))
+    except (subprocess.SubprocessError, OSError) as e:
+        print(f"no PNG for {html.name}: {e}", file=sys.stderr)
+    finally:
+        shot.unlink(missing_ok=True)
+    return written
+
+
 # ---- bias probes (igpt_lite/bias.py computes the table) ----
 
 def bias_per_layer_chart(table: list[dict], title: str = "iEAT per layer", alpha: float = 0.05):

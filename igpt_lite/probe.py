@@ -268,6 +268,29 @@ def best_row(table: list[dict], kind: str = "trained", by: str = "val_acc") -> d
     return max(rows, key=lambda r: r[by])
 
 
+def probe_summary(table: list[dict]) -> dict:
+    """The headline of a probe table, chosen the honest way (each layer on validation, reported on
+    test): the best trained layer, the best random-weight layer, the pixel baselines, and how far
+    the trained layer is above each, in points and in units of the difference's standard error
+    sqrt(se_a² + se_b²). `beats_all` is True when it is above every baseline by more than that.
+    Tables over several checkpoints use the latest step."""
+    steps = [r["step"] for r in table if r["kind"] == "trained" and r.get("step") is not None]
+    if steps:
+        table = [r for r in table if r["kind"] != "trained" or r.get("step") == max(steps)]
+    best = best_row(table, "trained")
+    out = {"trained": {k: best[k] for k in ("layer", "val_acc", "test_acc", "test_stderr")}, "margins": {}}
+    for kind in ("random", "pixels", "palette"):
+        if not any(r["kind"] == kind for r in table):
+            continue
+        base = best_row(table, kind)
+        out[kind] = {k: base[k] for k in ("layer", "val_acc", "test_acc", "test_stderr")}
+        diff = best["test_acc"] - base["test_acc"]
+        se = float(np.hypot(best["test_stderr"], base["test_stderr"]))
+        out["margins"][kind] = {"points": 100 * diff, "stderr": 100 * se, "z": diff / se if se else float("inf")}
+    out["beats_all"] = bool(out["margins"]) and all(m["z"] > 1 for m in out["margins"].values())
+    return out
+
+
 # ---- UMAP ----
 
 def umap_embedding(features: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1) -> np.ndarray:

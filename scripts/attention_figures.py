@@ -7,30 +7,11 @@ example image's layer × head maps and rollout from a query pixel. Writes self-c
 """
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from igpt_lite import checkpoint, data
 from igpt_lite.attention import attention_maps, attention_summary
-from igpt_lite.plots import (attention_distance_chart, attention_grid, attention_rollout_figure,
-                             figures_html)
-
-CHROMIUM = "/usr/bin/chromium"
-
-
-def screenshot(html: Path, png: Path, width: int, height: int) -> bool:
-    """Render an HTML file to PNG with headless chromium; False (and a note) if that fails."""
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-           "--virtual-time-budget=5000",  # let plotly finish drawing before the shot
-           f"--screenshot={png.resolve()}", f"--window-size={width},{height}", html.resolve().as_uri()]
-    try:
-        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-        return png.exists()
-    except (subprocess.SubprocessError, OSError) as e:
-        print(f"no PNG for {html.name}: {e}", file=sys.stderr)
-        return False
+from igpt_lite.plots import attention_distance_chart, attention_grid, attention_rollout_figure, save_figures
 
 
 def main(argv=None):
@@ -78,18 +59,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for stem, figs in [("distance", [distance, entropy]), ("grid", [grid]), ("rollout", [roll])]:
-        html = out / f"attention_{name}_{stem}.html"
-        html.write_text(figures_html(figs, title=f"{name}: attention {stem}"))
-        written.append(str(html))
-        if Path(CHROMIUM).exists():  # a toolbar-free copy of the page for the screenshot
-            shot = out / f".{html.stem}_shot.html"
-            shot.write_text(figures_html(figs, modebar=False))
-            width = max(f.layout.width or 700 for f in figs) + 40
-            height = sum(f.layout.height or 450 for f in figs) + 40
-            png = html.with_suffix(".png")
-            if screenshot(shot, png, width, height):
-                written.append(str(png))
-            shot.unlink()
+        written += save_figures(figs, out / f"attention_{name}_{stem}.html", title=f"{name}: attention {stem}")
     numbers = out / f"attention_{name}_summary.json"
     numbers.write_text(json.dumps({"model": str(ck.path), "dataset": dataset, "split": args.split,
                                    **summary.to_dict(), "example": {"index": args.index, **maps.to_dict()}}))

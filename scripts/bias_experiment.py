@@ -11,7 +11,13 @@ about 5% of the time.
     python scripts/bias_experiment.py --probe-only   # probe the latest checkpoints again
     python scripts/bias_experiment.py --export       # copy both to data/models/figures-p50, -p90
 
-Writes OUT/bias_table.json, OUT/bias_table.md, OUT/bias_per_layer.html and OUT/figures_samples.png
+On two cores, train the rates side by side, one thread each (~75 min each here), then probe both:
+
+    python scripts/bias_experiment.py --rates 0.9 --threads 1 &
+    python scripts/bias_experiment.py --rates 0.5 --threads 1 &
+    wait; python scripts/bias_experiment.py --probe-only --out docs/bias
+
+Writes OUT/bias_table.json, OUT/bias_table.md, OUT/bias_per_layer.html (+ .png) and OUT/figures_samples.png
 (rows: training scenes at each rate, then X, Y, A, B) (OUT: --out).
 """
 import argparse
@@ -30,7 +36,7 @@ from igpt_lite.checkpoint import load_checkpoint
 from igpt_lite.features import extract_features
 from igpt_lite.model import GPTConfig
 from igpt_lite.palette import Palette
-from igpt_lite.plots import bias_per_layer_chart, figures_html, image_grid
+from igpt_lite.plots import bias_per_layer_chart, image_grid, save_figures
 from igpt_lite.train import TrainConfig, pretrain
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,19 +45,21 @@ parser.add_argument("--runs", default="runs/bias", help="training runs go to RUN
 parser.add_argument("--out", default="runs/bias/report", help="where the table and plot go")
 parser.add_argument("--probe-only", action="store_true", help="skip training: probe the latest checkpoints")
 parser.add_argument("--export", action="store_true", help="export the latest checkpoints as bundled models")
-# the recipe: like the bundled models' (6 layers × 128, 16 colours), on 10,000 32×32 scenes
+# the recipe: 4 layers × 128, 16 colours, 1,500 steps of 16 scenes, on 10,000 32×32 scenes
 parser.add_argument("--resolution", type=int, default=32)
 parser.add_argument("--n-train", type=int, default=10_000, help="scenes per dataset (80%% train, 10%% val)")
-parser.add_argument("--layers", type=int, default=6)
+parser.add_argument("--layers", type=int, default=4)
 parser.add_argument("--width", type=int, default=128)
 parser.add_argument("--colors", type=int, default=16)
-parser.add_argument("--steps", type=int, default=2500)
+parser.add_argument("--steps", type=int, default=1500)
 parser.add_argument("--batch-size", type=int, default=16)
 # the probe
 parser.add_argument("--n-per-set", type=int, default=50, help="images in each of X, Y, A, B")
 parser.add_argument("--permutations", type=int, default=100_000)
 parser.add_argument("--null-trials", type=int, default=200, help="random re-partitions per layer")
 parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--palette-rate", type=float, default=0.9,
+                    help="the one palette every rate shares is fitted on scenes at this rate")
 parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 args = parser.parse_args()
 if args.threads:
@@ -73,9 +81,9 @@ if not args.probe_only:
     train_cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=2e-3, min_lr=1e-4,
                             warmup_steps=min(200, args.steps), eval_every=max(1, min(100, args.steps)),
                             save_every=max(1, min(100, args.steps)), keep_checkpoints=2, seed=args.seed)
-    # one palette for every rate, fitted on scenes of the first: the models then differ only in the
-    # co-occurrence they saw, not in how their colours were quantised
-    palette = Palette.fit(figures.make_scenes(2000, args.rates[0], seed=args.seed, resolution=res).images,
+    # one palette for every rate: the models then differ only in the co-occurrence they saw, not in
+    # how their colours were quantised (and each rate can train in its own process)
+    palette = Palette.fit(figures.make_scenes(2000, args.palette_rate, seed=args.seed, resolution=res).images,
                           args.colors, seed=args.seed)
     for p, name in names.items():
         t0 = time.perf_counter()
@@ -121,5 +129,5 @@ md += [f"| {r['model']} | {r['layer']} | {r['effect_size']:.2f} | {r['p_value']:
        f"{r['null_rate']:.3f} |" for r in table]
 (out / "bias_table.md").write_text("\n".join(md) + "\n")
 fig = bias_per_layer_chart(table, title="iEAT per layer on figures models (X men, Y women, A career, B domestic)")
-(out / "bias_per_layer.html").write_text(figures_html([fig], title="igpt-lite: figures bias experiment"))
-print(f"wrote {out}/bias_table.json, bias_table.md, bias_per_layer.html")
+written = save_figures([fig], out / "bias_per_layer.html", title="igpt-lite: figures bias experiment")
+print("wrote", ", ".join([str(out / "bias_table.json"), str(out / "bias_table.md"), *written]))

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ from igpt_lite import plots
 from igpt_lite.checkpoint import save_checkpoint
 from igpt_lite.cli import main
 from igpt_lite.features import extract_features, feature_layers
-from igpt_lite.probe import LinearProbe, best_row, probe_checkpoints, probe_layers, probe_model, umap_embedding
+from igpt_lite.probe import (LinearProbe, best_row, probe_checkpoints, probe_layers, probe_model, probe_summary,
+                              umap_embedding)
 from conftest import tiny_model
 
 KINDS = {"trained", "random", "pixels", "palette"}
@@ -145,6 +147,26 @@ def test_probe_layers_rows():
     json.dumps(rows)  # plain types only
 
 
+def test_probe_summary_picks_layers_on_validation_and_measures_margins():
+    def row(kind, layer, val, test, **kw):
+        return {"kind": kind, "layer": layer, "val_acc": val, "test_acc": test,
+                "test_stderr": float(np.sqrt(test * (1 - test) / 400)), **kw}
+    table = [row("trained", "blocks.0", 0.70, 0.72, step=100), row("trained", "blocks.1", 0.95, 0.10, step=100),
+             row("trained", "blocks.0", 0.80, 0.79, step=200), row("trained", "blocks.1", 0.85, 0.84, step=200),
+             row("random", "blocks.0", 0.60, 0.61), row("random", "blocks.1", 0.58, 0.70),
+             row("pixels", "pixels", 0.75, 0.76), row("palette", "palette", 0.74, 0.74)]
+    s = probe_summary(table)
+    # the latest step's best layer on validation, not the best test number and not the old step
+    assert s["trained"]["layer"] == "blocks.1" and s["trained"]["test_acc"] == 0.84
+    assert s["random"]["layer"] == "blocks.0" and s["random"]["test_acc"] == 0.61
+    se = np.hypot(np.sqrt(0.84 * 0.16 / 400), np.sqrt(0.76 * 0.24 / 400))
+    assert s["margins"]["pixels"]["points"] == pytest.approx(8.0)
+    assert s["margins"]["pixels"]["z"] == pytest.approx(0.08 / se)
+    assert s["beats_all"] is True
+    table.append(row("pixels", "pixels", 0.76, 0.83))  # a baseline within one s.e.
+    assert probe_summary(table)["beats_all"] is False
+
+
 # ---- probe_model: results always come with their baselines ----
 
 def test_probe_model_table_holds_the_baselines(digits_ckpt):
@@ -215,6 +237,20 @@ def test_plots_build_from_plain_tables(rng):
     assert "plotly" in plots.figures_html([fig])
 
 
+def test_save_figures_writes_the_page_and_a_screenshot(tmp_path):
+    fig = plots.probe_depth_chart(plain_table(), title="depth chart for the docs")
+    written = plots.save_figures([fig], tmp_path / "out" / "probe.html", title="page title", png=False)
+    assert written == [str(tmp_path / "out" / "probe.html")]
+    page = (tmp_path / "out" / "probe.html").read_text()
+    assert "<title>page title</title>" in page and "depth chart for the docs" in page
+    if not Path(plots.CHROMIUM).exists():
+        pytest.skip(f"no {plots.CHROMIUM}: the PNG half needs Debian's chromium")
+    written = plots.save_figures([fig], tmp_path / "probe.html")
+    png = tmp_path / "probe.png"
+    assert written == [str(tmp_path / "probe.html"), str(png)] and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "probe.html", "probe.png"]  # no screenshot copy left
+
+
 @pytest.mark.slow  # umap-learn's import and numba compile: tens of seconds in a fresh process
 def test_umap_is_seeded_and_separates_clusters():
     X, y = separable(150, d=16, classes=2, noise=0.3)
@@ -239,10 +275,12 @@ def test_cli_probe_json_carries_every_number(digits_ckpt, tmp_path, capsys):
     assert all(isinstance(r["seconds"], float) for r in out["table"])
     best = best_row(direct)
     assert out["best"]["layer"] == best["layer"] and out["best"]["test_acc"] == best["test_acc"]
+    assert out["summary"] == json.loads(json.dumps(probe_summary(direct)))
     assert html.exists() and "Linear probes" in html.read_text()
     assert main(["probe", "--model", str(digits_ckpt), "--limit", "25", "--C", "1", "--layers", "1"]) == 0
     text = capsys.readouterr().out
     assert "test_acc" in text and "palette" in text and "random" in text
+    assert "best layer minus baselines: random" in text and "s.e.)" in text
     assert main(["probe", "--model", str(digits_ckpt), "--layers", "blocks.9"]) == 2
     assert "unknown layers" in capsys.readouterr().err
 

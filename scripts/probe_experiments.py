@@ -1,0 +1,96 @@
+"""The probe experiments of issue 4: where does a small iGPT's best layer beat raw pixels and a
+random-weight copy of itself, and does probe quality rise with training?
+
+Each setting is one `igpt-lite probe` call (the command is printed and kept in the report); the
+script runs the chosen settings, then writes one summary table and a depth chart per setting.
+
+    python scripts/probe_experiments.py --out docs/probes                 # every setting
+    python scripts/probe_experiments.py --only figures-p50 --out /tmp/p   # one
+
+Writes OUT/probe_experiments.json (every table), OUT/probe_experiments.md (the summary: best
+layer chosen on validation, its test accuracy, the best random-weight layer, pixels, palette
+pixels, and the margins in standard errors) and OUT/probe_<setting>.html (+ .png).
+"""
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from igpt_lite import figures  # noqa: F401  (registers the figures-p50 / -p90 datasets)
+from igpt_lite.checkpoint import load_checkpoint
+from igpt_lite.probe import probe_checkpoints, probe_model, probe_summary
+from igpt_lite.plots import probe_checkpoints_chart, probe_depth_chart, save_figures
+
+# name: (model, dataset, images per split, pooling, what it tests)
+SETTINGS = {
+    "mnist": ("mnist", "mnist", 1000, "mean", "the bundled digits model, the paper's features"),
+    "mnist-max": ("mnist", "mnist", 1000, "max", "the same, max-pooled"),
+    "shapes": ("shapes", "shapes", None, "mean", "the bundled shapes model (16×16 colour shapes)"),
+    "figures-p50": ("figures-p50", "figures-p50", 1000, "mean",
+                    "person × prop scenes: the label needs both objects, at random sides, colours and poses"),
+    "figures-p50-max": ("figures-p50", "figures-p50", 1000, "max", "the same, max-pooled"),
+}
+# probe quality over training: the bundled mnist run's kept checkpoints
+OVER_TRAINING = ("runs/bundled/mnist", "mnist", 1000, "mean", (100, 300, 700, 1500))
+
+
+def command(model, dataset, limit, pool):
+    return (f"igpt-lite probe --model {model} --data {dataset}" + (f" --limit {limit}" if limit else "")
+            + ("" if pool == "mean" else f" --pool {pool}"))
+
+
+def summary_row(name, cmd, table):
+    s = probe_summary(table)
+    pct = lambda d: f"{100 * d['test_acc']:.1f} ± {100 * d['test_stderr']:.1f}"  # noqa: E731
+    z = {k: f"{m['points']:+.1f} ({m['z']:.1f})" for k, m in s["margins"].items()}
+    return (f"| {name} | `{cmd}` | {s['trained']['layer']}: {pct(s['trained'])} | {s['random']['layer']}: "
+            f"{pct(s['random'])} | {pct(s['pixels'])} | {pct(s['palette'])} | {z['random']} | {z['pixels']} | "
+            f"{'yes' if s['beats_all'] else 'no'} |")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/probes")
+    p.add_argument("--only", nargs="+", default=None, help=f"settings: {', '.join(SETTINGS)}, over-training")
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report_path = out / "probe_experiments.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}  # --only adds to it
+    for name, (model, dataset, limit, pool, about) in SETTINGS.items():
+        if args.only and name not in args.only:
+            continue
+        cmd = command(model, dataset, limit, pool)
+        print(f"== {name}: {cmd}", flush=True)
+        t0 = time.perf_counter()
+        table = probe_model(load_checkpoint(model), dataset, limit=limit, pool=pool, progress=True)
+        seconds = time.perf_counter() - t0
+        report[name] = {"command": cmd, "about": about, "seconds": seconds, "table": table}
+        save_figures([probe_depth_chart(table, title=f"Linear probes: {model} on {dataset} ({pool}-pooled)")],
+                     out / f"probe_{name}.html", title=f"igpt-lite probe: {name}")
+    if not args.only or "over-training" in args.only:
+        run, dataset, limit, pool, steps = OVER_TRAINING
+        print(f"== over-training: {run} steps {steps}", flush=True)
+        t0 = time.perf_counter()
+        table = probe_checkpoints(run, dataset, steps=steps, limit=limit, pool=pool, progress=True)
+        seconds = time.perf_counter() - t0
+        report["over-training"] = {"command": f"probe_checkpoints({run!r}, {dataset!r}, steps={steps}, limit={limit})",
+                                   "about": "the bundled mnist run's checkpoints", "seconds": seconds, "table": table}
+        save_figures([probe_checkpoints_chart(table, title=f"Linear probes over training: {run} on {dataset}")],
+                     out / "probe_over-training.html", title="igpt-lite probe over training")
+    report_path.write_text(json.dumps(report, indent=1))
+    md = ["| setting | command | best trained layer (test %) | best random-weight layer | raw pixels | palette "
+          "pixels | vs random: points (s.e.) | vs pixels: points (s.e.) | beats all by > 1 s.e. |",
+          "|---|---|---|---|---|---|---|---|---|"]
+    md += [summary_row(name, r["command"], r["table"]) for name, r in report.items()]
+    (out / "probe_experiments.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
