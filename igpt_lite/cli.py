@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint, data, figures  # noqa: F401  (figures registers the figures-pXX datasets)
+from . import checkpoint, data
 from .model import PRESETS, GPTConfig, preset
 from .palette import Palette
 

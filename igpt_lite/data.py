@@ -185,3 +185,7 @@ def prepare_image(image: np.ndarray, resolution: int, crop: str = "center") -> n
     s = min(h, w)
     top, left = ((h - s) // 2, (w - s) // 2) if crop == "center" else (0, 0)
     return resize(img[None, top : top + s, left : left + s], resolution, resolution)[0]
+
+
+# the bias experiment's "figures" scenes (figures.py) register themselves as figures-p50 and -p90
+from . import figures as _figures  # noqa: E402,F401
