@@ -23,17 +23,21 @@ from igpt_lite.checkpoint import load_checkpoint
 from igpt_lite.probe import probe_checkpoints, probe_model, probe_summary
 from igpt_lite.plots import probe_checkpoints_chart, probe_depth_chart, save_figures
 
-# name: (model, dataset, images per split, pooling, what it tests)
+# name: (model, dataset, images per split, pooling, what it tests); models by bundled name
 SETTINGS = {
     "mnist": ("mnist", "mnist", 1000, "mean", "the bundled digits model, the paper's features"),
-    "mnist-max": ("mnist", "mnist", 1000, "max", "the same, max-pooled"),
     "shapes": ("shapes", "shapes", None, "mean", "the bundled shapes model (16×16 colour shapes)"),
     "figures-p50": ("figures-p50", "figures-p50", 1000, "mean",
                     "person × prop scenes: the label needs both objects, at random sides, colours and poses"),
-    "figures-p50-max": ("figures-p50", "figures-p50", 1000, "max", "the same, max-pooled"),
+    "mnist-canvas": ("mnist-canvas", "mnist-canvas", 1000, "mean",
+                     "digits at random places on a 32×32 canvas: raw pixels are weak"),
+    "mnist-canvas-max": ("mnist-canvas", "mnist-canvas", 1000, "max", "the same, max-pooled"),
 }
-# probe quality over training: the bundled mnist run's kept checkpoints
-OVER_TRAINING = ("runs/bundled/mnist", "mnist", 1000, "mean", (100, 300, 700, 1500))
+# probe quality over training: (run folder, dataset, images per split, pooling, steps)
+OVER_TRAINING = {
+    "mnist-over-training": ("runs/bundled/mnist", "mnist", 1000, "mean", (100, 300, 700, 1500)),
+    "mnist-canvas-over-training": ("runs/bundled/mnist-canvas", "mnist-canvas", 1000, "mean", (100, 300, 1000)),
+}
 
 
 def command(model, dataset, limit, pool):
@@ -53,7 +57,7 @@ def summary_row(name, cmd, table):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/probes")
-    p.add_argument("--only", nargs="+", default=None, help=f"settings: {', '.join(SETTINGS)}, over-training")
+    p.add_argument("--only", nargs="+", default=None, help=f"settings: {', '.join([*SETTINGS, *OVER_TRAINING])}")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
     if args.threads:
@@ -73,16 +77,17 @@ def main():
         report[name] = {"command": cmd, "about": about, "seconds": seconds, "table": table}
         save_figures([probe_depth_chart(table, title=f"Linear probes: {model} on {dataset} ({pool}-pooled)")],
                      out / f"probe_{name}.html", title=f"igpt-lite probe: {name}")
-    if not args.only or "over-training" in args.only:
-        run, dataset, limit, pool, steps = OVER_TRAINING
-        print(f"== over-training: {run} steps {steps}", flush=True)
+    for name, (run, dataset, limit, pool, steps) in OVER_TRAINING.items():
+        if args.only and name not in args.only:
+            continue
+        print(f"== {name}: {run} steps {steps}", flush=True)
         t0 = time.perf_counter()
         table = probe_checkpoints(run, dataset, steps=steps, limit=limit, pool=pool, progress=True)
         seconds = time.perf_counter() - t0
-        report["over-training"] = {"command": f"probe_checkpoints({run!r}, {dataset!r}, steps={steps}, limit={limit})",
-                                   "about": "the bundled mnist run's checkpoints", "seconds": seconds, "table": table}
+        report[name] = {"command": f"probe_checkpoints({run!r}, {dataset!r}, steps={steps}, limit={limit})",
+                        "about": f"checkpoints of {run}", "seconds": seconds, "table": table}
         save_figures([probe_checkpoints_chart(table, title=f"Linear probes over training: {run} on {dataset}")],
-                     out / "probe_over-training.html", title="igpt-lite probe over training")
+                     out / f"probe_{name}.html", title=f"igpt-lite probe: {name}")
     report_path.write_text(json.dumps(report, indent=1))
     md = ["| setting | command | best trained layer (test %) | best random-weight layer | raw pixels | palette "
           "pixels | vs random: points (s.e.) | vs pixels: points (s.e.) | beats all by > 1 s.e. |",
