@@ -58,6 +58,10 @@ parser.add_argument("--n-per-set", type=int, default=50, help="images in each of
 parser.add_argument("--permutations", type=int, default=100_000)
 parser.add_argument("--null-trials", type=int, default=200, help="random re-partitions per layer")
 parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--norm", default="layernorm", choices=["layernorm", "next"],
+                    help="features: the paper's layer norm, or the next block's norm as iEAT extracts them")
+parser.add_argument("--association", type=int, default=1000,
+                    help="scenes per arm of the check that a model learned the co-occurrence at all (0: skip)")
 parser.add_argument("--palette-rate", type=float, default=0.9,
                     help="the one palette every rate shares is fitted on scenes at this rate")
 parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -103,7 +107,7 @@ table, calibration = [], {}
 for p, name in names.items():
     ck = load_checkpoint(runs[p])
     tokens = ck.palette.encode(np.concatenate([tests[k] for k in "XYAB"]))
-    feats = extract_features(ck.model, tokens)  # the paper's features: layer norm, mean-pooled
+    feats = extract_features(ck.model, tokens, norm=args.norm)  # mean-pooled
     parts = [{layer: v[i * args.n_per_set:(i + 1) * args.n_per_set] for layer, v in feats.items()} for i in range(4)]
     rows = ieat_per_layer(*parts, n_permutations=args.permutations, seed=args.seed)
     for row in rows:
@@ -123,10 +127,57 @@ for name, ps in calibration.items():
     print(f"{name}: null p < 0.05 in {np.mean(pooled < 0.05):.3f} of {len(pooled)} random re-partitions "
           f"(all layers; expected about 0.05, binomial s.e. {np.sqrt(0.05 * 0.95 / len(pooled)):.3f})")
 
-(out / "bias_table.json").write_text(json.dumps({"args": vars(args), "table": table}, indent=1))
+
+
+def bits_per_image(model, tokens, batch_size=50):
+    """Each image's negative log-likelihood under the model, in bits."""
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(tokens), batch_size):
+            t = tokens[i:i + batch_size]
+            logits = model(model.image_inputs(t))
+            out.append(torch.nn.functional.cross_entropy(logits.transpose(1, 2), t, reduction="none").sum(1))
+    return torch.cat(out).numpy() / np.log(2)
+
+
+# Did the model learn the co-occurrence at all? New scenes (their own seed), all congruent (man with a
+# career prop, woman with a domestic one) against all incongruent: a model that learned p = 0.9 gives
+# incongruent scenes log2(0.9 / 0.1) = 3.17 more bits each; one trained at p = 0.5, 0 bits.
+association, bits_by_model = {}, {}
+if args.association:
+    arms = {arm: figures.make_scenes(args.association, rate, seed=args.seed + 1000, resolution=args.resolution).images
+            for arm, rate in (("congruent", 1.0), ("incongruent", 0.0))}
+    for p, name in names.items():
+        ck = load_checkpoint(runs[p])
+        bits = bits_by_model[p] = {arm: bits_per_image(ck.model, ck.palette.encode(im)) for arm, im in arms.items()}
+        gap = float(bits["incongruent"].mean() - bits["congruent"].mean())
+        se = float(np.sqrt(sum(b.var(ddof=1) / len(b) for b in bits.values())))
+        association[name] = {"gap_bits": gap, "stderr": se, "ideal_bits": float(np.log2(p / (1 - p))),
+                             "congruent_bits": float(bits["congruent"].mean()), "n_per_arm": args.association}
+        print(f"{name}: incongruent scenes cost {gap:+.2f} ± {se:.2f} bits more than congruent ones "
+              f"(a model that learned p = {p} exactly: {np.log2(p / (1 - p)):+.2f})")
+
+if 0.5 in bits_by_model and 0.9 in bits_by_model:
+    # the scenes' own content makes one arm cheaper for any model; the two models saw the same scenes,
+    # so their per-image difference cancels it: only the learned co-occurrence is left (ideal 3.17 bits)
+    delta = {arm: bits_by_model[0.9][arm] - bits_by_model[0.5][arm] for arm in arms}
+    gap = float(delta["incongruent"].mean() - delta["congruent"].mean())
+    se = float(np.sqrt(sum(d.var(ddof=1) / len(d) for d in delta.values())))
+    association["p90 minus p50"] = {"gap_bits": gap, "stderr": se, "ideal_bits": float(np.log2(9)),
+                                    "n_per_arm": args.association}
+    print(f"p90 minus p50, image by image: incongruent scenes cost {gap:+.2f} ± {se:.2f} bits more "
+          f"(ideal {np.log2(9):+.2f})")
+
+(out / "bias_table.json").write_text(json.dumps({"args": vars(args), "table": table, "association": association},
+                                                indent=1))
 md = ["| model | layer | d | p | Holm p | null p<0.05 |", "|---|---|---|---|---|---|"]
 md += [f"| {r['model']} | {r['layer']} | {r['effect_size']:.2f} | {r['p_value']:.2g} | {r['p_holm']:.2g} | "
        f"{r['null_rate']:.3f} |" for r in table]
+if association:
+    md += ["", "| model | extra bits of an incongruent scene (± s.e.) | if p were learned exactly | scenes per arm |",
+           "|---|---|---|---|"]
+    md += [f"| {name} | {a['gap_bits']:+.2f} ± {a['stderr']:.2f} | {a['ideal_bits']:+.2f} | {a['n_per_arm']} |"
+           for name, a in association.items()]
 (out / "bias_table.md").write_text("\n".join(md) + "\n")
 fig = bias_per_layer_chart(table, title="iEAT per layer on figures models (X men, Y women, A career, B domestic)")
 written = save_figures([fig], out / "bias_per_layer.html", title="igpt-lite: figures bias experiment")

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 
-from igpt_lite import figures  # noqa: F401  (registers the figures-p50 / -p90 datasets)
 from igpt_lite.checkpoint import load_checkpoint
 from igpt_lite.probe import probe_checkpoints, probe_model, probe_summary
 from igpt_lite.plots import probe_checkpoints_chart, probe_depth_chart, save_figures
@@ -66,15 +65,17 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     report_path = out / "probe_experiments.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}  # --only adds to it
+    cache = out / "features"  # the same weights (a bundled model and its run's last step) are extracted once
     for name, (model, dataset, limit, pool, about) in SETTINGS.items():
         if args.only and name not in args.only:
             continue
         cmd = command(model, dataset, limit, pool)
         print(f"== {name}: {cmd}", flush=True)
         t0 = time.perf_counter()
-        table = probe_model(load_checkpoint(model), dataset, limit=limit, pool=pool, progress=True)
+        table = probe_model(load_checkpoint(model), dataset, limit=limit, pool=pool, cache_dir=cache, progress=True)
         seconds = time.perf_counter() - t0
         report[name] = {"command": cmd, "about": about, "seconds": seconds, "table": table}
+        report_path.write_text(json.dumps(report, indent=1))
         save_figures([probe_depth_chart(table, title=f"Linear probes: {model} on {dataset} ({pool}-pooled)")],
                      out / f"probe_{name}.html", title=f"igpt-lite probe: {name}")
     for name, (run, dataset, limit, pool, steps) in OVER_TRAINING.items():
@@ -82,13 +83,13 @@ def main():
             continue
         print(f"== {name}: {run} steps {steps}", flush=True)
         t0 = time.perf_counter()
-        table = probe_checkpoints(run, dataset, steps=steps, limit=limit, pool=pool, progress=True)
+        table = probe_checkpoints(run, dataset, steps=steps, limit=limit, pool=pool, cache_dir=cache, progress=True)
         seconds = time.perf_counter() - t0
         report[name] = {"command": f"probe_checkpoints({run!r}, {dataset!r}, steps={steps}, limit={limit})",
                         "about": f"checkpoints of {run}", "seconds": seconds, "table": table}
+        report_path.write_text(json.dumps(report, indent=1))
         save_figures([probe_checkpoints_chart(table, title=f"Linear probes over training: {run} on {dataset}")],
                      out / f"probe_{name}.html", title=f"igpt-lite probe: {name}")
-    report_path.write_text(json.dumps(report, indent=1))
     md = ["| setting | command | best trained layer (test %) | best random-weight layer | raw pixels | palette "
           "pixels | vs random: points (s.e.) | vs pixels: points (s.e.) | beats all by > 1 s.e. |",
           "|---|---|---|---|---|---|---|---|---|"]
