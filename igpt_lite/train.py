@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
@@ -104,6 +105,23 @@ def evaluate_bits_per_dim(model: GPT, tokens: torch.Tensor, batch_size: int = 64
         count += len(batch)
     model.train(was_training)
     return total / count / math.log(2)
+
+
+@torch.no_grad()
+def bits_per_image(model: GPT, tokens: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Each image's negative log-likelihood under an ar model, in bits (its bits/dim × pixels):
+    for comparing images one by one, where `evaluate_bits_per_dim` averages over all of them."""
+    if model.config.objective != "ar":
+        raise ValueError("bits_per_image needs an ar model (a bert model's loss covers masked pixels only)")
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(tokens), batch_size):
+        batch = tokens[i : i + batch_size].to(model.device)
+        logits = model(model.image_inputs(batch))
+        out.append(F.cross_entropy(logits.transpose(1, 2), batch, reduction="none").sum(1).cpu())
+    model.train(was_training)
+    return torch.cat(out) / math.log(2)
 
 
 def _optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:

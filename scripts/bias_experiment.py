@@ -37,7 +37,7 @@ from igpt_lite.features import extract_features
 from igpt_lite.model import GPTConfig
 from igpt_lite.palette import Palette
 from igpt_lite.plots import bias_per_layer_chart, image_grid, save_figures
-from igpt_lite.train import TrainConfig, pretrain
+from igpt_lite.train import TrainConfig, bits_per_image, pretrain
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--rates", type=float, nargs="+", default=[0.5, 0.9], help="co-occurrence rates p")
@@ -128,18 +128,6 @@ for name, ps in calibration.items():
           f"(all layers; expected about 0.05, binomial s.e. {np.sqrt(0.05 * 0.95 / len(pooled)):.3f})")
 
 
-
-def bits_per_image(model, tokens, batch_size=50):
-    """Each image's negative log-likelihood under the model, in bits."""
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(tokens), batch_size):
-            t = tokens[i:i + batch_size]
-            logits = model(model.image_inputs(t))
-            out.append(torch.nn.functional.cross_entropy(logits.transpose(1, 2), t, reduction="none").sum(1))
-    return torch.cat(out).numpy() / np.log(2)
-
-
 # Did the model learn the co-occurrence at all? New scenes (their own seed), all congruent (man with a
 # career prop, woman with a domestic one) against all incongruent: a model that learned p = 0.9 gives
 # incongruent scenes log2(0.9 / 0.1) = 3.17 more bits each; one trained at p = 0.5, 0 bits.
@@ -149,7 +137,8 @@ if args.association:
             for arm, rate in (("congruent", 1.0), ("incongruent", 0.0))}
     for p, name in names.items():
         ck = load_checkpoint(runs[p])
-        bits = bits_by_model[p] = {arm: bits_per_image(ck.model, ck.palette.encode(im)) for arm, im in arms.items()}
+        bits = bits_by_model[p] = {arm: bits_per_image(ck.model, ck.palette.encode(im)).numpy()
+                                   for arm, im in arms.items()}
         gap = float(bits["incongruent"].mean() - bits["congruent"].mean())
         se = float(np.sqrt(sum(b.var(ddof=1) / len(b) for b in bits.values())))
         association[name] = {"gap_bits": gap, "stderr": se, "ideal_bits": float(np.log2(p / (1 - p))),

@@ -8,7 +8,7 @@ from igpt_lite.checkpoint import load_checkpoint, step_dirs
 from igpt_lite.data import load_dataset
 from igpt_lite.model import GPT
 from igpt_lite.palette import Palette
-from igpt_lite.train import TrainConfig, batch_indices, pretrain, train
+from igpt_lite.train import TrainConfig, batch_indices, bits_per_image, evaluate_bits_per_dim, pretrain, train
 from conftest import tiny_config
 
 
@@ -85,3 +85,18 @@ def test_pretrain_fits_a_palette_and_records_the_baseline(tmp_path):
     assert 0 < meta["baseline_bpd"] <= math.log2(8)
     with pytest.raises(ValueError, match="model is 8×8 but the data would be 16×16"):
         pretrain("digits", tmp_path / "r2", model_cfg=cfg, train_cfg=tcfg, resolution=16)
+
+
+def test_bits_per_image_sums_each_images_pixel_surprisal():
+    torch.manual_seed(0)
+    model = GPT(tiny_config()).eval()
+    cfg = model.config
+    tokens = torch.randint(0, cfg.n_colors, (5, cfg.block_size))
+    bits = bits_per_image(model, tokens, batch_size=2)
+    with torch.no_grad():  # by hand: -log2 p(pixel | the pixels before it), summed per image
+        logp = torch.log_softmax(model(model.image_inputs(tokens)), -1)
+        expected = -logp.gather(-1, tokens[..., None]).squeeze(-1).sum(1) / math.log(2)
+    assert bits.shape == (5,) and torch.allclose(bits, expected, atol=1e-4)
+    assert bits.mean().item() / cfg.block_size == pytest.approx(evaluate_bits_per_dim(model, tokens), rel=1e-5)
+    with pytest.raises(ValueError, match="ar model"):
+        bits_per_image(GPT(tiny_config(objective="bert")), tokens)
