@@ -53,6 +53,7 @@ class LinearProbe:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
+        from threadpoolctl import threadpool_limits
 
         Cs = sorted(float(c) for c in np.atleast_1d(self.Cs))
         if len(Cs) > 1 and (X_val is None or y_val is None):
@@ -63,8 +64,11 @@ class LinearProbe:
         self.Cs_, self.val_scores_, best = Cs, [], None
         for C in Cs:
             clf = LogisticRegression(C=C, max_iter=self.max_iter, tol=self.tol)
-            with warnings.catch_warnings():  # recorded in converged_ instead
-                warnings.simplefilter("ignore", ConvergenceWarning)
+            # One BLAS thread: lbfgs here multiplies small matrices, and with torch's OpenMP pool
+            # also loaded, OpenBLAS's spinning threads made every fit ~8x slower on 2 cores
+            # (mnist, 8 layers: 174 s with 2 BLAS threads, 21 s with 1; benchmarks/probe.py).
+            with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
+                warnings.simplefilter("ignore", ConvergenceWarning)  # recorded in converged_ instead
                 clf.fit(Xs, y)
             score = _accuracy(clf.predict(Xv), y_val) if Xv is not None else np.nan
             self.val_scores_.append(score)
