@@ -31,6 +31,8 @@ SETTINGS = {
     "mnist-canvas": ("mnist-canvas", "mnist-canvas", 1000, "mean",
                      "digits at random places on a 32×32 canvas: raw pixels are weak"),
     "mnist-canvas-max": ("mnist-canvas", "mnist-canvas", 1000, "max", "the same, max-pooled"),
+    "mnist-all": ("mnist", "mnist", None, "mean", "the bundled digits model, all 4,000 training images"),
+    "mnist-canvas-all": ("mnist-canvas", "mnist-canvas", None, "mean", "mnist-canvas, all 4,000 training images"),
 }
 # probe quality over training: (run folder, dataset, images per split, pooling, steps)
 OVER_TRAINING = {
