@@ -33,6 +33,7 @@ def test_probe_benchmark_reports_the_probes_of_the_extracted_features(tmp_path, 
     splits = {s: load_split("digits", s, grey_palette, 8, 60) for s in ("train", "val", "test")}
     feats = {s: extract_features(model, splits[s][1], layers) for s in splits}
     ref = probe_layers(feats, {s: splits[s][2] for s in splits})
+    assert len(result["table"]) == len(ref) == len(layers)
     for got, want in zip(result["table"], ref):
         assert (got["layer"], got["C"], got["test_acc"], got["val_acc"]) == \
             (want["layer"], want["C"], want["test_acc"], want["val_acc"])
