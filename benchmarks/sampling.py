@@ -2,9 +2,9 @@
 Hugging Face's ImageGPTForCausalImageModeling.generate on an equal-size config (random weights),
 side by side in one process. Batch of 8 completions.
 
-    python benchmarks/sampling.py [--json] [--threads N] [--repeats R] [--skip-nocache-igpt]
+    python benchmarks/sampling.py [--json] [--threads N] [--repeats R] [--skip-nocache-igpt] [--models mnist mnist-small]
 
-Configs: the bundled MNIST model (28×28, completing the bottom half of held-out digits) and an
+Configs: the bundled MNIST model(s) (28×28, completing the bottom half of held-out digits) and an
 iGPT-shaped model (8 layers × 256, 32×32, 512 colours, random weights, sampling 1,023 pixels).
 """
 import argparse
@@ -64,20 +64,18 @@ def main():
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--skip-nocache-igpt", action="store_true", help="the no-cache iGPT-shaped run takes minutes")
+    p.add_argument("--skip-nocache", action="store_true", help="skip the no-cache runs of the MNIST models too")
+    p.add_argument("--models", nargs="+", default=["mnist"],
+                   help="bundled 28×28 MNIST models completing the bottom half of 8 test digits (e.g. mnist mnist-small)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
-    try:
-        ck = load_checkpoint("mnist")
-        model, label = ck.model, "bundled mnist (trained)"
+    for name in args.models:
+        ck = load_checkpoint(name)
         digits = ck.palette.encode(load_dataset("mnist", "test", resolution=28, limit=8).images)
-    except FileNotFoundError:
-        torch.manual_seed(0)
-        model = GPT(GPTConfig(n_colors=8, height=28, width=28, n_layer=6, n_head=4, n_embd=128)).eval()
-        label = "mnist config (random weights)"
-        digits = torch.randint(0, 8, (8, 784))
-    rows.append(bench(label, model, digits[:, :14 * 28], args.repeats, nocache=True))
+        rows.append(bench(f"bundled {name} (trained)", ck.model, digits[:, :14 * 28], args.repeats,
+                          nocache=not args.skip_nocache))
     torch.manual_seed(0)
     igpt = GPT(GPTConfig(n_colors=512, height=32, width=32, n_layer=8, n_head=8, n_embd=256)).eval()
     rows.append(bench("iGPT-shaped 8×256, 32×32, 512 colours", igpt, torch.randint(0, 512, (8, 1)), args.repeats,

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from igpt_lite.checkpoint import save_checkpoint
 from igpt_lite.features import extract_features, feature_layers
@@ -37,3 +38,13 @@ def test_probe_benchmark_reports_the_probes_of_the_extracted_features(tmp_path, 
     for got, want in zip(result["table"], ref):
         assert (got["layer"], got["C"], got["test_acc"], got["val_acc"]) == \
             (want["layer"], want["C"], want["test_acc"], want["val_acc"])
+
+
+@pytest.mark.slow
+def test_sampling_benchmark_times_all_three_samplers_on_one_config():
+    model = tiny_model(height=4, width=4)
+    prompt = torch.randint(0, 8, (2, 6))
+    row = load_script("sampling").bench("tiny", model, prompt, repeats=1, nocache=True)
+    assert (row["config"], row["batch"], row["steps"]) == ("tiny", 2, 16 - 6)
+    assert row["speedup_vs_hf"] == pytest.approx(row["hf_generate_s"] / row["ours_s"])
+    assert row["speedup_vs_nocache"] == pytest.approx(row["nocache_s"] / row["ours_s"])
