@@ -51,7 +51,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
 
     ck = load_checkpoint(args.model)
-    name = args.data or ck.meta["dataset"]
+    name = ck.dataset_name(args.data)
     splits = {s: load_split(name, s, ck.palette, ck.config.height, args.limit) for s in ("train", "val", "test")}
     tokens = torch.cat([splits[s][1] for s in splits])
     layers = feature_layers(ck.model, final_norm=True)

@@ -35,6 +35,7 @@ class AttentionMaps:
     rollout: np.ndarray  # H × W, residual-aware rollout through all layers
     rollout_start: float | None
     visible: np.ndarray  # H × W bool, the pixels this query can attend to
+    image: np.ndarray | None = None  # uint8 H × W × C: the image as the model sees it (palette colours)
 
     def to_dict(self) -> dict:
         def lst(a):
@@ -43,7 +44,7 @@ class AttentionMaps:
         return {"objective": self.objective, "pixel": list(self.pixel), "maps": lst(self.maps),
                 "start": lst(self.start), "head_mean": lst(self.head_mean),
                 "head_mean_start": lst(self.head_mean_start), "rollout": lst(self.rollout),
-                "rollout_start": self.rollout_start, "visible": lst(self.visible)}
+                "rollout_start": self.rollout_start, "visible": lst(self.visible), "image": lst(self.image)}
 
 
 @dataclass
@@ -158,6 +159,21 @@ def attention_maps(model: GPT, tokens, pixel) -> AttentionMaps:
                          head_mean_start=head_mean_start, rollout=r_map,
                          rollout_start=None if r_start is None else float(r_start),
                          visible=visible_pixels(cfg, row, col))
+
+
+def attend(checkpoint, image: np.ndarray, pixel) -> AttentionMaps:
+    """Attention from `pixel` = (row, col) of one uint8 H×W×C image (the model's size), for a
+    Checkpoint: the image is encoded with the checkpoint's palette, and the result carries the
+    quantised image, so plots.attention_grid / attention_rollout_figure draw it directly."""
+    cfg, palette = checkpoint.config, checkpoint.palette
+    image = np.asarray(image)
+    if image.shape != (cfg.height, cfg.width, palette.channels):
+        raise ValueError(f"expected one image shaped {cfg.height}×{cfg.width}×{palette.channels} (this model's size "
+                         f"and colour channels), got {image.shape}; data.prepare_image crops and resizes")
+    tokens = palette.encode(image[None])
+    att = attention_maps(checkpoint.model, tokens, pixel)
+    att.image = palette.decode(tokens, cfg.height, cfg.width)[0]
+    return att
 
 
 # ---- summaries over a batch ----

@@ -18,7 +18,6 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -178,72 +177,70 @@ def null_calibration(X, Y, A, B, *, n_trials: int = 200, n_permutations: int = 1
                            stderr=math.sqrt(alpha * (1 - alpha) / n_trials))
 
 
-# ---- users' image folders ----
+# ---- one call: a checkpoint and four sets of images ----
 
-MIN_IMAGES = 2  # a "set" of one image is one exemplar, and d's standard deviation needs two values
+SET_NAMES = ("X", "Y", "A", "B")
+# how images become embeddings: ours (the paper's probe features) or iEAT's own extraction
+EXTRACTIONS = {"ours": dict(crop="center", norm="layernorm"), "ieat": dict(crop="top-left", norm="next")}
 
 
 @dataclass
-class ImageFolder:
-    """A folder's images, ready for a model: uint8 N×R×R×C."""
+class BiasResult:
+    """iEAT on every layer of one model: `table` rows as `ieat_per_layer` gives them."""
+    table: list[dict]
+    norm: str  # how each layer's output was normalised before mean pooling
+    n_per_set: dict[str, int]
+    n_permutations: int
+    seed: int
+    features: dict = field(default_factory=dict, repr=False)  # {"X": {layer: N×d}, ...}: what was compared
 
-    path: Path
-    images: np.ndarray
-    files: list[Path]
-    modes: dict[str, int] = field(default_factory=dict)  # PIL colour mode -> count, before conversion
+    def smallest_holm(self) -> dict:
+        """The row with the smallest Holm-adjusted p-value."""
+        return min(self.table, key=lambda r: r["p_holm"])
 
-    def conversion_note(self, channels: int) -> str | None:
-        """A line saying which images were converted to the model's colour mode, or None."""
-        target = "L" if channels == 1 else "RGB"
-        other = {m: c for m, c in self.modes.items() if m != target}
-        if not other:
-            return None
-        what = ", ".join(f"{c} {m}" for m, c in sorted(other.items()))
-        return (f"{self.path}: {sum(other.values())} of {len(self.files)} images converted to {target} "
-                f"(the model's palette has {channels} channel{'s' if channels > 1 else ''}): {what}")
+    def to_dict(self) -> dict:
+        return {"norm": self.norm, "pool": "mean", "n_per_set": self.n_per_set,
+                "n_permutations": self.n_permutations, "seed": self.seed, "table": self.table}
 
 
-def load_image_folder(path, resolution: int, channels: int, crop: str = "center",
-                      min_images: int = MIN_IMAGES) -> ImageFolder:
-    """Every image file directly in `path` (any format PIL reads, any size) as uint8
-    N×resolution×resolution×channels: converted to grey or RGB as the palette needs (PIL's convert:
-    an alpha channel is dropped), cropped to a square (the centre, or the top-left as iEAT does),
-    then resized with area averaging. Hidden files (.DS_Store, ...) and sub-folders are skipped;
-    any other file that is not an image is an error, so nothing is silently left out."""
-    from PIL import Image, UnidentifiedImageError
+def bias_test(checkpoint, sets: dict, *, layers=None, norm: str = "layernorm", n_permutations: int = 100_000,
+              seed: int = 0, batch_size: int = 64) -> BiasResult:
+    """iEAT on every layer of `checkpoint` (a Checkpoint) for four sets of images, `sets` = {"X":
+    targets, "Y": targets, "A": attributes, "B": attributes}, each uint8 N×H×W×C at the model's
+    size (data.load_image_folder or scenes.make_test_sets make them). Features: each layer's output,
+    normalised (`norm`, see features.py) and mean-pooled, from one forward pass over all images."""
+    from .features import extract_features, parse_layers
 
-    from .data import prepare_image
+    missing = [k for k in SET_NAMES if k not in sets]
+    if missing:
+        raise ValueError(f"sets must hold X, Y, A and B; missing {', '.join(missing)}")
+    cfg, palette = checkpoint.config, checkpoint.palette
+    want = (cfg.height, cfg.width, palette.channels)
+    for k in SET_NAMES:
+        shape = np.shape(sets[k])
+        if len(shape) != 4 or tuple(shape[1:]) != want:
+            raise ValueError(f"set {k}: expected images shaped N×{want[0]}×{want[1]}×{want[2]} (this model's size "
+                             f"and colour channels), got {shape}; load them with data.load_image_folder")
+    images = np.concatenate([sets[k] for k in SET_NAMES])
+    feats = extract_features(checkpoint.model, palette.encode(images), parse_layers(checkpoint.model, layers, False),
+                             norm=norm, batch_size=batch_size)
+    ends = np.cumsum([len(sets[k]) for k in SET_NAMES])[:-1]
+    parts = [{layer: part for layer, part in zip(feats, split)}
+             for split in zip(*(np.split(v, ends) for v in feats.values()))]
+    table = ieat_per_layer(*parts, n_permutations=n_permutations, seed=seed)
+    return BiasResult(table=table, norm=norm, n_per_set={k: len(sets[k]) for k in SET_NAMES},
+                      n_permutations=n_permutations, seed=seed, features=dict(zip(SET_NAMES, parts)))
 
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path}: no such folder")
-    files = sorted(f for f in path.iterdir() if f.is_file() and not f.name.startswith("."))
-    if not files:
-        subfolders = [d.name for d in path.iterdir() if d.is_dir()]
-        hint = f" (sub-folders such as {subfolders[0]}/ are not searched)" if subfolders else ""
-        raise ValueError(f"{path}: the folder holds no image files{hint}")
-    if len(files) < min_images:
-        raise ValueError(f"{path}: holds {len(files)} image, at least {min_images} are needed: one image is "
-                         "one exemplar, not a set, and the effect size needs a spread of scores")
-    target = "L" if channels == 1 else "RGB"
-    images, modes = [], {}
-    for f in files:
-        try:
-            with Image.open(f) as img:
-                modes[img.mode] = modes.get(img.mode, 0) + 1
-                pixels = np.asarray(img.convert(target))
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
-            raise ValueError(f"{f}: not an image file PIL can read (png, jpg, bmp, gif, ...): {e}; "
-                             "remove it from the folder") from None
-        images.append(prepare_image(pixels, resolution, crop))
-    return ImageFolder(path=path, images=np.stack(images), files=files, modes=modes)
 
+# ---- users' image folders ----
 
 def load_ieat_folders(x, y, a, b, resolution: int, channels: int, crop: str = "center",
-                      alpha: float = 0.05) -> dict[str, ImageFolder]:
-    """The four folders of an iEAT run, checked: each holds at least MIN_IMAGES images, and X and Y
+                      alpha: float = 0.05) -> dict:
+    """The four folders of an iEAT run, checked: each holds at least two images, and X and Y
     together are large enough that the permutation test could ever give p < alpha (two images
     each, for instance, allow only 6 partitions: p is never below 1/6)."""
+    from .data import load_image_folder
+
     folders = {name: load_image_folder(p, resolution, channels, crop) for name, p in dict(x=x, y=y, a=a, b=b).items()}
     n_x, n_y = len(folders["x"].files), len(folders["y"].files)
     if smallest_p_value(n_x, n_y) >= alpha:

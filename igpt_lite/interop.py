@@ -313,7 +313,7 @@ def export_hf(ck: Checkpoint, out_dir: str | Path, overwrite: bool = False) -> P
         with torch.no_grad():
             _write_safetensors(folder / "model.safetensors", entries)
 
-    return checkpoint._write_dir_atomically(out_dir, write)
+    return checkpoint.write_folder_atomically(out_dir, write)
 
 
 # ---- the official weights from the Hub (optional, needs internet) ----

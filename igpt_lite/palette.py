@@ -128,6 +128,21 @@ class Palette:
         p = counts[counts > 0] / counts.sum()
         return float(-(p * p.log2()).sum())
 
+    @property
+    def colors(self) -> np.ndarray:
+        """The centres as uint8 k×C colours (what a token decodes to)."""
+        return np.rint(127.5 * (self.centers + 1)).clip(0, 255).astype(np.uint8)
+
+    def report(self, images: np.ndarray) -> "PaletteReport":
+        """How well this palette fits `images` (uint8 N×H×W×C): round-trip error, token entropy, usage."""
+        images = as_nhwc(images)
+        tokens = self.encode(images)
+        counts = torch.bincount(tokens.flatten(), minlength=self.n_colors).numpy()
+        return PaletteReport(n_colors=self.n_colors, channels=self.channels, fingerprint=self.fingerprint,
+                             colors=self.colors, usage=counts / max(1, counts.sum()),
+                             round_trip_error=self.round_trip_error(images),
+                             token_entropy_bits=self.token_entropy_bits(tokens), n_images=len(images))
+
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps({"centers": self.centers.tolist()}))
 
@@ -141,3 +156,26 @@ class Palette:
             raise FileNotFoundError(f"{path}: palette file missing; a checkpoint folder needs its palette.json")
         except (ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{path}: not a valid palette file ({e}); refit it with `igpt-lite palette`") from e
+
+
+@dataclass
+class PaletteReport:
+    """A palette and how it fits a set of images (`Palette.report`)."""
+    n_colors: int
+    channels: int
+    fingerprint: str
+    colors: np.ndarray  # uint8 k×C
+    usage: np.ndarray  # share of pixels mapped to each colour (sums to 1)
+    round_trip_error: float  # mean |pixel - decode(encode(pixel))|, 0-255 scale
+    token_entropy_bits: float  # bits/dim of a model that learned only colour frequencies
+    n_images: int
+
+    def to_dict(self) -> dict:
+        return {**vars(self), "colors": self.colors.tolist(), "usage": self.usage.tolist()}
+
+
+def palette_sweep(train_images: np.ndarray, val_images: np.ndarray, ks=(2, 4, 8, 16, 32, 64), *,
+                  seed: int = 0) -> list[PaletteReport]:
+    """Fit a palette of each size k on `train_images`, report each on `val_images`: the round-trip
+    error falls and the token entropy (the sequence's cost) rises as k grows."""
+    return [Palette.fit(train_images, k, seed=seed).report(val_images) for k in ks]

@@ -102,35 +102,33 @@ def _title(title: str, objective: str | None, *notes: str) -> tuple[dict, int]:
     return title, 50 + 22 * len(lines)
 
 
-def attention_grid(maps: np.ndarray, pixel: tuple[int, int], image: np.ndarray | None = None,
-                   start: np.ndarray | None = None, head_mean: np.ndarray | None = None,
-                   head_mean_start: np.ndarray | None = None, visible: np.ndarray | None = None,
-                   objective: str | None = None, panel_px: int = 120):
-    """Layers (rows) × heads (columns) of attention maps from one query pixel, over the image.
-
-    maps L×heads×H×W; start L×heads (weight on the start token, shown in each panel's title);
-    head_mean L×H×W adds a last "mean" column; visible H×W greys the pixels the query cannot see.
+def attention_grid(att, layers=None, panel_px: int = 120):
+    """Layers (rows) × heads (columns) of attention maps from one query pixel, over the image, and
+    a last "mean" column; `att` is an attention.AttentionMaps (its `image` is drawn under the maps,
+    the pixels its query cannot see are greyed). `layers`: the rows to draw (default all), e.g.
+    [3] with a larger panel_px for one layer enlarged.
     Each panel is scaled to its own maximum (titles give it), so weak heads still show where they
     look; but never to less than 3× the uniform weight, so a head that spreads its attention evenly
     looks faint instead of uniformly bright."""
     from plotly.subplots import make_subplots
 
-    maps = np.asarray(maps, dtype=float)
-    n_layer, n_head, h, w = maps.shape
-    panels = [[maps[l, k] for k in range(n_head)] for l in range(n_layer)]
-    starts = [[None if start is None else start[l][k] for k in range(n_head)] for l in range(n_layer)]
-    names = [f"H{k}" for k in range(n_head)]
-    if head_mean is not None:
-        for l in range(n_layer):
-            panels[l].append(np.asarray(head_mean[l], dtype=float))
-            starts[l].append(None if head_mean_start is None else head_mean_start[l])
-        names.append("mean")
+    maps = np.asarray(att.maps, dtype=float)
+    layer_ids = list(range(len(maps))) if layers is None else [int(l) for l in layers]
+    bad = [l for l in layer_ids if not 0 <= l < len(maps)]
+    if bad:
+        raise ValueError(f"layer {bad[0]} does not exist: the model has layers 0..{len(maps) - 1}")
+    pixel, image, visible, start = att.pixel, att.image, att.visible, att.start
+    n_layer, n_head, h, w = len(layer_ids), maps.shape[1], maps.shape[2], maps.shape[3]
+    panels = [[maps[l, k] for k in range(n_head)] + [np.asarray(att.head_mean[l], dtype=float)] for l in layer_ids]
+    starts = [[None if start is None else start[l][k] for k in range(n_head)]
+              + [None if att.head_mean_start is None else att.head_mean_start[l]] for l in layer_ids]
+    names = [f"H{k}" for k in range(n_head)] + ["mean"]
     n_col = len(names)
     titles = []
-    for l in range(n_layer):
+    for row, l in enumerate(layer_ids):
         for k, name in enumerate(names):
-            s = "" if starts[l][k] is None else f", s {float(starts[l][k]):.2g}"
-            titles.append(f"L{l} {name}<br>max {panels[l][k].max():.2g}{s}")
+            s = "" if starts[row][k] is None else f", s {float(starts[row][k]):.2g}"
+            titles.append(f"L{l} {name}<br>max {panels[row][k].max():.2g}{s}")
     gap_x, gap_y = 12, 40  # pixels between panels; the vertical gap holds the two-line panel titles
     width, plot_h = max(n_col * (panel_px + gap_x) + 60, 480), n_layer * (panel_px + gap_y)
     fig = make_subplots(rows=n_layer, cols=n_col, subplot_titles=titles,
@@ -145,16 +143,16 @@ def attention_grid(maps: np.ndarray, pixel: tuple[int, int], image: np.ndarray |
     notes = ["each panel scaled to its max (at least 3× the uniform weight)"]
     if start is not None:
         notes.append("s = weight on the start token")
-    title, top = _title(f"Attention from pixel (row {pixel[0]}, col {pixel[1]}), layer × head", objective, *notes)
+    which = "layer × head" if n_layer > 1 else f"layer {layer_ids[0]}, each head"
+    title, top = _title(f"Attention from pixel (row {pixel[0]}, col {pixel[1]}), {which}", att.objective, *notes)
     fig.update_layout(title=title, width=width, height=plot_h + top + 30,
                       showlegend=False, margin=dict(l=30, r=30, t=top + 10, b=20), plot_bgcolor="white")
     return fig
 
 
-def attention_rollout_figure(rollout: np.ndarray, pixel: tuple[int, int], image: np.ndarray | None = None,
-                             start: float | None = None, visible: np.ndarray | None = None,
-                             objective: str | None = None, size_px: int = 480, cap_top: bool = True):
-    """The rollout map (attention flow through all layers, residual included) over the image.
+def attention_rollout_figure(att, size_px: int = 480, cap_top: bool = True):
+    """The rollout map of an attention.AttentionMaps (attention flow through all layers, residual
+    included) over its image.
 
     The residual term keeps a large share on the query's own position (in an ar model that holds
     the pixel just before it), which would wash out everything else: with cap_top the colour scale
@@ -162,7 +160,8 @@ def attention_rollout_figure(rollout: np.ndarray, pixel: tuple[int, int], image:
     scale never tops out below 3× the uniform weight."""
     from plotly.subplots import make_subplots
 
-    z = np.asarray(rollout, dtype=float)
+    pixel, image, visible, start = att.pixel, att.image, att.visible, att.rollout_start
+    z = np.asarray(att.rollout, dtype=float)
     h, w = z.shape
     ranked = np.sort(z.ravel())
     zmax, notes = ranked[-1], []
@@ -175,7 +174,7 @@ def attention_rollout_figure(rollout: np.ndarray, pixel: tuple[int, int], image:
     _attention_panel(fig, z, 1, 1, pixel, image, visible, zmax, max(8, int(0.8 * size_px / max(h, w))),
                      colorbar=dict(title="weight", thickness=12))
     extra = "" if start is None else f"; start token {start:.2g}"
-    title, top = _title(f"Attention rollout to pixel (row {pixel[0]}, col {pixel[1]}){extra}", objective, *notes)
+    title, top = _title(f"Attention rollout to pixel (row {pixel[0]}, col {pixel[1]}){extra}", att.objective, *notes)
     fig.update_layout(title=title, width=size_px + 140, height=size_px + top + 30, margin=dict(l=20, r=20, t=top, b=20),
                       plot_bgcolor="white")
     return fig

@@ -22,13 +22,14 @@ import torch
 
 from . import data
 from .checkpoint import Checkpoint, load_checkpoint, step_dirs
-from .features import extract_features, feature_layers
+from .features import extract_features, feature_layers, parse_layers
 from .model import GPT, GPTConfig
 from .palette import Palette
 
 # inverse regularisation strengths, weakest last; wide on purpose: a chosen C at either end of
 # the grid (flagged `C_at_edge` in the table) means the grid should be widened
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-4, 3, 8))
+DEFAULT_MAX_ITER = 1000
 UMAP_PRECOMPUTED_BELOW = 4096  # umap-learn's own distance path is a slow Python loop below this
 
 
@@ -44,7 +45,7 @@ class LinearProbe:
 
     After fit: C_, val_scores_ (one per C in Cs_), scaler_, classifier_, converged_."""
 
-    def __init__(self, Cs=DEFAULT_CS, max_iter: int = 1000, tol: float = 1e-4):
+    def __init__(self, Cs=DEFAULT_CS, max_iter: int = DEFAULT_MAX_ITER, tol: float = 1e-4):
         self.Cs = Cs
         self.max_iter = max_iter
         self.tol = tol
@@ -88,10 +89,70 @@ class LinearProbe:
         return _accuracy(self.predict(X), y)
 
 
+class KNNProbe:
+    """The weighted k-nearest-neighbour read-out of DINO's evaluation (Caron et al. 2021,
+    eval_knn.py): features L2-normalised, cosine similarity to every training feature, the k most
+    similar vote for their class with weight exp(similarity / temperature), the class with the
+    largest summed weight wins (ties: the smallest class label). No parameter is fitted, so nothing
+    is chosen on validation: fit only stores the normalised training features.
+
+    After fit: classes_ (sorted labels), X_ (normalised training features), y_ (their class indices)."""
+
+    def __init__(self, k: int = 20, temperature: float = 0.07, batch_size: int = 1024):
+        self.k = k
+        self.temperature = temperature
+        self.batch_size = batch_size
+
+    @staticmethod
+    def _normalise(X) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32)
+        return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+
+    def fit(self, X, y) -> "KNNProbe":
+        if self.k < 1 or self.temperature <= 0:
+            raise ValueError(f"k must be >= 1 and the temperature > 0, got k={self.k}, temperature={self.temperature}")
+        self.X_ = self._normalise(X)
+        self.classes_, self.y_ = np.unique(np.asarray(y), return_inverse=True)
+        return self
+
+    def votes(self, X) -> np.ndarray:
+        """N×classes summed vote weights (the unnormalised class scores)."""
+        from threadpoolctl import threadpool_limits
+
+        Q = self._normalise(X)
+        k = min(self.k, len(self.X_))
+        out = np.zeros((len(Q), len(self.classes_)))
+        # One BLAS thread, as LinearProbe.fit: the similarity products are small, and OpenBLAS's
+        # threads beside torch's pool only add contention on this machine's 2 cores.
+        with threadpool_limits(1, user_api="blas"):
+            for i in range(0, len(Q), self.batch_size):
+                sim = Q[i:i + self.batch_size] @ self.X_.T
+                top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+                weight = np.exp(np.take_along_axis(sim, top, axis=1).astype(np.float64) / self.temperature)
+                block = out[i:i + self.batch_size]
+                for c in range(len(self.classes_)):
+                    block[:, c] = (weight * (self.y_[top] == c)).sum(1)
+        return out
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[np.argmax(self.votes(X), axis=1)]
+
+    def score(self, X, y) -> float:
+        return _accuracy(self.predict(X), y)
+
+
+def _stderr(acc: float, n: int) -> float:
+    """Binomial standard error of an accuracy on n images: differences below ~2 of these are noise."""
+    return float(np.sqrt(acc * (1 - acc) / n))
+
+
 def probe_layers(features_by_split: dict, labels_by_split: dict, layers=None, *, Cs=DEFAULT_CS,
-                 max_iter: int = 1000) -> list[dict]:
+                 max_iter: int = DEFAULT_MAX_ITER, knn_k: int | None = 20, knn_temperature: float = 0.07) -> list[dict]:
     """One row per layer: {layer, depth, dim, train_acc, val_acc, test_acc, test_stderr, C,
-    C_at_edge, val_acc_by_C, converged, seconds (fit, search included), n_train, n_val, n_test}.
+    C_at_edge, val_acc_by_C, converged, seconds (fit, search included), n_train, n_val, n_test}
+    for the logistic-regression probe, and beside it the kNN read-out (`KNNProbe`, fitted on
+    train): {knn_val_acc, knn_test_acc, knn_test_stderr, knn_k, knn_temperature, knn_seconds}.
+    knn_k=None leaves the kNN columns out.
 
     features_by_split: {"train"|"val"|"test": {layer: N×d array}}; labels_by_split: {split: N labels}.
     depth is the layer's position in the features' order (embed 0, blocks.i i+1, ln_f last)."""
@@ -105,16 +166,22 @@ def probe_layers(features_by_split: dict, labels_by_split: dict, layers=None, *,
         probe = LinearProbe(Cs=Cs, max_iter=max_iter).fit(X["train"], y["train"], X["val"], y["val"])
         seconds = time.perf_counter() - t0
         test_acc = probe.score(X["test"], y["test"])
-        rows.append({
+        row = {
             "layer": layer, "depth": names.index(layer) if layer in names else None, "dim": int(X["train"].shape[1]),
             "train_acc": probe.score(X["train"], y["train"]), "val_acc": max(probe.val_scores_),
-            "test_acc": test_acc,
-            # binomial standard error of the test accuracy: differences below ~2 of these are noise
-            "test_stderr": float(np.sqrt(test_acc * (1 - test_acc) / len(y["test"]))),
+            "test_acc": test_acc, "test_stderr": _stderr(test_acc, len(y["test"])),
             "C": probe.C_, "C_at_edge": len(probe.Cs_) > 1 and probe.C_ in (probe.Cs_[0], probe.Cs_[-1]),
             "val_acc_by_C": [float(v) for v in probe.val_scores_], "converged": probe.converged_,
             "seconds": seconds, "n_train": len(y["train"]), "n_val": len(y["val"]), "n_test": len(y["test"]),
-        })
+        }
+        if knn_k is not None:
+            t0 = time.perf_counter()
+            knn = KNNProbe(k=knn_k, temperature=knn_temperature).fit(X["train"], y["train"])
+            knn_test = knn.score(X["test"], y["test"])
+            row.update(knn_val_acc=knn.score(X["val"], y["val"]), knn_test_acc=knn_test,
+                       knn_test_stderr=_stderr(knn_test, len(y["test"])), knn_k=knn_k,
+                       knn_temperature=knn_temperature, knn_seconds=time.perf_counter() - t0)
+        rows.append(row)
     return rows
 
 
@@ -141,12 +208,7 @@ def _load_splits(dataset: str, palette: Palette, config: GPTConfig, limit: int |
 
 def _check_layers(model: GPT, layers) -> list[str]:
     """The layers to probe (default: all, embed to ln_f), checked before any data is loaded."""
-    valid = feature_layers(model, final_norm=True)
-    layers = valid if layers is None else list(layers)
-    unknown = [l for l in layers if l not in valid]
-    if unknown:
-        raise ValueError(f"unknown layers {unknown}; this model has {', '.join(valid)}")
-    return layers
+    return parse_layers(model, layers)
 
 
 def _depth(model: GPT, layer: str) -> int:
@@ -172,7 +234,7 @@ def _pixels(images: np.ndarray) -> np.ndarray:
 
 def baselines(images_by_split: dict, labels_by_split: dict, palette: Palette, config: GPTConfig, *,
               tokens_by_split: dict | None = None, layers=None, seed: int = 0, norm: str = "layernorm",
-              pool: str = "mean", Cs=DEFAULT_CS, max_iter: int = 1000, batch_size: int = 64, device="cpu",
+              pool: str = "mean", Cs=DEFAULT_CS, max_iter: int = DEFAULT_MAX_ITER, batch_size: int = 64, device="cpu",
               cache_dir=None, progress: bool = False) -> list[dict]:
     """Rows (probe_layers' columns plus `kind`) for the three baselines on the same splits: every
     layer of a random-weight model (torch seed `seed`), raw pixels, palette-decoded pixels."""
@@ -199,13 +261,6 @@ def _as_checkpoint(checkpoint) -> Checkpoint:
     return checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
 
 
-def _dataset_of(ck: Checkpoint, dataset: str | None) -> str:
-    name = dataset or ck.meta.get("dataset")
-    if not name:
-        raise ValueError(f"the checkpoint {ck.path} names no dataset: pass one")
-    return name
-
-
 def _trained_rows(ck: Checkpoint, tokens: dict, labels: dict, layers, *, norm, pool, Cs, max_iter, batch_size,
                   cache_dir, progress) -> list[dict]:
     feats = _features_by_split(ck.model, tokens, layers, norm=norm, pool=pool, batch_size=batch_size,
@@ -215,7 +270,7 @@ def _trained_rows(ck: Checkpoint, tokens: dict, labels: dict, layers, *, norm, p
 
 
 def probe_model(checkpoint, dataset: str | None = None, *, layers=None, limit: int | None = None,
-                norm: str = "layernorm", pool: str = "mean", Cs=DEFAULT_CS, max_iter: int = 1000, seed: int = 0,
+                norm: str = "layernorm", pool: str = "mean", Cs=DEFAULT_CS, max_iter: int = DEFAULT_MAX_ITER, seed: int = 0,
                 batch_size: int = 64, cache_dir=None, progress: bool = False) -> list[dict]:
     """Probe every layer of a checkpoint (path, name or Checkpoint) on a dataset's train/val/test
     splits (default: the dataset it was trained on; `limit` images per split), with the baselines.
@@ -224,7 +279,7 @@ def probe_model(checkpoint, dataset: str | None = None, *, layers=None, limit: i
     the columns of `probe_layers` plus `kind` (and `seed` for the random rows).
     layers: default every layer, embed to ln_f. Features: one pass per split for all layers."""
     ck = _as_checkpoint(checkpoint)
-    name = _dataset_of(ck, dataset)
+    name = ck.dataset_name(dataset)
     layers = _check_layers(ck.model, layers)
     images, tokens, labels = _load_splits(name, ck.palette, ck.config, limit)
     opts = dict(norm=norm, pool=pool, Cs=Cs, max_iter=max_iter, batch_size=batch_size, cache_dir=cache_dir,
@@ -239,7 +294,7 @@ def _step_of(path: Path) -> int:
 
 
 def probe_checkpoints(run_dir, dataset: str | None = None, *, layers=None, steps=None, limit: int | None = None,
-                      norm: str = "layernorm", pool: str = "mean", Cs=DEFAULT_CS, max_iter: int = 1000,
+                      norm: str = "layernorm", pool: str = "mean", Cs=DEFAULT_CS, max_iter: int = DEFAULT_MAX_ITER,
                       seed: int = 0, batch_size: int = 64, cache_dir=None, progress: bool = False) -> list[dict]:
     """Probe curves over training: the trained rows of every saved step-* checkpoint of a run
     (or those whose step is in `steps`), each with `step` and `checkpoint` columns, then the
@@ -249,7 +304,7 @@ def probe_checkpoints(run_dir, dataset: str | None = None, *, layers=None, steps
         raise FileNotFoundError(f"{run_dir}: no step-* checkpoints{' for steps ' + str(list(steps)) if steps else ''}"
                                 " (train with --keep 0 to keep every saved step)")
     last = load_checkpoint(dirs[-1])
-    name = _dataset_of(last, dataset)
+    name = last.dataset_name(dataset)
     layers = _check_layers(last.model, layers)
     images, tokens, labels = _load_splits(name, last.palette, last.config, limit)
     opts = dict(norm=norm, pool=pool, Cs=Cs, max_iter=max_iter, batch_size=batch_size, cache_dir=cache_dir,

@@ -5,6 +5,10 @@ iterative unmasking in raster order (one full forward pass per pixel: no cache a
 """
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 import torch
 
@@ -37,8 +41,10 @@ def _pick(logits, generator, temperature, top_k, top_p):
 
 @torch.inference_mode()
 def generate(model: GPT, prompt: torch.Tensor, *, temperature: float = 1.0, top_k: int | None = None,
-             top_p: float | None = None, seed: int = 0, use_cache: bool = True) -> torch.Tensor:
-    """Continue each row of `prompt` (long N×P tokens, P may be 0) to a whole image (N×T tokens)."""
+             top_p: float | None = None, seed: int = 0, use_cache: bool = True,
+             on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """Continue each row of `prompt` (long N×P tokens, P may be 0) to a whole image (N×T tokens).
+    on_step(done, total): called after each generated pixel (e.g. a progress bar)."""
     cfg = model.config
     T = cfg.block_size
     prompt = torch.as_tensor(prompt, dtype=torch.long, device=model.device)
@@ -53,7 +59,7 @@ def generate(model: GPT, prompt: torch.Tensor, *, temperature: float = 1.0, top_
     if p == T:
         return out
     if cfg.objective == "bert":
-        return _complete_bert(model, out, p, gen, temperature, top_k, top_p)
+        return _complete_bert(model, out, p, gen, temperature, top_k, top_p, on_step)
     start = torch.full((n, 1), cfg.special_id, dtype=torch.long, device=model.device)
     if use_cache:
         kv = model.new_kv_cache(n)
@@ -62,6 +68,8 @@ def generate(model: GPT, prompt: torch.Tensor, *, temperature: float = 1.0, top_
             out[:, t] = _pick(logits, gen, temperature, top_k, top_p)
             if t + 1 < T:
                 logits = model(out[:, t : t + 1], kv)[:, -1]
+            if on_step is not None:
+                on_step(t + 1 - p, T - p)
     else:  # the reference: a full forward pass over the whole prefix for every pixel
         for t in range(p, T):
             logits = model(torch.cat([start, out[:, :t]], 1))[:, -1]
@@ -69,13 +77,15 @@ def generate(model: GPT, prompt: torch.Tensor, *, temperature: float = 1.0, top_
     return out
 
 
-def _complete_bert(model, out, p, gen, temperature, top_k, top_p):
+def _complete_bert(model, out, p, gen, temperature, top_k, top_p, on_step):
     T = model.config.block_size
     for t in range(p, T):
         inputs = out.clone()
         inputs[:, t:] = model.config.special_id
         logits = model(inputs)[:, t]
         out[:, t] = _pick(logits, gen, temperature, top_k, top_p)
+        if on_step is not None:
+            on_step(t + 1 - p, T - p)
     return out
 
 
@@ -96,10 +106,33 @@ def sample(model: GPT, n: int, **kwargs) -> torch.Tensor:
     return generate(model, torch.empty(n, 0, dtype=torch.long), **kwargs)
 
 
+@dataclass
+class Completions:
+    """Completions of images from their top rows (`complete_images`)."""
+    originals: np.ndarray  # uint8 N×H×W×C, as given
+    quantised: np.ndarray  # uint8 N×H×W×C: the originals in the palette's colours (what the model sees)
+    images: np.ndarray  # uint8 N × n_samples × H×W×C
+    tokens: torch.Tensor  # long N × n_samples × T
+    keep_rows: int
+    seed: int
+    seconds: float  # sampling time
+
+
 def complete_images(model: GPT, palette: Palette, images: np.ndarray, keep_rows: int, n_samples: int = 1,
-                    **kwargs) -> np.ndarray:
-    """`complete` from uint8 images to uint8 images: N×H×W×C in, N × n_samples × H×W×C out."""
+                    **kwargs) -> Completions:
+    """`complete` from uint8 images (N×H×W×C, the model's size) to a Completions result."""
     cfg = model.config
-    out = complete(model, palette.encode(images), keep_rows, n_samples, **kwargs)
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[1:] != (cfg.height, cfg.width, palette.channels):
+        raise ValueError(f"expected images shaped N×{cfg.height}×{cfg.width}×{palette.channels} (this model's size "
+                         f"and colour channels), got {images.shape}")
+    if not 0 <= keep_rows <= cfg.height:
+        raise ValueError(f"keep_rows must lie in 0..{cfg.height}, got {keep_rows}")
+    tokens = palette.encode(images)
+    t0 = time.perf_counter()
+    out = complete(model, tokens, keep_rows, n_samples, **kwargs)
+    seconds = time.perf_counter() - t0
     decoded = palette.decode(out.flatten(0, 1), cfg.height, cfg.width)
-    return decoded.reshape(*out.shape[:2], *decoded.shape[1:])
+    return Completions(originals=images, quantised=palette.decode(tokens, cfg.height, cfg.width),
+                       images=decoded.reshape(*out.shape[:2], *decoded.shape[1:]), tokens=out, keep_rows=keep_rows,
+                       seed=kwargs.get("seed", 0), seconds=seconds)

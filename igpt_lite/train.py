@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from .checkpoint import (_write_checkpoint_files, _write_dir_atomically, load_checkpoint, load_training_state,
+from .checkpoint import (_write_checkpoint_files, write_folder_atomically, load_checkpoint, load_training_state,
                          save_training_state, step_dirs)
 from .model import GPT, GPTConfig
 from .palette import Palette
@@ -175,7 +175,7 @@ def train(model: GPT, palette: Palette, train_tokens: torch.Tensor, val_tokens: 
                                     {**meta, "training": {"step": step, "config": asdict(cfg), "history": history}})
             save_training_state(folder / "training", opt,
                                 {"step": step, "history": history, "running_loss": running})
-        _write_dir_atomically(out_dir / f"step-{step:06d}", write)
+        write_folder_atomically(out_dir / f"step-{step:06d}", write)
         if cfg.keep_checkpoints:
             for old in step_dirs(out_dir)[: -cfg.keep_checkpoints]:
                 shutil.rmtree(old)

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from igpt_lite import checkpoint, data
-from igpt_lite.attention import attention_maps, attention_summary
+from igpt_lite.attention import attend, attention_summary
 from igpt_lite.plots import attention_distance_chart, attention_grid, attention_rollout_figure, save_figures
 
 
@@ -30,9 +30,7 @@ def main(argv=None):
     cfg = ck.config
     # a bundled model has a name; a run's step folder (step-000600) is named by its run
     name = ck.meta.get("name") or (ck.path.parent.name if ck.path.name.startswith("step-") else ck.path.name)
-    dataset = args.data or ck.meta.get("dataset")
-    if not dataset:
-        p.error("the checkpoint names no dataset: pass --data")
+    dataset = ck.dataset_name(args.data)
     ds = data.load_dataset(dataset, args.split, resolution=cfg.height)
     tokens = ck.palette.encode(ds.images[: args.images])
     # three quarters down: in an ar model that query already sees most of the image
@@ -42,18 +40,15 @@ def main(argv=None):
         p.error(f"--index {args.index} is out of range: the {dataset} {args.split} split has {len(ds)} images")
 
     summary = attention_summary(ck.model, tokens)
-    maps = attention_maps(ck.model, ck.palette.encode(example), pixel)
-    shown = ck.palette.decode(ck.palette.encode(example), cfg.height, cfg.width)[0]  # what the model saw
+    maps = attend(ck, example[0], pixel)
 
     distance = attention_distance_chart(
         summary.mean_distance,
         title=f"Mean attention distance per head, {name} ({summary.n_images} {dataset} {args.split} images)")
     entropy = attention_distance_chart(summary.entropy_bits, ylabel="attention entropy (bits)",
                                        title=f"Attention entropy per head, {name}")
-    grid = attention_grid(maps.maps, maps.pixel, image=shown, start=maps.start, head_mean=maps.head_mean,
-                          head_mean_start=maps.head_mean_start, visible=maps.visible, objective=cfg.objective)
-    roll = attention_rollout_figure(maps.rollout, maps.pixel, image=shown, start=maps.rollout_start,
-                                    visible=maps.visible, objective=cfg.objective)
+    grid = attention_grid(maps)
+    roll = attention_rollout_figure(maps)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

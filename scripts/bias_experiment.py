@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from igpt_lite import figures
-from igpt_lite.bias import ieat_per_layer, null_calibration
+from igpt_lite import scenes
+from igpt_lite.bias import bias_test, null_calibration
 from igpt_lite.bundled import export_bundled
 from igpt_lite.checkpoint import load_checkpoint
-from igpt_lite.features import extract_features
+from igpt_lite.data import register_figures
 from igpt_lite.model import GPTConfig
 from igpt_lite.palette import Palette
 from igpt_lite.plots import bias_per_layer_chart, image_grid, save_figures
@@ -69,7 +69,7 @@ args = parser.parse_args()
 if args.threads:
     torch.set_num_threads(args.threads)
 
-names = {p: figures.register_figures(p, n=args.n_train, seed=args.seed, resolution=args.resolution)
+names = {p: register_figures(p, n=args.n_train, seed=args.seed, resolution=args.resolution)
          for p in args.rates}
 runs = {p: Path(args.runs) / name for p, name in names.items()}
 
@@ -87,7 +87,7 @@ if not args.probe_only:
                             save_every=max(1, min(100, args.steps)), keep_checkpoints=2, seed=args.seed)
     # one palette for every rate: the models then differ only in the co-occurrence they saw, not in
     # how their colours were quantised (and each rate can train in its own process)
-    palette = Palette.fit(figures.make_scenes(2000, args.palette_rate, seed=args.seed, resolution=res).images,
+    palette = Palette.fit(scenes.make_scenes(2000, args.palette_rate, seed=args.seed, resolution=res).images,
                           args.colors, seed=args.seed)
     for p, name in names.items():
         t0 = time.perf_counter()
@@ -95,21 +95,19 @@ if not args.probe_only:
         print(f"{name}: trained in {time.perf_counter() - t0:.0f} s")
 
 # held-out test sets: the generator's separate stream, never a training image
-tests = figures.make_test_sets(args.n_per_set, seed=args.seed, resolution=args.resolution)
+tests = scenes.make_test_sets(args.n_per_set, seed=args.seed, resolution=args.resolution)
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
 # what the models saw (8 scenes per rate) and what they are tested on (8 of each set), one row each
 per_row = min(8, args.n_per_set)
-shown = [figures.make_scenes(per_row, p, seed=args.seed, resolution=args.resolution).images for p in args.rates]
+shown = [scenes.make_scenes(per_row, p, seed=args.seed, resolution=args.resolution).images for p in args.rates]
 shown += [tests[k][:per_row] for k in "XYAB"]
 image_grid(np.concatenate(shown), ncols=per_row).save(out / "figures_samples.png")
 table, calibration = [], {}
 for p, name in names.items():
     ck = load_checkpoint(runs[p])
-    tokens = ck.palette.encode(np.concatenate([tests[k] for k in "XYAB"]))
-    feats = extract_features(ck.model, tokens, norm=args.norm)  # mean-pooled
-    parts = [{layer: v[i * args.n_per_set:(i + 1) * args.n_per_set] for layer, v in feats.items()} for i in range(4)]
-    rows = ieat_per_layer(*parts, n_permutations=args.permutations, seed=args.seed)
+    result = bias_test(ck, tests, norm=args.norm, n_permutations=args.permutations, seed=args.seed)
+    rows, parts = result.table, [result.features[k] for k in "XYAB"]
     for row in rows:
         # the null: random re-partitions of X u Y u A u B, same sizes; p < 0.05 should be ~5% of them
         cal = null_calibration(*(part[row["layer"]] for part in parts), n_trials=args.null_trials,
@@ -133,7 +131,7 @@ for name, ps in calibration.items():
 # incongruent scenes log2(0.9 / 0.1) = 3.17 more bits each; one trained at p = 0.5, 0 bits.
 association, bits_by_model = {}, {}
 if args.association:
-    arms = {arm: figures.make_scenes(args.association, rate, seed=args.seed + 1000, resolution=args.resolution).images
+    arms = {arm: scenes.make_scenes(args.association, rate, seed=args.seed + 1000, resolution=args.resolution).images
             for arm, rate in (("congruent", 1.0), ("incongruent", 0.0))}
     for p, name in names.items():
         ck = load_checkpoint(runs[p])

@@ -31,11 +31,11 @@ if args.export:
     path = export_bundled(args.name, run_dir)
     ck = load_checkpoint(path)
     cfg = ck.config
-    test = load_dataset(ck.meta["dataset"], "test", resolution=cfg.height)
+    test = load_dataset(ck.dataset_name(), "test", resolution=cfg.height)
     images = test.images[np.linspace(0, len(test) - 1, 8).astype(int)]  # spread over the classes
     keep = cfg.height // 2
     completions = complete_images(ck.model, ck.palette, images, keep, n_samples=5, seed=0)
-    completion_grid(images, completions, keep).save(f"docs/{args.name}_completions.png")
+    completion_grid(images, completions.images, keep).save(f"docs/{args.name}_completions.png")
     samples = ck.palette.decode(sample(ck.model, 32, seed=0), cfg.height, cfg.width)
     image_grid(samples, ncols=8).save(f"docs/{args.name}_samples.png")
     print(path, f"docs/{args.name}_completions.png", f"docs/{args.name}_samples.png")

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from igpt_lite import attention
-from igpt_lite.attention import attention_maps, attention_summary, rollout
+from igpt_lite.attention import AttentionMaps, attention_maps, attention_summary, rollout
 from igpt_lite.checkpoint import save_checkpoint
 from igpt_lite.cli import main
 from igpt_lite.model import GPT, GPTConfig
@@ -204,12 +204,20 @@ def test_figures_build_from_plain_arrays(channels, rng):
     maps = rng.random((2, 3, H, W))
     image = rng.integers(0, 256, (H, W, channels), dtype=np.uint8)
     visible = np.arange(H * W).reshape(H, W) < 7
-    fig = attention_grid(maps, (2, 1), image=image, start=rng.random((2, 3)), head_mean=maps.mean(1),
-                         head_mean_start=rng.random(2), visible=visible, objective="ar")
+    att = AttentionMaps(objective="ar", pixel=(2, 1), maps=maps, start=rng.random((2, 3)), head_mean=maps.mean(1),
+                        head_mean_start=rng.random(2), rollout=maps[0, 0], rollout_start=0.1, visible=visible,
+                        image=image)
+    fig = attention_grid(att)
     assert "a pixel sees only the pixels before it" in fig.layout.title.text
     assert len(fig.layout.annotations) == 2 * 4  # one title per panel, the mean column included
-    assert "autoregressive" not in attention_grid(maps, (0, 0)).layout.title.text  # bare: maps only
-    roll = attention_rollout_figure(maps[0, 0], (2, 1), image=image[..., 0], start=0.1, objective="bert")
+    one = attention_grid(att, layers=[1], panel_px=200)  # one layer enlarged
+    assert len(one.layout.annotations) == 4 and "layer 1, each head" in one.layout.title.text
+    with pytest.raises(ValueError, match="layer 5 does not exist"):
+        attention_grid(att, layers=[5])
+    bert = AttentionMaps(objective="bert", pixel=(2, 1), maps=maps, start=None, head_mean=maps.mean(1),
+                         head_mean_start=None, rollout=maps[0, 0], rollout_start=None, visible=None, image=None)
+    assert "autoregressive" not in attention_grid(bert).layout.title.text  # bare: maps only
+    roll = attention_rollout_figure(bert)
     assert "capped at the 2nd-largest" in roll.layout.title.text and "autoregressive" not in roll.layout.title.text
     chart = attention_distance_chart(rng.random((2, 3)))
     assert len(chart.data) == 3 + 1  # a trace per head, and the layer mean

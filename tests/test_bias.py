@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from igpt_lite import bias, checkpoint, cli, data, figures
+from igpt_lite import bias, checkpoint, cli, data, scenes
 from igpt_lite.model import GPT, GPTConfig
 from igpt_lite.palette import Palette
 
@@ -138,42 +138,42 @@ def test_null_calibration_returns_one_p_per_trial(rng):
 # ---- figures ----
 
 def test_figures_shapes_and_determinism():
-    a = figures.make_scenes(12, 0.9, seed=3)
-    b = figures.make_scenes(12, 0.9, seed=3)
+    a = scenes.make_scenes(12, 0.9, seed=3)
+    b = scenes.make_scenes(12, 0.9, seed=3)
     assert a.images.shape == (12, 32, 32, 3) and a.images.dtype == np.uint8
     np.testing.assert_array_equal(a.images, b.images)
     np.testing.assert_array_equal(a.prop, b.prop)
-    assert not np.array_equal(a.images, figures.make_scenes(12, 0.9, seed=4).images)
+    assert not np.array_equal(a.images, scenes.make_scenes(12, 0.9, seed=4).images)
     assert set(a.person) <= {0, 1} and set(a.prop) <= set(range(6))
-    assert figures.make_scenes(3, resolution=16).images.shape == (3, 16, 16, 3)
+    assert scenes.make_scenes(3, resolution=16).images.shape == (3, 16, 16, 3)
     with pytest.raises(ValueError, match="co-occurrence rate"):
-        figures.make_scenes(3, 1.5)
+        scenes.make_scenes(3, 1.5)
 
 
 def test_figures_rate_p_controls_co_occurrence():
     for p in (0.5, 0.9):
-        f = figures.make_scenes(600, p, seed=0, resolution=8)  # small images: the labels are what count
+        f = scenes.make_scenes(600, p, seed=0, resolution=8)  # small images: the labels are what count
         congruent = np.mean(f.category == f.person)  # man with career (0, 0) or woman with domestic (1, 1)
         assert abs(congruent - p) < 4 * math.sqrt(p * (1 - p) / 600)
         assert abs(f.person.mean() - 0.5) < 0.1
 
 
 def test_figures_test_sets_are_single_objects_disjoint_from_training():
-    tests = figures.make_test_sets(9, seed=0)
+    tests = scenes.make_test_sets(9, seed=0)
     assert set(tests) == {"X", "Y", "A", "B"}
     assert all(v.shape == (9, 32, 32, 3) for v in tests.values())
-    train = figures.make_scenes(300, 0.9, seed=0)
+    train = scenes.make_scenes(300, 0.9, seed=0)
     seen = {img.tobytes() for img in train.images}
     assert not any(img.tobytes() in seen for v in tests.values() for img in v)
-    np.testing.assert_array_equal(tests["X"], figures.make_test_sets(9, seed=0)["X"])
+    np.testing.assert_array_equal(tests["X"], scenes.make_test_sets(9, seed=0)["X"])
 
 
 def test_figures_register_as_datasets():
     assert {"figures-p50", "figures-p90"} <= set(data.dataset_names())
-    name = figures.register_figures(0.37, n=60)
+    name = data.register_figures(0.37, n=60)
     assert name == "figures-p37"
     ds = data.load_dataset(name, "train")
-    assert ds.images.shape == (48, 32, 32, 3) and ds.class_names == figures.CLASS_NAMES
+    assert ds.images.shape == (48, 32, 32, 3) and ds.class_names == scenes.CLASS_NAMES
     assert set(ds.labels) <= {0, 1, 2, 3}
 
 
@@ -199,7 +199,7 @@ def tiny_setup(tmp_path_factory):
     model = GPT(GPTConfig(n_colors=8, height=8, width=8, n_layer=2, n_head=2, n_embd=32)).eval()
     palette = Palette(np.random.default_rng(0).uniform(-1, 1, (8, 3)).astype(np.float32))
     checkpoint.save_checkpoint(root / "model", model, palette)
-    sets = figures.make_test_sets(5, seed=1, resolution=20)
+    sets = scenes.make_test_sets(5, seed=1, resolution=20)
     for name, images in sets.items():
         (root / name).mkdir()
         for i, img in enumerate(images):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from igpt_lite.checkpoint import save_checkpoint
+from igpt_lite.checkpoint import load_checkpoint, save_checkpoint
 from igpt_lite.cli import main
 from conftest import tiny_model
 
@@ -35,7 +35,8 @@ def test_palette_and_train_then_sample_and_complete(tmp_path, capsys):
     tokens = np.array(c["tokens"])
     assert tokens.shape == (2, 2, 64) and c["keep_rows"] == 4 and tokens.max() < 4
     info = run_json(capsys, "info", "--model", str(tmp_path / "run"))
-    assert info["step"] == 4 and info["palette"]["n_colors"] == 4 and info["dataset"] == "digits"
+    assert info["step"] == 4 and info["n_colors"] == 4 and info["dataset"] == "digits"
+    assert info["parameters"] == sum(p.numel() for p in load_checkpoint(tmp_path / "run").model.parameters())
 
 
 def test_complete_an_image_file(digits_model, tmp_path, capsys):

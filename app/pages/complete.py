@@ -25,7 +25,7 @@ if not names:
 name = st.sidebar.selectbox("Model", names, index=names.index("mnist") if "mnist" in names else 0)
 ck = get_checkpoint(name)
 cfg = ck.config
-images = held_out_images(ck.meta["dataset"], cfg.height)
+images = held_out_images(ck.dataset_name(), cfg.height)
 
 st.caption(f"{name}: {ck.model.num_params() / 1e6:.2f}M parameters, {cfg.height}×{cfg.width}, "
            f"{ck.palette.n_colors} colours, trained on {ck.meta['dataset']}. Images below are held out (test split).")
@@ -39,5 +39,5 @@ seed = st.sidebar.number_input("Seed", 0, 10_000, 0)
 original = images[index : index + 1]
 completions = complete_images(ck.model, ck.palette, original, keep_rows, n_samples=n_samples,
                               temperature=temperature, seed=seed)
-grid = completion_grid(original, completions, keep_rows, scale=max(1, 200 // cfg.height))
+grid = completion_grid(original, completions.images, keep_rows, scale=max(1, 200 // cfg.height))
 st.image(grid, caption="kept rows (grey: hidden) · completions · original")

@@ -12,8 +12,9 @@ iEAT's test sets come from the same generator on a separate random stream: X = m
 alone, A = career props alone, B = domestic props alone. They never equal a training image (a
 training scene always holds both a person and a prop).
 
-Importing this module registers the datasets "figures-p50" and "figures-p90" (`register_figures`
-adds other rates), so `pretrain("figures-p90", ...)` and `igpt-lite train --data figures-p90` work.
+This module only draws; it registers nothing. `data.py` serves the scenes as the datasets
+"figures-p50" and "figures-p90" (`data.register_figures` adds other rates), so
+`pretrain("figures-p90", ...)` and `igpt-lite train --data figures-p90` work.
 Labels: 2 * person + prop category (man+career, man+domestic, woman+career, woman+domestic).
 
 Shapes are drawn in a 32×32 unit square and sampled at pixel centres, so any resolution works;
@@ -263,20 +264,3 @@ def make_test_sets(n_per_set: int = 50, *, seed: int = 0, resolution: int = 32) 
 
 def dataset_name(p: float) -> str:
     return f"figures-p{round(100 * p):02d}"
-
-
-def register_figures(p: float, n: int = 10_000, seed: int = 0, resolution: int = 32) -> str:
-    """Register the scenes at rate p as a dataset (train/val/test splits of n scenes); its name."""
-    from .data import register_dataset
-
-    def loader():
-        f = make_scenes(n, p, seed=seed, resolution=resolution)
-        return f.images, (2 * f.person + f.category).astype(np.int64), list(CLASS_NAMES)
-
-    name = dataset_name(p)
-    register_dataset(name, loader, native_resolution=resolution)
-    return name
-
-
-for _p in (0.5, 0.9):
-    register_figures(_p)
