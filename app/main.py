@@ -1,6 +1,15 @@
-"""igpt-lite app: `streamlit run app/main.py`. Pages are thin callers of igpt_lite/."""
+"""igpt-lite app: `streamlit run app/main.py`. Navigation and the shared sidebar only; every page
+is a thin caller of igpt_lite/ (see app/common.py)."""
 import streamlit as st
 
+from common import model_sidebar
+
 st.set_page_config(page_title="igpt-lite", layout="wide")
-pages = [st.Page("pages/complete.py", title="Complete an image", default=True)]
-st.navigation(pages).run()
+pages = [st.Page("pages/complete.py", title="Complete an image", default=True),
+         st.Page("pages/attention.py", title="Attention"),
+         st.Page("pages/depth.py", title="Feature quality versus depth"),
+         st.Page("pages/bias.py", title="Bias probes"),
+         st.Page("pages/palette.py", title="Palette")]
+page = st.navigation(pages)
+model_sidebar()
+page.run()

@@ -188,8 +188,24 @@ def split_indices(n: int, split: str, seed: int = 0) -> np.ndarray:
     return np.sort(perm[bounds[i] : bounds[i + 1]])
 
 
-def load_dataset(name: str, split: str = "train", resolution: int | None = None, limit: int | None = None) -> Dataset:
-    """An embedded (or registered) dataset's split, resized to `resolution`×`resolution`."""
+def to_channels(images: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 N×H×W×C with C converted to `channels`: grey repeated to RGB, or RGB to grey with
+    PIL's ITU-R 601 luma (L = 0.299 R + 0.587 G + 0.114 B), as read_image converts files."""
+    c = images.shape[-1]
+    if c == channels:
+        return images
+    if channels == 3 and c == 1:
+        return images.repeat(3, -1)
+    if channels == 1 and c == 3:
+        luma = images.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        return np.rint(luma).clip(0, 255).astype(np.uint8)[..., None]
+    raise ValueError(f"cannot convert {c}-channel images to {channels} channels")
+
+
+def load_dataset(name: str, split: str = "train", resolution: int | None = None, limit: int | None = None,
+                 channels: int | None = None) -> Dataset:
+    """An embedded (or registered) dataset's split, resized to `resolution`×`resolution` and, with
+    `channels`, converted to grey (1) or RGB (3) (e.g. for a model trained on other images)."""
     images, labels, class_names = _load_all(name)
     idx = split_indices(len(images), split)
     if limit is not None and limit < len(idx):  # a random subset: the embedded sets are ordered by class
@@ -197,6 +213,8 @@ def load_dataset(name: str, split: str = "train", resolution: int | None = None,
     images = images[idx]
     if resolution is not None:
         images = resize(images, resolution, resolution)
+    if channels is not None:
+        images = to_channels(images, channels)
     return Dataset(name=name, images=images, labels=labels[idx], class_names=list(class_names))
 
 
