@@ -256,8 +256,9 @@ def _open_image(source, channels: int, background: tuple[int, int, int] = (255, 
             pixels = np.asarray(img.convert(MODES[channels]))
     except UnidentifiedImageError:
         raise ValueError(f"{name}: not an image file PIL can read (png, jpg, webp, gif, bmp, ...)") from None
-    except Image.DecompressionBombError as e:
-        raise ValueError(f"{name}: refused as a decompression bomb ({e})") from None
+    except Image.DecompressionBombError as e:  # PIL's own check, at twice its limit
+        raise ValueError(f"{name}: refused as a possible decompression bomb ({e}); downscale it first (the model "
+                         "sees it at a few dozen pixels)") from None
     except (OSError, SyntaxError) as e:  # truncated or corrupt data
         raise ValueError(f"{name}: the image data is truncated or corrupt ({e}); re-save or re-download it") from None
     return pixels.reshape(pixels.shape[0], pixels.shape[1], channels), mode
