@@ -1,9 +1,15 @@
-"""Screenshot every page of the app in headless Chromium (Debian's /usr/bin/chromium, driven by
-Playwright; `apt-get install chromium` first). Starts `streamlit run app/main.py` on a free port.
+"""Drive the app in a real browser: Debian's headless Chromium (/usr/bin/chromium, `apt-get install
+chromium`; never `playwright install`) through Playwright, against `streamlit run app/main.py` on a
+free port. The browser test (tests/test_app_browser.py) and the app benchmark (benchmarks/app.py)
+use the helpers here; run as a script, it screenshots every page.
 
-    python scripts/screenshot_app.py --out docs/
+    python scripts/screenshot_app.py --out docs/app
 """
+from __future__ import annotations
+
 import argparse
+import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -11,10 +17,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
-
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
+# url path of each page (st.navigation names them after their files), and the file stem for screenshots
+PAGES = {"complete": "", "attention": "attention", "depth": "depth", "bias": "bias", "palette": "palette"}
 
 
 def free_port() -> int:
@@ -23,48 +31,73 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_healthy(url: str, timeout: float = 90) -> None:
+def wait_healthy(url: str, timeout: float = 120) -> None:
     end = time.time() + timeout
     while time.time() < end:
         try:
             if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
                 return
         except OSError:
-            time.sleep(0.5)
+            time.sleep(0.1)
     raise TimeoutError(f"streamlit did not answer at {url} within {timeout} s")
 
 
+@contextlib.contextmanager
+def app_server(env: dict | None = None, log=None):
+    """`streamlit run app/main.py` on a free port; yields (url, seconds until /_stcore/health answered)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    t0 = time.perf_counter()
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless=true",
+                               f"--server.port={port}", "--browser.gatherUsageStats=false"],
+                              cwd=ROOT, env={**os.environ, **(env or {})},
+                              stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT if log else subprocess.DEVNULL)
+    try:
+        wait_healthy(url)
+        yield url, time.perf_counter() - t0
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+@contextlib.contextmanager
+def chromium(width: int = 1400, height: int = 1000):
+    """A new headless Chromium page (one browser per context: sessions do not share state)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield browser.new_page(viewport={"width": width, "height": height})
+        finally:
+            browser.close()
+
+
 def settle(page, timeout_ms: int = 120_000) -> None:
+    """Wait until the app is connected and no script run is in progress."""
     page.wait_for_selector("[data-testid='stApp'][data-test-connection-state='CONNECTED']", timeout=timeout_ms)
+    # a rerun may start a moment after the click that caused it: give it that moment
+    page.wait_for_timeout(150)
     page.wait_for_selector("[data-test-script-state='notRunning']", timeout=timeout_ms)
-    page.wait_for_timeout(1000)
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--out", default="docs")
-    p.add_argument("--pages", nargs="*", default=[""], help="url paths of the pages ('' = the default page)")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="docs/app")
+    p.add_argument("--pages", nargs="*", default=list(PAGES), choices=list(PAGES))
     args = p.parse_args()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless=true",
-                               f"--server.port={port}", "--browser.gatherUsageStats=false"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_healthy(url)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            for path in args.pages:
-                page.goto(f"{url}/{path}")
-                settle(page)
-                out = Path(args.out) / f"app_{path or 'complete'}.png"
-                page.screenshot(path=str(out), full_page=True)
-                print(out)
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with app_server() as (url, _), chromium() as page:
+        for name in args.pages:
+            page.goto(f"{url}/{PAGES[name]}")
+            settle(page)
+            page.wait_for_timeout(1000)  # let charts finish drawing
+            page.screenshot(path=str(out / f"{name}.png"), full_page=True)
+            print(out / f"{name}.png")
 
 
 if __name__ == "__main__":
