@@ -1,10 +1,11 @@
 # The two commands (each sets up .venv/ on first use):
 #   make app    run the Streamlit app on the bundled models
 #   make test   run every test (slow ones included; GPU-only tests skip themselves without CUDA)
+#   make notebooks   executed HTML copies of notebooks/*.ipynb in build/notebooks/ (FAST=1: their quick mode)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: app test bench
+.PHONY: app test bench notebooks
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -24,3 +25,14 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/sampling.py
+
+# Executed copies of the teaching notebooks for reading (plotly.js inline: they open offline); the
+# notebooks in notebooks/ stay output-free. Prints each notebook's time.
+notebooks: $(VENV)/.installed
+	mkdir -p build/notebooks
+	for nb in notebooks/*.ipynb; do \
+		start=$$(date +%s); \
+		IGPT_FAST=$(FAST) PLOTLY_RENDERER=notebook $(BIN)/jupyter nbconvert --to html --execute \
+			--ExecutePreprocessor.timeout=1800 --output-dir build/notebooks "$$nb" || exit 1; \
+		echo "$$nb: $$(( $$(date +%s) - start )) s"; \
+	done

@@ -20,6 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from . import validate
 from .model import GPT, GPTConfig
 from .palette import Palette
 
@@ -67,24 +68,80 @@ class Checkpoint:
 
 
 def write_folder_atomically(final: Path, write) -> Path:
-    """Write a folder with `write(tmp_dir)`, then move it into place in one rename."""
+    """Write a folder with `write(tmp_dir)` and put it in place without ever showing a half-written one.
+
+    A new folder appears in one rename. Into an existing folder (an overwrite) each file `write`
+    made replaces the one of the same name in one rename, config.json last (it is removed first,
+    so a folder caught between old and new files reads as incomplete, never as a mix); files it did
+    not write are left alone."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+    existing = final.is_dir()
+    if final.exists() and not existing:
+        raise FileExistsError(f"{final} is a file, not a folder; choose another path")
+    tmp = (final if existing else final.parent) / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         write(tmp)
-        if final.exists():  # keep the old folder whole until the new one is complete
-            old = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
-            os.rename(final, old)
-            os.rename(tmp, final)
-            shutil.rmtree(old)
+        if existing:
+            if (tmp / "config.json").exists():
+                (final / "config.json").unlink(missing_ok=True)
+            _move_into(tmp, final)
         else:
             os.rename(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
     return final
+
+
+def _move_into(src: Path, dst: Path) -> None:
+    """Move src's files into dst, replacing those of the same name one rename each; config.json last."""
+    for entry in sorted(src.iterdir(), key=lambda e: e.name == "config.json"):
+        target = dst / entry.name
+        if entry.is_dir():
+            if target.exists() and not target.is_dir():
+                target.unlink()
+            target.mkdir(exist_ok=True)
+            _move_into(entry, target)
+        else:
+            if target.is_dir():
+                raise FileExistsError(f"{target} is a folder where {entry.name} is to be written; move it away")
+            os.replace(entry, target)
+
+
+def occupied(path: str | Path) -> bool:
+    """Whether writing a folder at `path` would touch something: an empty folder is free."""
+    path = Path(path)
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
+def write_file_atomically(path: str | Path, write) -> Path:
+    """Write one file with `write(tmp_path)` beside it, then rename it into place: a reader (or a
+    kill) never sees a half-written file, and the old file stays whole until the new one is."""
+    path = Path(path)
+    tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}{path.suffix}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def check_new_output(path: str | Path, overwrite: bool = False, flag: str = "--out") -> Path:
+    """Before any work: `path` can be written (its folder exists) and does not exist unless
+    `overwrite`. The message names the flag the user gave."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{flag} {path} already exists; choose another path or pass --overwrite")
+    if path.is_dir():
+        raise FileExistsError(f"{flag} {path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{flag} {path}: the folder {path.parent} does not exist; create it first")
+    if not os.access(path.parent, os.W_OK):
+        raise PermissionError(f"{flag} {path}: cannot write in {path.parent} (permission denied)")
+    return path
 
 
 def _write_checkpoint_files(folder: Path, model: GPT, palette: Palette, meta: dict) -> None:
@@ -100,7 +157,7 @@ def _write_checkpoint_files(folder: Path, model: GPT, palette: Palette, meta: di
 def save_checkpoint(path: str | Path, model: GPT, palette: Palette, meta: dict | None = None,
                     overwrite: bool = False) -> Path:
     path = Path(path)
-    if path.exists() and not overwrite:
+    if occupied(path) and not overwrite:
         raise FileExistsError(f"{path} already exists; choose another path or pass overwrite=True")
     return write_folder_atomically(path, lambda d: _write_checkpoint_files(d, model, palette, meta or {}))
 
@@ -114,27 +171,47 @@ def step_dirs(run_dir: str | Path) -> list[Path]:
 
 
 def model_names() -> dict[str, Path]:
-    """Checkpoints found by name: bundled ones, then the user's (imported) ones."""
+    """Checkpoints found by name: bundled ones, then the user's (imported) ones. A user's model
+    named like a bundled one is not listed here: `resolve` refuses that name as ambiguous."""
     found = {}
     for root in (BUNDLED_DIR, USER_DIR):
-        if root.is_dir():
-            for p in sorted(root.iterdir()):
-                if (p / "config.json").exists():
-                    found.setdefault(p.name, p)
+        for name, p in _named_models(root).items():
+            found.setdefault(name, p)
     return found
+
+
+def _named_models(root: Path) -> dict[str, Path]:
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if (p / "config.json").exists()}
+
+
+def check_user_model_name(name: str) -> None:
+    """Refuse to save a user's model under a bundled model's name (it could never be found by it)."""
+    if name in _named_models(BUNDLED_DIR):
+        raise FileExistsError(f"{name!r} is the name of a bundled model; give the import another name "
+                              f"(OUT argument), e.g. {name}-imported")
 
 
 def resolve(path_or_name: str | Path) -> Path:
     """A checkpoint folder from a path, a run folder (its latest step) or a model name."""
     p = Path(path_or_name)
     if not p.exists():
+        name = str(path_or_name)
+        bundled, user = _named_models(BUNDLED_DIR).get(name), _named_models(USER_DIR).get(name)
+        if bundled and user:
+            raise ValueError(f"model name {name!r} is ambiguous: bundled {bundled} and yours {user}; "
+                             "give the folder's path instead, or rename yours")
+        if bundled or user:
+            return bundled or user
         names = model_names()
-        if str(path_or_name) in names:
-            return names[str(path_or_name)]
         raise FileNotFoundError(
-            f"no checkpoint at {p} and no model named {str(path_or_name)!r}; "
+            f"no checkpoint at {p} and no model named {name!r}; "
             f"known names: {', '.join(names) or 'none'}"
         )
+    if p.is_file():
+        raise FileNotFoundError(f"{p} is a file; a checkpoint is a folder (config.json, model.safetensors, "
+                                "palette.json) or a training run folder")
     if (p / "config.json").exists():
         return p
     steps = step_dirs(p)
@@ -148,11 +225,13 @@ def load_checkpoint(path_or_name: str | Path, device: str | torch.device = "cpu"
     cfg_file, weights_file, palette_file = path / "config.json", path / "model.safetensors", path / "palette.json"
     try:
         meta = json.loads(cfg_file.read_text())
+        if not isinstance(meta, dict):
+            raise ValueError(f"expected a JSON object, got a {type(meta).__name__}")
         if meta.get("model_type") == "imagegpt":
             raise FileNotFoundError(f"{path} is a Hugging Face ImageGPT folder, not an igpt-lite checkpoint: "
                                     f"convert it once with `igpt-lite import-hf {path}`")
-        config = GPTConfig.from_dict(meta.pop("model"))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        config = GPTConfig.from_dict(validate.model_config(meta.pop("model")))
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{cfg_file}: not a valid igpt-lite config ({e}); the checkpoint is damaged, re-save it") from e
     palette = Palette.load(palette_file)
     if palette.fingerprint != meta.pop("palette_fingerprint", None) or palette.n_colors != config.n_colors:
@@ -166,6 +245,7 @@ def load_checkpoint(path_or_name: str | Path, device: str | torch.device = "cpu"
         state = load_file(str(weights_file), device=str(device))
     except (SafetensorError, OSError, ValueError) as e:
         raise ValueError(f"{weights_file}: cannot be read as safetensors ({e}); the file is corrupt, re-save it") from e
+    check_finite(state, weights_file)
     with torch.device("meta"):
         model = GPT(config)
     try:
@@ -175,6 +255,15 @@ def load_checkpoint(path_or_name: str | Path, device: str | torch.device = "cpu"
                          "config and weights come from different models") from e
     model.eval()
     return Checkpoint(model=model, palette=palette, meta=meta, path=path)
+
+
+def check_finite(state: dict[str, torch.Tensor], source) -> None:
+    """Refuse weights holding NaN or infinity (a diverged training run): nothing they compute means anything."""
+    bad = [name for name, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise ValueError(f"{source}: {len(bad)} weight tensor(s) hold NaN or infinite values ({', '.join(bad[:3])}"
+                         f"{' ...' if len(bad) > 3 else ''}): the training that wrote them diverged; use an "
+                         "earlier checkpoint or train again with a lower learning rate")
 
 
 # ---- what a model is, in one object (`igpt-lite info`, the app's model card, the notebooks) ----

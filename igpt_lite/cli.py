@@ -1,5 +1,10 @@
 """Command line: `igpt-lite VERB ...` (also `python -m igpt_lite`). Thin: parse, call the library,
-print a human summary, or with --json exactly one JSON object on stdout."""
+print a human summary, or with --json exactly one JSON object on stdout.
+
+Arguments are checked where they are parsed (validate.py's rules, the flag named in the message).
+Exit codes: 0 done; 2 refused (a bad argument, a missing or damaged input, an output that exists
+without --overwrite, a run folder in use) with one line on stderr and nothing written; 130 interrupted.
+Files written (--out, --html) appear whole or not at all."""
 from __future__ import annotations
 
 import argparse
@@ -12,9 +17,45 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint, data
+from . import checkpoint, data, validate
 from .model import PRESETS, GPTConfig, preset
 from .palette import Palette
+
+
+def _checked(convert, check):
+    """An argparse type: convert the text, then apply a validate.py rule (argparse names the flag)."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be {'a whole number' if convert is int else 'a number'}, got {text!r}") from None
+        try:
+            return check(value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    parse.__name__ = getattr(check, "__name__", "value")
+    return parse
+
+
+def _count(low=1, high=None):
+    return _checked(int, lambda v: validate.integer("", v, low, high))
+
+
+def _positive(at_most=None):
+    return _checked(float, lambda v: validate.positive("", v, at_most))
+
+
+_SEED = _checked(int, lambda v: validate.seed("", v))
+_DEVICE = _checked(str, lambda v: validate.device(v, name=""))
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def _image_file(text):
+    if Path(text).suffix.lower() not in IMAGE_SUFFIXES:
+        raise argparse.ArgumentTypeError(f"the file name must end in one of {', '.join(IMAGE_SUFFIXES)} "
+                                         f"(it sets the image format), got {text!r}")
+    return text
 
 
 def _model_arg(p):
@@ -22,30 +63,55 @@ def _model_arg(p):
 
 
 def _sampling_args(p):
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="write the images as a PNG grid here")
+    p.add_argument("--temperature", type=_positive(), default=1.0)
+    p.add_argument("--top-k", type=_count(1), default=None)
+    p.add_argument("--top-p", type=_positive(at_most=1.0), default=None)
+    p.add_argument("--seed", type=_SEED, default=0)
+    p.add_argument("--out", type=_image_file, default=None, help="write the images as a PNG grid here")
+    _overwrite_arg(p, "--out")
+
+
+def _overwrite_arg(p, *flags):
+    """--overwrite for a verb whose output files are `flags`: checked before any work (main)."""
+    p.add_argument("--overwrite", action="store_true", help=f"replace {' or '.join(flags)} if it exists")
+    p.set_defaults(outputs=[f.lstrip("-") for f in flags])
+
+
+def _check_outputs(args) -> None:
+    for name in getattr(args, "outputs", []):
+        if getattr(args, name, None):
+            checkpoint.check_new_output(getattr(args, name), args.overwrite, flag=f"--{name}")
+
+
+def _write_text(path, text: str) -> str:
+    checkpoint.write_file_atomically(path, lambda tmp: Path(tmp).write_text(text))
+    return str(path)
 
 
 def cmd_palette(args) -> dict:
     ds = data.load_dataset(args.data, "train", resolution=args.resolution)
     val = data.load_dataset(args.data, "val", resolution=args.resolution)
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} already exists; choose another --out or pass --overwrite")
     pal = Palette.fit(ds.images, args.colors, seed=args.seed)
     report = pal.report(val.images)  # measured on the validation split
-    pal.save(out)
+    checkpoint.write_file_atomically(out, pal.save)
     return {"out": str(out), "dataset": args.data, "resolution": list(ds.resolution), **report.to_dict()}
 
 
 def cmd_train(args) -> dict:
     from .train import TrainConfig, pretrain
 
-    res = args.resolution or data.NATIVE_RESOLUTION.get(args.data)
-    sizes = {k: v for k, v in dict(n_layer=args.layers, n_head=args.heads, n_embd=args.width).items() if v}
+    res = args.resolution if args.resolution is not None else data.NATIVE_RESOLUTION.get(args.data)
+    sizes = {k: v for k, v in dict(n_layer=args.layers, n_head=args.heads, n_embd=args.width).items() if v is not None}
+    if args.resume:  # resume means resume: a run with nothing to resume from is not started over silently
+        steps = checkpoint.step_dirs(args.out)
+        if not steps:
+            raise FileNotFoundError(f"--resume: {args.out} holds no checkpoint to resume from; leave out --resume "
+                                    "to start the run")
+        done = json.loads((steps[-1] / "config.json").read_text()).get("training", {}).get("step", 0)
+        if done >= args.steps:
+            raise ValueError(f"--resume: the run in {args.out} is already at step {done}; give --steps above "
+                             f"{done} to train it further")
     cfg = preset(args.preset, n_colors=args.colors, height=res, width=res, objective=args.objective, **sizes)
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
                        min_lr=args.lr / 10, warmup_steps=min(args.warmup, args.steps), eval_every=args.eval_every,
@@ -62,7 +128,7 @@ def cmd_train(args) -> dict:
 
 def _save_grid(img, out):
     if out:
-        img.save(out)
+        checkpoint.write_file_atomically(out, img.save)
         return str(out)
     return None
 
@@ -124,8 +190,7 @@ def cmd_attention(args) -> dict:
 
         figs = [attention_grid(att), attention_rollout_figure(att),
                 attention_distance_chart(summary.mean_distance, title="Mean attention distance per head, this image")]
-        Path(args.html).write_text(figures_html(figs, title=f"attention from pixel {att.pixel}"))
-        html = str(args.html)
+        html = _write_text(args.html, figures_html(figs, title=f"attention from pixel {att.pixel}"))
     peak = np.unravel_index(int(np.argmax(att.rollout)), att.rollout.shape)
     return {"model": str(ck.path), "source": source, **att.to_dict(),
             "rollout_peak": [int(peak[0]), int(peak[1])], **summary.to_dict(), "html": html}
@@ -145,8 +210,10 @@ def cmd_import_hf(args) -> dict:
     from .interop import load_hf
 
     # default: the user's models folder, so the import is found by its folder name
+    if not args.out:
+        checkpoint.check_user_model_name(Path(args.path).resolve().name)
     out = Path(args.out) if args.out else checkpoint.USER_DIR / Path(args.path).resolve().name
-    if out.exists() and not args.overwrite:
+    if checkpoint.occupied(out) and not args.overwrite:
         raise FileExistsError(f"{out} already exists; choose another OUT or pass --overwrite")
     t0 = time.perf_counter()
     ck = load_hf(args.path)
@@ -186,8 +253,7 @@ def cmd_bias(args) -> dict:
 
         fig = bias_per_layer_chart(table, title=f"iEAT per layer: {ck.path.name} "
                                                 f"(X={args.x}, Y={args.y}, A={args.a}, B={args.b})")
-        Path(args.html).write_text(figures_html([fig], title="igpt-lite bias"))
-        html = str(args.html)
+        html = _write_text(args.html, figures_html([fig], title="igpt-lite bias"))
     notes = [n for n in (f.conversion_note(ck.palette.channels) for f in sets) if n]
     return {"model": str(ck.path), "extraction": {"crop": crop, "norm": norm, "resolution": cfg.height,
                                                   "resize": "area average (PIL box)", "pool": "mean"},
@@ -226,8 +292,7 @@ def cmd_probe(args) -> dict:
             figs.append(umap_scatter(np.c_[embedding["x"], embedding["y"]], embedding["labels"],
                                      data.load_dataset(name, "test", limit=1).class_names or None,
                                      title=f"UMAP of {embedding['layer']} (test split, seed {args.seed})"))
-        Path(args.html).write_text(figures_html(figs, title="igpt-lite probe"))
-        html = str(args.html)
+        html = _write_text(args.html, figures_html(figs, title="igpt-lite probe"))
     return {"model": str(ck.path), "dataset": name, "resolution": ck.config.height, "limit": args.limit,
             "extraction": {"norm": args.norm, "pool": args.pool}, "Cs": Cs, "seed": args.seed, "seconds": seconds,
             "best": {k: best[k] for k in ("layer", "val_acc", "test_acc", "test_stderr", "C")},
@@ -240,38 +305,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("palette", help="fit a k-means colour palette on a dataset")
     p.add_argument("--data", default="digits", choices=data.dataset_names())
-    p.add_argument("--colors", type=int, default=8)
-    p.add_argument("--resolution", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--colors", type=_count(2), default=8)
+    p.add_argument("--resolution", type=_count(1), default=None)
+    p.add_argument("--seed", type=_SEED, default=0)
     p.add_argument("--out", default="palette.json")
-    p.add_argument("--overwrite", action="store_true")
+    _overwrite_arg(p, "--out")
     p.set_defaults(func=cmd_palette)
 
     p = sub.add_parser("train", help="pretrain a model (resumable)")
     p.add_argument("--data", default="digits", choices=data.dataset_names())
     p.add_argument("--out", required=True, help="run folder; checkpoints go to OUT/step-NNNNNN/")
     p.add_argument("--preset", default="small", choices=list(PRESETS))
-    p.add_argument("--layers", type=int), p.add_argument("--heads", type=int), p.add_argument("--width", type=int)
+    p.add_argument("--layers", type=_count(1)), p.add_argument("--heads", type=_count(1))
+    p.add_argument("--width", type=_count(1))
     p.add_argument("--objective", default="ar", choices=["ar", "bert"])
-    p.add_argument("--colors", type=int, default=8)
+    p.add_argument("--colors", type=_count(2), default=8)
     p.add_argument("--palette", default=None, help="a palette.json to use instead of fitting one")
-    p.add_argument("--resolution", type=int, default=None, help="default: the dataset's native size")
-    p.add_argument("--steps", type=int, default=500)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--warmup", type=int, default=50)
-    p.add_argument("--eval-every", type=int, default=100)
-    p.add_argument("--save-every", type=int, default=100)
-    p.add_argument("--keep", type=int, default=2, help="checkpoints to keep (0: all, for probes over training)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resolution", type=_count(1), default=None, help="default: the dataset's native size")
+    p.add_argument("--steps", type=_count(1), default=500)
+    p.add_argument("--batch-size", type=_count(1), default=32)
+    p.add_argument("--grad-accum", type=_count(1), default=1)
+    p.add_argument("--lr", type=_positive(), default=3e-3)
+    p.add_argument("--warmup", type=_count(0), default=50)
+    p.add_argument("--eval-every", type=_count(1), default=100)
+    p.add_argument("--save-every", type=_count(1), default=None,
+                   help="default: a fifth of --steps (at most 500), so a killed run always has one to resume")
+    p.add_argument("--keep", type=_count(0), default=2, help="checkpoints to keep (0: all, for probes over training)")
+    p.add_argument("--seed", type=_SEED, default=0)
+    p.add_argument("--device", type=_DEVICE, default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its latest checkpoint (same data, model and palette)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="sample whole images")
     _model_arg(p)
-    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--n", type=_count(1), default=8)
     _sampling_args(p)
     p.set_defaults(func=cmd_sample)
 
@@ -280,9 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", nargs="+", default=None, help="image files (centre-cropped and resized)")
     p.add_argument("--data", default=None, help="embedded dataset (default: the model's own)")
     p.add_argument("--split", default="test", choices=data.SPLITS)
-    p.add_argument("--index", type=int, nargs="+", default=None, help="images of the split (default: 8 spread over it)")
-    p.add_argument("--rows", type=int, default=None, help="rows to keep (default: half)")
-    p.add_argument("--samples", type=int, default=4, help="completions per image")
+    p.add_argument("--index", type=_count(0), nargs="+", default=None,
+                   help="images of the split (default: 8 spread over it)")
+    p.add_argument("--rows", type=_count(0), default=None, help="rows to keep (default: half)")
+    p.add_argument("--samples", type=_count(1), default=4, help="completions per image")
     _sampling_args(p)
     p.set_defaults(func=cmd_complete)
 
@@ -300,10 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extract as iEAT does, to compare with its tables: top-left square crop (not the "
                    "centre) and each layer's output normed by the next block's first norm (not a plain "
                    "layer norm); both mean-pool over positions after an area-average resize")
-    p.add_argument("--permutations", type=int, default=100_000,
+    p.add_argument("--permutations", type=_count(1), default=100_000,
                    help="exact test when X u Y has at most this many partitions, else this many random ones")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random partitions")
+    p.add_argument("--seed", type=_SEED, default=0, help="seed of the random partitions")
     p.add_argument("--html", default=None, help="write the per-layer plot (d, adjusted p) to this HTML file")
+    _overwrite_arg(p, "--html")
     p.set_defaults(func=cmd_bias)
 
     p = sub.add_parser("probe", help="linear probe of every layer, with baselines",
@@ -314,18 +384,19 @@ def build_parser() -> argparse.ArgumentParser:
     _model_arg(p)
     p.add_argument("--data", default=None, help="embedded dataset (default: the model's own)")
     p.add_argument("--layers", nargs="+", default=None, help="layers (embed, blocks.3 or 3, ln_f); default: all")
-    p.add_argument("--limit", type=int, default=None, help="at most this many images per split")
+    p.add_argument("--limit", type=_count(1), default=None, help="at most this many images per split")
     p.add_argument("--norm", default="layernorm", choices=["layernorm", "next", "none"],
                    help="layernorm: the paper's plain layer norm; next: the model's next norm (as iEAT)")
     p.add_argument("--pool", default="mean", choices=["mean", "max", "last"],
                    help="over positions; mean is the paper's")
-    p.add_argument("--C", type=float, nargs="+", default=None,
+    p.add_argument("--C", type=_positive(), nargs="+", default=None,
                    help="inverse regularisation grid, chosen on validation (default 1e-4 ... 1e3)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random-weight baseline and of UMAP")
+    p.add_argument("--seed", type=_SEED, default=0, help="seed of the random-weight baseline and of UMAP")
     p.add_argument("--cache", default=None, metavar="DIR", help="keep features in DIR (.npz), keyed by model and data")
     p.add_argument("--umap", nargs="?", const="best", default=None, metavar="LAYER",
                    help="also a UMAP of a layer's test features (default: the best layer on validation)")
     p.add_argument("--html", default=None, help="write the figures to this HTML file")
+    _overwrite_arg(p, "--html")
     p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("attention", help="attention maps of every layer and head from one pixel, and rollout")
@@ -333,9 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", default=None, help="an image file (centre-cropped and resized)")
     p.add_argument("--data", default=None, help="embedded dataset (default: the model's own)")
     p.add_argument("--split", default="test", choices=data.SPLITS)
-    p.add_argument("--index", type=int, default=0, help="image of the split (default 0)")
-    p.add_argument("--pixel", type=int, nargs=2, required=True, metavar=("ROW", "COL"), help="the query pixel")
+    p.add_argument("--index", type=_count(0), default=0, help="image of the split (default 0)")
+    p.add_argument("--pixel", type=_count(0), nargs=2, required=True, metavar=("ROW", "COL"), help="the query pixel")
     p.add_argument("--html", default=None, help="write the figures to this HTML file")
+    _overwrite_arg(p, "--html")
     p.set_defaults(func=cmd_attention)
 
     p = sub.add_parser("info", help="describe a model, or list known models")
@@ -346,13 +418,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="folder written by transformers' save_pretrained, with preprocessor_config.json")
     p.add_argument("out", nargs="?", default=None,
                    help="checkpoint folder (default: the user's models folder, found by the folder's name)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the checkpoint's files in OUT; other files there are left alone")
     p.set_defaults(func=cmd_import_hf)
 
     p = sub.add_parser("export-hf", help="write a model as a Hugging Face ImageGPT folder (norm rms models)")
     _model_arg(p)
     p.add_argument("out", help="folder for config.json, model.safetensors, preprocessor_config.json")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace those three files in OUT; other files there are left alone")
     p.set_defaults(func=cmd_export_hf)
 
     for action in sub.choices.values():
@@ -393,12 +467,20 @@ def _human(result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # argparse has printed the usage error (2) or the help (0)
+        return e.code
+    try:
+        _check_outputs(args)  # before any work
         result = args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, OSError, FloatingPointError) as e:  # OSError: missing, existing, unwritable, full
         print(f"igpt-lite {args.verb}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"igpt-lite {args.verb}: interrupted" + (" (continue with --resume)" if args.verb == "train" else ""),
+              file=sys.stderr)
+        return 130
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one report
         print(json.dumps(result) if args.json else _human(result))
     return 0

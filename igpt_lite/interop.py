@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from . import checkpoint
+from . import checkpoint, validate
 from .checkpoint import Checkpoint
 from .model import GPT, GPTConfig
 from .palette import Palette
@@ -84,9 +84,12 @@ def _is_old_buffer(hf_name: str) -> bool:
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+        d = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: expected a JSON object of settings, got a {type(d).__name__}")
+    return d
 
 
 def config_from_hf(hf: dict, processor: dict) -> GPTConfig:
@@ -95,6 +98,10 @@ def config_from_hf(hf: dict, processor: dict) -> GPTConfig:
     hf = {**HF_DEFAULTS, **hf}
     if hf.get("model_type", "imagegpt") != "imagegpt":
         raise ValueError(f"model_type is {hf['model_type']!r}, not 'imagegpt'")
+    for key in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
+        validate.integer(key, hf[key], 2 if key == "vocab_size" else 1)
+    if hf["n_inner"] is not None:
+        validate.integer("n_inner", hf["n_inner"], 1)
     n_embd = hf["n_embd"]
     n_inner = hf["n_inner"] or 4 * n_embd
     problems = []
@@ -142,13 +149,22 @@ def _image_size(n_positions: int, size) -> tuple[int, int]:
 
 
 def _weight_files(folder: Path) -> list[Path]:
-    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):  # sharded checkpoints
-        if (folder / index).exists():
-            shards = _read_json(folder / index)["weight_map"].values()
-            return [folder / name for name in sorted(set(shards))]
+    """The weight files, in transformers' order of preference: one safetensors file, its shards,
+    one .bin file, its shards."""
     for name in WEIGHT_FILES:
         if (folder / name).exists():
             return [folder / name]
+        index = folder / f"{name}.index.json"
+        if index.exists():  # sharded checkpoints
+            weight_map = _read_json(index).get("weight_map")
+            if not isinstance(weight_map, dict) or not weight_map:
+                raise ValueError(f"{index}: no \"weight_map\" (tensor name -> shard file); the index is damaged, "
+                                 "re-save the model with save_pretrained")
+            shards = [folder / shard for shard in sorted(set(weight_map.values()))]
+            missing = [f.name for f in shards if not f.exists()]
+            if missing:
+                raise FileNotFoundError(f"{index} names shard(s) that are not there: {', '.join(missing[:3])}")
+            return shards
     raise FileNotFoundError(f"{folder}: no {' or '.join(WEIGHT_FILES)} found")
 
 
@@ -206,6 +222,7 @@ def load_hf(path: str | Path, dtype: torch.dtype = torch.float32) -> Checkpoint:
         raise ValueError(f"{folder}: weights igpt-lite does not know: {', '.join(unexpected[:5])}"
                          f"{' ...' if len(unexpected) > 5 else ''}")
 
+    checkpoint.check_finite(state, folder)
     # the official weights carry all-zero biases: drop them (exactly the same outputs, less work)
     biases = [k for k in state if k.endswith(".bias")]
     if all(not state[k].any() for k in biases):
@@ -288,9 +305,9 @@ def export_hf(ck: Checkpoint, out_dir: str | Path, overwrite: bool = False) -> P
     config = hf_config(cfg)
     if ck.palette.n_colors != cfg.n_colors:
         raise ValueError(f"palette has {ck.palette.n_colors} colours but the model predicts {cfg.n_colors}")
-    if out_dir.exists() and not overwrite:
+    if checkpoint.occupied(out_dir) and not overwrite:
         raise FileExistsError(f"{out_dir} already exists; choose another folder or pass overwrite=True "
-                              "(--overwrite)")
+                              "(--overwrite: replaces the files export writes, leaves any other file alone)")
     params = dict(ck.model.named_parameters())
 
     def make(ours, transposed, shape):
@@ -327,8 +344,10 @@ def fetch_and_convert(repo_id: str = "openai/imagegpt-small", out: str | Path | 
         from huggingface_hub import list_repo_files, snapshot_download
     except ImportError as e:
         raise ImportError("fetch_and_convert needs huggingface_hub: pip install huggingface_hub") from e
+    if out is None:
+        checkpoint.check_user_model_name(repo_id.split("/")[-1])
     out = Path(out) if out is not None else checkpoint.USER_DIR / repo_id.split("/")[-1]
-    if out.exists() and not overwrite:
+    if checkpoint.occupied(out) and not overwrite:
         raise FileExistsError(f"{out} already exists; choose another folder or pass overwrite=True")
     files = set(list_repo_files(repo_id, revision=revision))
     # one weight format only (iGPT-L is 5.6 GB each): safetensors when the repo has it

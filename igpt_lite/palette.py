@@ -116,11 +116,16 @@ class Palette:
         rgb = np.rint(127.5 * (self.centers[t] + 1)).clip(0, 255).astype(np.uint8)
         return rgb.reshape(len(t), height, width, self.channels)
 
+    def quantise(self, images: np.ndarray) -> np.ndarray:
+        """The images in this palette's colours (encode -> decode): what the model sees. uint8 N×H×W×C."""
+        images = as_nhwc(images)
+        return self.decode(self.encode(images), images.shape[1], images.shape[2])
+
     def round_trip_error(self, images: np.ndarray) -> float:
         """Mean absolute error (0-255 scale) of encode -> decode over all pixels and channels."""
         images = as_nhwc(images)
-        back = self.decode(self.encode(images), images.shape[1], images.shape[2])
-        return float(np.abs(back.astype(np.float32) - images.astype(np.float32)).mean())
+        return float(np.abs(self.quantise(images).astype(np.float32) - images.astype(np.float32)).mean())
+
 
     def token_entropy_bits(self, tokens: torch.Tensor) -> float:
         """Entropy of the token frequencies in bits: the unigram baseline for bits/dim."""

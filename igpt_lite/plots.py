@@ -412,3 +412,137 @@ def umap_scatter(embedding: np.ndarray, labels, class_names=None, title: str = "
                       xaxis=dict(showticklabels=False, title=""), yaxis=dict(showticklabels=False, title="",
                                                                             scaleanchor="x"))
     return fig
+
+
+# ---- teaching figures (notebooks 01-03) ----
+
+def training_curve(history: list[dict], baseline_bpd: float | None = None, title: str = "Bits per pixel during training"):
+    """Train and validation bits/dim against the step, from a training history (the rows `train`
+    returns and checkpoints keep: step, train_bpd, val_bpd), with the palette-entropy baseline (what
+    a model that learned only the colour frequencies gets) as a dashed line. An empty history draws
+    the empty axes (a live plot's first frame)."""
+    import plotly.graph_objects as go
+
+    steps = [h["step"] for h in history]
+    fig = go.Figure()
+    for key, name, color in (("train_bpd", "train (running mean)", "#1f77b4"), ("val_bpd", "validation", "#ff7f0e")):
+        fig.add_trace(go.Scatter(x=steps, y=[h.get(key) for h in history], mode="lines+markers", name=name,
+                                 line=dict(color=color, width=2.5)))
+    if baseline_bpd is not None:
+        fig.add_hline(y=baseline_bpd, line=dict(color="#7f7f7f", dash="dash"),
+                      annotation_text=f"palette entropy {baseline_bpd:.3f}", annotation_position="top right")
+    note = f"last validation: {history[-1]['val_bpd']:.3f} bits/dim at step {steps[-1]}" if history else "waiting…"
+    fig.update_layout(title=dict(text=f"{title}<br><sup>{note}</sup>"), xaxis_title="step",
+                      yaxis=dict(title="bits per pixel", rangemode="tozero"), width=760, height=420,
+                      template="plotly_white", legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def raster_sequence_figure(tokens: np.ndarray, colors: np.ndarray, title: str = "An image as a sequence of tokens"):
+    """One image's tokens (H×W ids) drawn in their palette colours (colors: uint8 k×C) with each
+    pixel's id written on it and its place in the raster sequence on hover: the model reads row
+    0 left to right, then row 1, and so on."""
+    import plotly.graph_objects as go
+
+    t = np.asarray(tokens)
+    h, w = t.shape
+    rgb = np.asarray(colors)[t]
+    rgb = rgb.repeat(3, -1) if rgb.shape[-1] == 1 else rgb
+    order = np.arange(h * w).reshape(h, w)
+    light = rgb.astype(float).mean(-1) > 128
+    fig = go.Figure(go.Image(z=rgb, customdata=np.stack([order, t], -1),
+                             hovertemplate="row %{y}, col %{x}: token %{customdata[1]}, "
+                                           "position %{customdata[0]} in the sequence<extra></extra>"))
+    for r in range(h):
+        for c in range(w):
+            fig.add_annotation(x=c, y=r, text=str(t[r, c]), showarrow=False,
+                               font=dict(size=9, color="black" if light[r, c] else "white"))
+    fig.update_xaxes(showticklabels=False, showgrid=False)
+    fig.update_yaxes(showticklabels=False, showgrid=False)
+    side = max(300, 28 * max(h, w))
+    fig.update_layout(title=dict(text=f"{title}<br><sup>{h}×{w} pixels → {h * w} tokens, read row by row</sup>"),
+                      width=side + 40, height=side + 90, margin=dict(l=20, r=20, t=80, b=10))
+    return fig
+
+
+def attention_mask_chart(masks: dict, title: str = "Which position may attend to which"):
+    """Attention masks as query × key grids, a panel per objective, e.g. {"ar": T×T bool, "bert": T×T
+    bool} (True = may attend), such as the non-zero entries of a model's attention pattern. Position
+    0 is the first input: the start token for an ar model."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    masks = {name: np.asarray(m, dtype=bool) for name, m in masks.items()}
+    titles = [f"{name}: {int(m.sum())} of {m.size} pairs allowed" for name, m in masks.items()]
+    fig = make_subplots(rows=1, cols=len(masks), subplot_titles=titles, horizontal_spacing=0.08)
+    for i, m in enumerate(masks.values()):
+        fig.add_trace(go.Heatmap(z=m.astype(int), zmin=0, zmax=1, showscale=False, xgap=1, ygap=1,
+                                 colorscale=[[0, "#eeeeee"], [1, "#1f77b4"]],
+                                 hovertemplate="query %{y}, key %{x}: %{z}<extra></extra>"), row=1, col=i + 1)
+        fig.update_xaxes(title="key position", row=1, col=i + 1)
+        fig.update_yaxes(title="query position" if i == 0 else None, autorange="reversed",
+                         scaleanchor=f"x{i + 1 if i else ''}", row=1, col=i + 1)
+    fig.update_layout(title=dict(text=f"{title}<br><sup>blue: may attend; grey: masked; "
+                                 "an ar model's position 0 is its start token</sup>"),
+                      width=360 * len(masks) + 80, height=440, template="plotly_white")
+    return fig
+
+
+def probe_reference_chart(table: list[dict], reference: dict, title: str = "Probe accuracy versus relative depth"):
+    """Our trained model's probe curve (rows of `probe.probe_model`) next to a published one
+    (`reference`: name, source, protocol, n_layers, accuracy {hidden-state index: accuracy in [0, 1]}), both
+    against relative depth (0 = embeddings, 1 = the final norm's output), since the models differ
+    in depth; on different tasks, so compare shapes, not heights."""
+    import plotly.graph_objects as go
+
+    trained = sorted((r for r in table if r["kind"] == "trained"), key=lambda r: r["depth"])
+    steps = [r["step"] for r in trained if r.get("step") is not None]
+    if steps:
+        trained = [r for r in trained if r.get("step") == max(steps)]
+    last = max(r["depth"] for r in trained)
+    ref = sorted(reference["accuracy"].items())
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[i / reference["n_layers"] for i, _ in ref], y=[100 * a for _, a in ref],
+                             mode="lines+markers", name=reference["name"], line=dict(color="#9467bd", width=2.5),
+                             hovertext=[f"hidden state {i}: {100 * a:.1f}%" for i, a in ref], hoverinfo="text"))
+    fig.add_trace(go.Scatter(x=[r["depth"] / last for r in trained], y=[100 * r["test_acc"] for r in trained],
+                             mode="lines+markers", name="ours (test accuracy)", line=dict(color="#1f77b4", width=2.5),
+                             error_y=dict(type="data", array=[100 * r["test_stderr"] for r in trained], thickness=1),
+                             hovertext=[_probe_hover(r) for r in trained], hoverinfo="text"))
+    notes = f"reference: {reference['source']}<br>({reference.get('protocol', '')})"
+    fig.update_layout(title=dict(text=f"{title}<br><sup>{notes}</sup>", x=0.02), margin=dict(t=110),
+                      xaxis=dict(title="relative depth (0 = embeddings, 1 = final norm)", range=[-0.03, 1.03]),
+                      yaxis_title="linear probe accuracy (%)", width=800, height=460, template="plotly_white",
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def layer_view(table: list[dict], layer: str, embedding: np.ndarray, labels, class_names=None):
+    """One layer's 2-D projection of the features (e.g. `probe.umap_embedding`) coloured by class,
+    titled with that layer's probe accuracy (linear, and kNN where the table has it) and the
+    random-weight copy's at the same layer: what the notebooks' layer slider shows."""
+    rows = {r["kind"]: r for r in table if r["layer"] == layer and r["kind"] in ("trained", "random")
+            and r.get("step") is None}
+    if "trained" not in rows:
+        raise ValueError(f"layer {layer!r} is not in the table: it has {', '.join(_layer_axis(table))}")
+    r = rows["trained"]
+    parts = [f"linear probe {100 * r['test_acc']:.1f} ± {100 * r['test_stderr']:.1f}%"]
+    if r.get("knn_test_acc") is not None:
+        parts.append(f"kNN {100 * r['knn_test_acc']:.1f}%")
+    if "random" in rows:
+        parts.append(f"random weights {100 * rows['random']['test_acc']:.1f}%")
+    return umap_scatter(embedding, labels, class_names, title=f"{layer}: {', '.join(parts)}")
+
+
+class LiveFigure:
+    """A plotly figure shown once in a notebook and redrawn in place, e.g. from train's on_eval:
+    `chart = LiveFigure(fig)`, then `chart.update(new_fig)`. (Plotly's own display ignores IPython's
+    display ids, so each redraw would add a new figure below the last.)"""
+
+    def __init__(self, fig):
+        from IPython.display import display
+
+        self.handle = display(fig._repr_mimebundle_(), raw=True, display_id=True)
+
+    def update(self, fig) -> None:
+        self.handle.update(fig._repr_mimebundle_(), raw=True)

@@ -374,3 +374,28 @@ def umap_embedding(features: np.ndarray, seed: int = 0, n_neighbors: int = 15, m
             reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed)
             out = reducer.fit_transform(X)
     return np.asarray(out, dtype=np.float32)
+
+
+def layer_projections(features: dict, seed: int = 0, method: str = "umap") -> dict:
+    """{layer: N×2} projections of every layer's features (extract_features' dict), computed once
+    so a layer slider only looks them up. method "umap" (`umap_embedding`) or "pca" (scikit-learn,
+    deterministic and instant: the notebooks' fast mode, which skips UMAP's ~20 s numba compile)."""
+    if method not in ("umap", "pca"):
+        raise ValueError(f"method must be 'umap' or 'pca', got {method!r}")
+    if method == "umap":
+        return {layer: umap_embedding(X, seed=seed) for layer, X in features.items()}
+    from sklearn.decomposition import PCA
+
+    return {layer: PCA(2, random_state=seed).fit_transform(np.asarray(X, dtype=np.float32)).astype(np.float32)
+            for layer, X in features.items()}
+
+
+# ---- a published curve to draw beside ours ----
+
+IGPT_S_CIFAR10 = {
+    "name": "iGPT-S on CIFAR-10 (validation accuracy)",
+    "source": "NielsRogge/Transformers-Tutorials, ImageGPT/Linear_probing_with_ImageGPT.ipynb",
+    "protocol": "openai/imagegpt-small, mean-pooled hidden states, logistic regression",
+    "n_layers": 24,  # hidden-state index 0 = embeddings, 1..23 = blocks 0..22, 24 = ln_f(block 23)
+    "accuracy": {0: 0.333, 4: 0.495, 8: 0.653, 12: 0.778, 16: 0.786, 20: 0.758, 23: 0.724, 24: 0.678},
+}

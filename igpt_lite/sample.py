@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from . import validate
 from .model import GPT
 from .palette import Palette
 
@@ -19,8 +20,7 @@ from .palette import Palette
 def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
                   top_p: float | None = None) -> torch.Tensor:
     """Logits after temperature, top-k and nucleus (top-p) filtering (dropped entries are -inf)."""
-    if temperature <= 0:
-        raise ValueError("temperature must be > 0 (use top_k=1 for greedy decoding)")
+    validate.sampling(temperature, top_k, top_p)
     logits = logits.float() / temperature
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[..., -1:]
@@ -45,6 +45,8 @@ def generate(model: GPT, prompt: torch.Tensor, *, temperature: float = 1.0, top_
              on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Continue each row of `prompt` (long N×P tokens, P may be 0) to a whole image (N×T tokens).
     on_step(done, total): called after each generated pixel (e.g. a progress bar)."""
+    validate.sampling(temperature, top_k, top_p)
+    validate.seed("seed", seed)
     cfg = model.config
     T = cfg.block_size
     prompt = torch.as_tensor(prompt, dtype=torch.long, device=model.device)
@@ -93,8 +95,8 @@ def complete(model: GPT, tokens: torch.Tensor, keep_rows: int, n_samples: int = 
     """Keep the top `keep_rows` rows of each image (long N×T tokens) and sample the rest,
     `n_samples` times each. Returns N × n_samples × T tokens."""
     cfg = model.config
-    if not 0 <= keep_rows <= cfg.height:
-        raise ValueError(f"keep_rows must be between 0 and {cfg.height}, got {keep_rows}")
+    validate.integer("keep_rows", keep_rows, 0, cfg.height)
+    validate.integer("n_samples", n_samples, 1)
     tokens = torch.as_tensor(tokens, dtype=torch.long)
     model._check_tokens(tokens)
     prompt = tokens[:, : keep_rows * cfg.width].repeat_interleave(n_samples, dim=0)
@@ -103,6 +105,7 @@ def complete(model: GPT, tokens: torch.Tensor, keep_rows: int, n_samples: int = 
 
 def sample(model: GPT, n: int, **kwargs) -> torch.Tensor:
     """`n` unconditional samples (N×T tokens)."""
+    validate.integer("n", n, 1)
     return generate(model, torch.empty(n, 0, dtype=torch.long), **kwargs)
 
 
@@ -126,8 +129,6 @@ def complete_images(model: GPT, palette: Palette, images: np.ndarray, keep_rows:
     if images.ndim != 4 or images.shape[1:] != (cfg.height, cfg.width, palette.channels):
         raise ValueError(f"expected images shaped N×{cfg.height}×{cfg.width}×{palette.channels} (this model's size "
                          f"and colour channels), got {images.shape}")
-    if not 0 <= keep_rows <= cfg.height:
-        raise ValueError(f"keep_rows must lie in 0..{cfg.height}, got {keep_rows}")
     tokens = palette.encode(images)
     t0 = time.perf_counter()
     out = complete(model, tokens, keep_rows, n_samples, **kwargs)

@@ -7,13 +7,18 @@ never interrupted (on CPU).
 """
 from __future__ import annotations
 
+import functools
+import inspect
+import json
 import math
 import os
 import shutil
+import socket
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -21,6 +26,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from . import validate
 from .checkpoint import (_write_checkpoint_files, write_folder_atomically, load_checkpoint, load_training_state,
                          save_training_state, step_dirs)
 from .model import GPT, GPTConfig
@@ -40,11 +46,29 @@ class TrainConfig:
     grad_clip: float = 1.0
     eval_every: int = 250
     eval_images: int = 256
-    save_every: int = 500
+    save_every: int | None = None  # None: scaled to the run (`checkpoint_every`)
     keep_checkpoints: int = 2  # 0 keeps every saved step (for probes over training)
     seed: int = 0
     device: str = "auto"
     compile: bool = False
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_images"):
+            validate.integer(name, getattr(self, name), 1)
+        for name in ("warmup_steps", "keep_checkpoints"):
+            validate.integer(name, getattr(self, name), 0)
+        if self.save_every is not None:
+            validate.integer("save_every", self.save_every, 1)
+        validate.positive("lr", self.lr)
+        for name in ("min_lr", "weight_decay", "grad_clip"):
+            validate.non_negative(name, getattr(self, name))
+        validate.seed("seed", self.seed)
+
+    @property
+    def checkpoint_every(self) -> int:
+        """save_every, or by default a fifth of the run (at most 500 steps): a run killed part way
+        always has a checkpoint to resume from, whatever its length."""
+        return self.save_every or max(1, min(500, self.steps // 5))
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup_steps:
@@ -54,6 +78,7 @@ class TrainConfig:
 
 
 def pick_device(name: str = "auto") -> torch.device:
+    validate.device(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -67,6 +92,118 @@ def distributed() -> tuple[int, int]:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), dist.get_world_size()
+
+
+LOCK_NAME = ".lock"
+
+
+@contextmanager
+def run_lock(out_dir):
+    """Own a run folder while training: `out_dir/.lock` (created with the folder) holds the owner's
+    PID, host, start time and command, and an exclusive flock on it. A second run on the folder is
+    refused at once with the owner's details; the kernel drops the flock when the owner dies (even
+    by kill -9), so a lock left behind is stale and simply taken over. Also proves before any work
+    that the folder can be written."""
+    out_dir = Path(out_dir)
+    path = out_dir / LOCK_NAME
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise PermissionError(f"cannot write the run folder {out_dir} ({e.strerror}); choose another "
+                              "output folder (--out)") from None
+    with os.fdopen(fd, "r+") as f:
+        try:
+            import fcntl
+
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                owner = json.loads(f.read() or "{}")
+            except json.JSONDecodeError:
+                owner = {}
+            raise FileExistsError(
+                f"{out_dir} is in use by another training run (pid {owner.get('pid', '?')} on "
+                f"{owner.get('host', '?')}, since {owner.get('started', '?')}: {owner.get('command', '?')}); "
+                "wait for it to end, or choose another output folder") from None
+        except ImportError:  # no flock (Windows): the lock file records the owner, unenforced
+            pass
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                            "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}))
+        f.flush()
+        for leftover in out_dir.glob(".tmp-step-*"):  # a checkpoint being written when a run was killed
+            shutil.rmtree(leftover, ignore_errors=True)
+        try:
+            yield path
+        finally:
+            f.seek(0)
+            f.truncate()  # released: an empty lock file is nobody's
+
+
+_HELD_LOCKS: set[Path] = set()  # run folders this process owns (pretrain holds the lock train takes)
+
+
+def _owns_run_folder(fn):
+    """Run `fn` holding `run_lock(out_dir)` (on rank 0 of a torchrun job: it alone writes)."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        out_dir = Path(signature.bind(*args, **kwargs).arguments["out_dir"]).resolve()
+        if out_dir in _HELD_LOCKS or int(os.environ.get("RANK", "0")) != 0:
+            return fn(*args, **kwargs)
+        with run_lock(out_dir):
+            _HELD_LOCKS.add(out_dir)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _HELD_LOCKS.discard(out_dir)
+
+    return wrapper
+
+
+RUN_FIELDS = ("dataset", "resolution", "channels")  # what the data was, as the checkpoint's meta records it
+
+
+def _run_steps(out_dir, resume: bool) -> list[Path]:
+    """The run's checkpoints, to resume from; refused if there are some and this is not a resume.
+    (A library resume with none starts the run, which scripts rerun until done rely on.)"""
+    existing = step_dirs(out_dir)
+    if existing and not resume:
+        raise FileExistsError(f"{out_dir} already holds checkpoints ({existing[-1].name}); "
+                              "resume it (--resume) or choose another output folder")
+    return existing
+
+
+def check_resume(last_step, model_cfg: GPTConfig, meta: dict | None = None, palette: Palette | None = None) -> None:
+    """Refuse to continue the run whose latest checkpoint is `last_step` with another model config,
+    objective, dataset or palette; the message lists every difference."""
+    saved = json.loads((Path(last_step) / "config.json").read_text())
+    diffs = []
+    then, now = saved.get("model", {}), model_cfg.to_dict()
+    if then.get("objective") != now["objective"]:
+        diffs.append(f"objective: the run is {then.get('objective')!r}, this is {now['objective']!r}")
+    diffs += [f"model {k}: the run has {then.get(k)!r}, this has {now[k]!r}"
+              for k in now if k != "objective" and then.get(k) != now[k]]
+    diffs += [f"{k}: the run has {saved.get(k)!r}, this has {(meta or {})[k]!r}"
+              for k in RUN_FIELDS if k in (meta or {}) and k in saved and saved[k] != meta[k]]
+    if palette is not None and palette.fingerprint != saved.get("palette_fingerprint"):
+        diffs.append(f"palette: the run's is {saved.get('palette_fingerprint')}, this one is {palette.fingerprint} "
+                     "(leave out --palette to use the run's own)")
+    if diffs:
+        raise ValueError(f"cannot resume {Path(last_step).parent}: " + "; ".join(diffs) +
+                         ". Resume with the run's own settings, or train into another output folder")
+
+
+def _check_free_space(out_dir: Path, model: GPT, keep: int) -> None:
+    """A checkpoint (weights + two Adam moments, float32) times those kept plus the one being written."""
+    need = model.num_params() * 4 * 3 * ((keep or 1) + 1)
+    free = shutil.disk_usage(out_dir).free
+    if free < need:
+        raise OSError(f"{out_dir}: {free / 1e9:.2f} GB free, the checkpoints need about {need / 1e9:.2f} GB; "
+                      "free space or choose another output folder")
 
 
 class _Loss(torch.nn.Module):
@@ -132,6 +269,7 @@ def _optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=fused)
 
 
+@_owns_run_folder
 def train(model: GPT, palette: Palette, train_tokens: torch.Tensor, val_tokens: torch.Tensor, out_dir,
           cfg: TrainConfig, meta: dict | None = None, resume: bool = False, progress: bool = True) -> list[dict]:
     """Train `model` in place on token sequences; checkpoints go to `out_dir/step-NNNNNN/`.
@@ -142,8 +280,6 @@ def train(model: GPT, palette: Palette, train_tokens: torch.Tensor, val_tokens: 
     global batch and the data order is the same as in one process); gradients are averaged by
     DistributedDataParallel; rank 0 evaluates and writes the checkpoints.
     """
-    from pathlib import Path
-
     out_dir = Path(out_dir)
     rank, world = distributed()
     if cfg.batch_size % world:
@@ -155,19 +291,20 @@ def train(model: GPT, palette: Palette, train_tokens: torch.Tensor, val_tokens: 
     progress = progress and rank == 0
     model.to(device).train()
     opt = _optimizer(model, cfg)
-    existing = step_dirs(out_dir)
+    existing = _run_steps(out_dir, resume)
     step, history, running = 0, [], None
-    if existing and not resume:
-        raise FileExistsError(f"{out_dir} already holds checkpoints ({existing[-1].name}); "
-                              "resume it (--resume) or choose another output folder")
-    if existing and resume:
+    if resume and not existing and progress:  # said, not silent (the CLI's --resume refuses instead)
+        print(f"resume: {out_dir} holds no checkpoint yet; starting at step 0", file=sys.stderr)
+    if existing:
         last = existing[-1]
+        check_resume(last, model.config, meta, palette)
         ckpt = load_checkpoint(last, device=device)
-        ckpt.check_palette(palette)
         model.load_state_dict(ckpt.model.state_dict())
         state = load_training_state(last / "training", opt)
         step, history, running = state["step"], state["history"], state["running_loss"]
     meta = dict(meta or {})
+    if rank == 0:
+        _check_free_space(out_dir, model, cfg.keep_checkpoints)
 
     def save(step: int):
         def write(folder):
@@ -207,6 +344,11 @@ def train(model: GPT, palette: Palette, train_tokens: torch.Tensor, val_tokens: 
             total = torch.tensor([loss_sum], device=device)
             dist.all_reduce(total)
             loss_sum = total.item() / world
+        if not math.isfinite(loss_sum):  # stop before a NaN reaches the weights and a checkpoint
+            last = step_dirs(out_dir)
+            raise FloatingPointError(
+                f"training diverged at step {step + 1} (loss {loss_sum}); the last good checkpoint is "
+                f"{last[-1] if last else 'none'}: lower the learning rate (lr {cfg.lr:g}) and train again")
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
@@ -225,7 +367,7 @@ def train(model: GPT, palette: Palette, train_tokens: torch.Tensor, val_tokens: 
                 bar.write(f"step {step}: train {history[-1]['train_bpd']:.4f} val {val:.4f} bits/dim, "
                           f"{history[-1]['tokens_per_s']:.0f} tokens/s", file=sys.stderr)
             t0, steps_timed = time.perf_counter(), 0
-        if rank == 0 and (step % cfg.save_every == 0 or step == cfg.steps):
+        if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
             save(step)
     bar.close()
     if world > 1:
@@ -234,20 +376,21 @@ def train(model: GPT, palette: Palette, train_tokens: torch.Tensor, val_tokens: 
     return history
 
 
+@_owns_run_folder
 def pretrain(dataset: str, out_dir, *, model_cfg: "GPTConfig", train_cfg: TrainConfig, resolution: int | None = None,
              palette: Palette | None = None, resume: bool = False, progress: bool = True) -> tuple[GPT, Palette, list]:
     """The whole recipe on an embedded dataset: palette (fitted on the training split unless given
     or resumed), model, training. Returns (model, palette, history)."""
-    from pathlib import Path
-
     from .data import load_dataset
 
     res = resolution or model_cfg.height
     if (model_cfg.height, model_cfg.width) != (res, res):
         raise ValueError(f"model is {model_cfg.height}×{model_cfg.width} but the data would be {res}×{res}")
+    existing = _run_steps(out_dir, resume)
+    if existing:  # before any work: the run's dataset, model and palette are this one's
+        check_resume(existing[-1], model_cfg, {"dataset": dataset, "resolution": res}, palette)
     train_set = load_dataset(dataset, "train", resolution=res)
     val_set = load_dataset(dataset, "val", resolution=res)
-    existing = step_dirs(out_dir) if resume else []
     if existing:
         palette = load_checkpoint(existing[-1]).palette
     elif palette is None:

@@ -1,0 +1,105 @@
+"""Argument checks, one rule and one message each: the CLI applies them where it parses its
+arguments (argparse names the flag), the library's public functions apply the same ones to their
+parameters (the message names the parameter). Every failure is a ValueError saying what is allowed.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's seeds stop here; torch's accept it too
+
+
+def _message(name: str, rule: str, value) -> str:
+    return f"{name + ' ' if name else ''}must be {rule}, got {value!r}"
+
+
+def integer(name: str, value, low: int | None = None, high: int | None = None) -> int:
+    """`value` as an int in [low, high] (either end may be open)."""
+    if low is not None and high is not None:
+        rule = f"between {low} and {high}"
+    elif low is not None:
+        rule = f"≥ {low}"
+    elif high is not None:
+        rule = f"≤ {high}"
+    else:
+        rule = "a whole number"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(_message(name, "a whole number" + (f" ({rule})" if rule != "a whole number" else ""), value))
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(_message(name, rule, value))
+    return int(value)
+
+
+def positive(name: str, value, at_most: float | None = None) -> float:
+    """`value` as a finite float > 0 (and ≤ at_most)."""
+    rule = "> 0" + (f" and ≤ {at_most:g}" if at_most is not None else " and finite")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(_message(name, rule, value))
+    value = float(value)
+    if not math.isfinite(value) or value <= 0 or (at_most is not None and value > at_most):
+        raise ValueError(_message(name, rule, value))
+    return value
+
+
+def non_negative(name: str, value) -> float:
+    """`value` as a finite float ≥ 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+        raise ValueError(_message(name, "≥ 0 and finite", value))
+    return float(value)
+
+
+def seed(name: str, value) -> int:
+    return integer(name, value, 0, MAX_SEED)
+
+
+def sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """The sampling filters shared by sampling, completion and the app (greedy: top_k=1)."""
+    positive("temperature", temperature)
+    if top_k is not None:
+        integer("top_k", top_k, 1)
+    if top_p is not None:
+        positive("top_p", top_p, at_most=1.0)
+
+
+MODEL_SIZES = ("n_colors", "height", "width", "n_layer", "n_head", "n_embd", "mlp_ratio")
+
+
+def model_config(d) -> dict:
+    """A model config as stored in config.json (a dict of GPTConfig fields): sizes are whole
+    numbers ≥ 1 and the width divides into the heads. Returns it unchanged."""
+    if not isinstance(d, dict):
+        raise ValueError(f"the model config must be a JSON object of settings, got {type(d).__name__}")
+    for key in MODEL_SIZES:
+        if key in d:
+            integer(key, d[key], 1)
+    if "n_embd" in d and "n_head" in d and d["n_embd"] % d["n_head"]:
+        raise ValueError(f"n_embd={d['n_embd']} must be divisible by n_head={d['n_head']}")
+    for key in ("norm_eps", "dropout", "mask_rate"):
+        if key in d:
+            non_negative(key, d[key])
+    return d
+
+
+def device(value: str, name: str = "device") -> str:
+    """A torch device this machine has: auto, cpu, cuda, cuda:N or mps."""
+    import torch
+
+    if value == "auto":
+        return value
+    try:
+        dev = torch.device(value)
+    except RuntimeError:
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(_message(name, "auto, cpu, cuda, cuda:N or mps", value))
+    where = f"{name + ' ' if name else ''}{value!r}"
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{where}: CUDA is not available on this machine (torch {torch.__version__} sees no GPU); "
+                         "use cpu or auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"{where}: this machine has {torch.cuda.device_count()} GPU(s), "
+                         f"cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{where}: MPS (Apple GPU) is not available on this machine; use cpu or auto")
+    return value

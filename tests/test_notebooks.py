@@ -1,0 +1,173 @@
+"""The teaching notebooks (notebooks/*.ipynb): committed without outputs, executed top to bottom in
+fast mode (IGPT_FAST=1) by nbmake, and the library functions their cells and widgets call."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from igpt_lite import plots
+from igpt_lite.probe import IGPT_S_CIFAR10, layer_projections
+from igpt_lite.train import TrainConfig, evaluate_bits_per_dim, train
+
+from conftest import tiny_model
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert len(NOTEBOOKS) >= 3, NOTEBOOKS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_committed_without_outputs(path):
+    nb = json.loads(path.read_text())
+    dirty = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"
+             and (c.get("outputs") or c.get("execution_count") is not None)]
+    assert not dirty, (f"{path.name}: cells {dirty} carry outputs or execution counts; clear them "
+                       f"(jupyter nbconvert --clear-output --inplace {path.name})")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs_in_fast_mode(path):
+    """nbmake executes every cell (the notebooks' own asserts check their key numbers) and fails on
+    any error; IGPT_FAST=1 selects each notebook's fast mode."""
+    env = {**os.environ, "IGPT_FAST": "1"}
+    result = subprocess.run([sys.executable, "-m", "pytest", "--nbmake", "--nbmake-timeout=600", "-q",
+                             "-p", "no:cacheprovider", str(path)], env=env, capture_output=True, text=True,
+                            cwd=path.parent)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+# ---- the library functions the notebooks call ----
+
+def test_quantise_is_decode_of_encode_and_gives_the_round_trip_error(grey_palette, rng):
+    images = rng.integers(0, 256, size=(3, 4, 5, 1), dtype=np.uint8)
+    q = grey_palette.quantise(images)
+    assert q.shape == images.shape and q.dtype == np.uint8
+    assert np.array_equal(q, grey_palette.decode(grey_palette.encode(images), 4, 5))
+    assert np.array_equal(grey_palette.quantise(q), q)  # the palette's own colours come back unchanged
+    assert grey_palette.round_trip_error(images) == pytest.approx(np.abs(q.astype(float) - images).mean())
+
+
+def test_training_curve_draws_history_and_baseline():
+    history = [{"step": 10, "train_bpd": 2.0, "val_bpd": 1.9}, {"step": 20, "train_bpd": 1.5, "val_bpd": 1.4}]
+    fig = plots.training_curve(history, baseline_bpd=1.7)
+    train_line, val_line = fig.data
+    assert list(val_line.x) == [10, 20] and list(val_line.y) == [1.9, 1.4] and list(train_line.y) == [2.0, 1.5]
+    assert fig.layout.shapes[0].y0 == 1.7 and "1.700" in fig.layout.annotations[0].text
+    assert "1.400 bits/dim at step 20" in fig.layout.title.text
+    assert len(plots.training_curve([]).data[0].x) == 0  # the live plot's first frame
+
+
+def test_on_eval_sees_each_evaluation_and_an_eval_mode_model(tmp_path, grey_palette):
+    model = tiny_model()
+    tokens = torch.randint(0, 8, (32, 30), generator=torch.Generator().manual_seed(0))
+    calls = []
+
+    def on_eval(history, m):
+        calls.append((list(history), m.training, evaluate_bits_per_dim(m, tokens[:8])))
+
+    cfg = TrainConfig(steps=6, batch_size=8, warmup_steps=1, eval_every=2, eval_images=8, save_every=100)
+    history = train(model, grey_palette, tokens[:24], tokens[24:], tmp_path / "run", cfg, progress=False,
+                    on_eval=on_eval)
+    assert [c[0] for c in calls] == [history[:1], history[:2], history[:3]]  # the history so far, each time
+    assert [c[1] for c in calls] == [False] * 3  # called in eval mode ...
+    assert calls[-1][2] == pytest.approx(evaluate_bits_per_dim(model, tokens[:8]))  # ... on the live model
+
+
+def test_attention_mask_chart_shows_the_models_masks():
+    masks = {}
+    for objective in ("ar", "bert"):
+        model = tiny_model(objective=objective, height=2, width=3)
+        with torch.no_grad():
+            _, cache = model.run_with_cache(model.image_inputs(torch.zeros(1, 6, dtype=torch.long)),
+                                            names=["blocks.0.attn.pattern"])
+        masks[objective] = cache["blocks.0.attn.pattern"][0, 0].numpy() > 0
+    fig = plots.attention_mask_chart(masks)
+    assert np.array_equal(fig.data[0].z, np.tril(np.ones((6, 6), int)))  # ar: causal
+    assert np.array_equal(fig.data[1].z, np.ones((6, 6), int))  # bert: everything
+    assert [a.text for a in fig.layout.annotations] == ["ar: 21 of 36 pairs allowed", "bert: 36 of 36 pairs allowed"]
+
+
+def test_raster_sequence_figure_writes_each_token_in_raster_order(grey_palette):
+    tokens = np.arange(6).reshape(2, 3)
+    fig = plots.raster_sequence_figure(tokens, grey_palette.colors)
+    assert [a.text for a in fig.layout.annotations] == [str(i) for i in range(6)]
+    assert [(a.y, a.x) for a in fig.layout.annotations][:4] == [(0, 0), (0, 1), (0, 2), (1, 0)]
+    assert np.array_equal(np.asarray(fig.data[0].z)[1, 2], grey_palette.colors[5].repeat(3))
+    assert "6 tokens" in fig.layout.title.text
+
+
+def _table():
+    rows = []
+    for kind, accs in (("trained", [0.5, 0.8, 0.7]), ("random", [0.4, 0.45, 0.42])):
+        for depth, (layer, acc) in enumerate(zip(["embed", "blocks.0", "ln_f"], accs)):
+            rows.append({"kind": kind, "layer": layer, "depth": depth, "test_acc": acc, "test_stderr": 0.02,
+                         "val_acc": acc, "train_acc": acc, "C": 1.0, "knn_test_acc": acc - 0.1})
+    return rows
+
+
+def test_layer_view_titles_the_layers_accuracies(rng):
+    table = _table()
+    embedding, labels = rng.normal(size=(9, 2)), np.repeat([0, 1, 2], 3)
+    fig = plots.layer_view(table, "blocks.0", embedding, labels, ["a", "b", "c"])
+    assert fig.layout.title.text == "blocks.0: linear probe 80.0 ± 2.0%, kNN 70.0%, random weights 45.0%"
+    assert [t.name for t in fig.data] == ["a", "b", "c"] and sum(len(t.x) for t in fig.data) == 9
+    with pytest.raises(ValueError, match="layer 'blocks.7' is not in the table: it has embed, blocks.0, ln_f"):
+        plots.layer_view(table, "blocks.7", embedding, labels)
+
+
+def test_layer_projections_give_each_layer_two_columns(rng):
+    feats = {"embed": rng.normal(size=(30, 5)), "blocks.0": rng.normal(size=(30, 8))}
+    out = layer_projections(feats, method="pca")
+    assert list(out) == ["embed", "blocks.0"] and all(v.shape == (30, 2) for v in out.values())
+    centred = feats["embed"] - feats["embed"].mean(0)  # PCA: the first two principal directions
+    var = np.var(out["embed"], axis=0, ddof=1)
+    top = np.sort(np.linalg.eigvalsh(np.cov(centred.T)))[::-1][:2]
+    assert np.allclose(var, top, rtol=1e-4)
+    with pytest.raises(ValueError, match="method must be 'umap' or 'pca'"):
+        layer_projections(feats, method="tsne")
+
+
+def test_probe_reference_chart_puts_both_curves_on_relative_depth():
+    fig = plots.probe_reference_chart(_table(), IGPT_S_CIFAR10)
+    ref, ours = fig.data
+    assert list(ours.x) == [0, 0.5, 1] and list(ours.y) == [50, 80, 70]
+    assert ref.x[0] == 0 and ref.x[-1] == 1 and max(ref.y) == pytest.approx(78.6)
+    assert "NielsRogge/Transformers-Tutorials" in fig.layout.title.text
+
+
+def test_igpt_s_reference_is_the_published_curve():
+    assert IGPT_S_CIFAR10["accuracy"] == {0: 0.333, 4: 0.495, 8: 0.653, 12: 0.778, 16: 0.786, 20: 0.758,
+                                          23: 0.724, 24: 0.678}
+
+
+def test_live_figure_redraws_one_display_in_place(monkeypatch):
+    import IPython.display
+    import plotly.io
+
+    calls = []
+
+    class Handle:
+        def update(self, obj, raw=False):
+            calls.append(("update", obj, raw))
+
+    def fake_display(obj, raw=False, display_id=None):
+        calls.append(("display", obj, raw, display_id))
+        return Handle()
+
+    monkeypatch.setattr(IPython.display, "display", fake_display)
+    monkeypatch.setattr(plotly.io.renderers, "default", "plotly_mimetype")  # JupyterLab's: a JSON bundle
+    first, later = plots.training_curve([]), plots.training_curve([{"step": 5, "train_bpd": 1.0, "val_bpd": 0.9}])
+    live = plots.LiveFigure(first)
+    live.update(later)
+    (kind0, bundle0, raw0, display_id), (kind1, bundle1, raw1) = calls
+    assert (kind0, raw0, display_id, kind1, raw1) == ("display", True, True, "update", True)
+    assert bundle0["application/vnd.plotly.v1+json"]["data"][0]["x"] == []  # the figures' own bundles
+    assert bundle1 == later._repr_mimebundle_()

@@ -1,0 +1,356 @@
+"""Nothing lost, no tracebacks (issue 17).
+
+The tables below are what a user types and the line igpt-lite answers: each row is the command
+(or library call), the exit code (2: refused, nothing done; 0: it works) and a fragment of the
+message on stderr (or, for a command that works, of its JSON on stdout). Paths in braces are files
+the `world` fixture makes: {model} a tiny digits model, {run} a finished 2-step training run, {tmp}
+a scratch folder, {hf} a Hugging Face ImageGPT export, and the image files named below.
+
+After the tables, the fault tests: two trains on one folder, kill -9 at random points then
+--resume (the same weights as a run never interrupted), overwrites with an unrelated file present.
+"""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import tiny_model
+from igpt_lite import checkpoint, interop, validate
+from igpt_lite.checkpoint import load_checkpoint, save_checkpoint, step_dirs
+from igpt_lite.cli import main
+from igpt_lite.palette import Palette
+from igpt_lite.sample import complete, generate, sample
+from igpt_lite.train import TrainConfig, pick_device, pretrain, run_lock
+
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+TRAIN = ["train", "--data", "digits", "--preset", "tiny", "--batch-size", "8", "--eval-every", "2"]
+SAMPLE = ["sample", "--model", "{model}", "--n", "1"]
+
+CLI_CASES = [
+    # --- arguments are checked where they are parsed: exit 2, the flag named, nothing run ---
+    ("sample --n 0", [*SAMPLE[:-1], "0"], 2, "argument --n: must be ≥ 1, got 0"),
+    ("sample --top-k 0", [*SAMPLE, "--top-k", "0"], 2, "argument --top-k: must be ≥ 1, got 0"),
+    ("sample --top-p 0", [*SAMPLE, "--top-p", "0"], 2, "argument --top-p: must be > 0 and ≤ 1, got 0.0"),
+    ("sample --top-p 1.5 (was ignored)", [*SAMPLE, "--top-p", "1.5"], 2, "argument --top-p: must be > 0 and ≤ 1"),
+    ("sample --temperature nan", [*SAMPLE, "--temperature", "nan"], 2, "argument --temperature: must be > 0 and finite"),
+    ("sample --temperature 0", [*SAMPLE, "--temperature", "0"], 2, "argument --temperature: must be > 0"),
+    ("a huge --seed is named", [*SAMPLE, "--seed", "99999999999999999999"], 2,
+     "argument --seed: must be between 0 and 4294967295"),
+    ("--seed that is not a number", [*SAMPLE, "--seed", "abc"], 2, "argument --seed: must be a whole number, got 'abc'"),
+    ("complete --samples -2", ["complete", "--model", "{model}", "--samples", "-2"], 2,
+     "argument --samples: must be ≥ 1, got -2"),
+    ("train --steps 0", [*TRAIN, "--out", "{tmp}/r", "--steps", "0"], 2, "argument --steps: must be ≥ 1, got 0"),
+    ("train --batch-size 0", [*TRAIN, "--out", "{tmp}/r", "--batch-size", "0"], 2, "argument --batch-size: must be ≥ 1"),
+    ("train --grad-accum 0 (trained nothing)", [*TRAIN, "--out", "{tmp}/r", "--grad-accum", "0"], 2,
+     "argument --grad-accum: must be ≥ 1, got 0"),
+    ("train --save-every 0", [*TRAIN, "--out", "{tmp}/r", "--save-every", "0"], 2, "argument --save-every: must be ≥ 1"),
+    ("train --heads 0 (was ignored)", [*TRAIN, "--out", "{tmp}/r", "--heads", "0"], 2, "argument --heads: must be ≥ 1"),
+    ("train --resolution 0 (was ignored)", [*TRAIN, "--out", "{tmp}/r", "--resolution", "0"], 2,
+     "argument --resolution: must be ≥ 1"),
+    ("train --lr inf", [*TRAIN, "--out", "{tmp}/r", "--lr", "inf"], 2, "argument --lr: must be > 0 and finite"),
+    pytest.param("train --device cuda without CUDA", [*TRAIN, "--out", "{tmp}/r", "--device", "cuda"], 2,
+                 "argument --device: 'cuda': CUDA is not available", marks=NO_CUDA,
+                 id="train --device cuda without CUDA"),
+    ("train --device gpu", [*TRAIN, "--out", "{tmp}/r", "--device", "gpu"], 2,
+     "argument --device: must be auto, cpu, cuda, cuda:N or mps, got 'gpu'"),
+    ("probe --limit 0", ["probe", "--model", "{model}", "--limit", "0"], 2, "argument --limit: must be ≥ 1"),
+    ("sample --out without an image suffix", [*SAMPLE, "--out", "{tmp}/grid"], 2, "must end in one of .png"),
+    # --- training runs: checked before any work ---
+    ("train --resume with no checkpoint (was a silent restart)", [*TRAIN, "--out", "{tmp}/new", "--resume"], 2,
+     "holds no checkpoint to resume from; leave out --resume"),
+    ("train --resume of a finished run", [*TRAIN, "--out", "{run}", "--steps", "2", "--resume"], 2,
+     "is already at step 2; give --steps above 2"),
+    ("train --resume with another dataset", [*TRAIN, "--out", "{run}", "--steps", "4", "--resume", "--data", "mnist",
+                                             "--resolution", "8"], 2,
+     "dataset: the run has 'digits', this has 'mnist'"),
+    ("train --resume with another preset (was a traceback)", [*TRAIN, "--out", "{run}", "--steps", "4", "--resume",
+                                                              "--preset", "small"], 2,
+     "model n_layer: the run has 2, this has 4"),
+    ("train --resume with another objective", [*TRAIN, "--out", "{run}", "--steps", "4", "--resume",
+                                               "--objective", "bert"], 2, "objective: the run is 'ar', this is 'bert'"),
+    ("train --resume with another palette", [*TRAIN, "--out", "{run}", "--steps", "4", "--resume",
+                                             "--palette", "{tmp}/other-palette.json"], 2,
+     "palette: the run's is"),
+    ("train into a run folder without --resume", [*TRAIN, "--out", "{run}", "--steps", "4"], 2,
+     "already holds checkpoints (step-000002); resume it (--resume)"),
+    ("train --out that cannot be written (was found only at the first save)", [*TRAIN, "--out", "{tmp}/a-file/run"], 2,
+     "cannot write the run folder"),
+    # --- outputs that exist are refused unless --overwrite; nothing computed first ---
+    ("sample --out over an existing file", [*SAMPLE, "--out", "{tmp}/exists.png"], 2,
+     "--out {tmp}/exists.png already exists; choose another path or pass --overwrite"),
+    ("complete --out over an existing file", ["complete", "--model", "{model}", "--out", "{tmp}/exists.png"], 2,
+     "already exists"),
+    ("attention --html over an existing file", ["attention", "--model", "{model}", "--pixel", "1", "1", "--html",
+                                                "{tmp}/exists.html"], 2, "--html {tmp}/exists.html already exists"),
+    ("sample --out into a missing folder", [*SAMPLE, "--out", "{tmp}/no/such/grid.png"], 2,
+     "the folder {tmp}/no/such does not exist"),
+    ("export-hf over a folder", ["export-hf", "--model", "{tmp}/rms", "{hf}"], 2, "already exists; choose another folder"),
+    ("import-hf under a bundled model's name", ["import-hf", "{tmp}/mnist-small"], 2,
+     "'mnist-small' is the name of a bundled model"),
+    # --- damaged models: a message naming the file ---
+    ("a config with n_head 0", ["sample", "--model", "{tmp}/heads0"], 2, "n_head must be ≥ 1, got 0"),
+    ("a config that is a JSON list", ["sample", "--model", "{tmp}/listcfg"], 2, "expected a JSON object"),
+    ("NaN weights", ["sample", "--model", "{tmp}/nan"], 2, "hold NaN or infinite values"),
+    ("an HF index without weight_map", ["import-hf", "{tmp}/hf-noindex", "{tmp}/imported"], 2,
+     'model.safetensors.index.json: no "weight_map"'),
+    ("--model that is a file", ["sample", "--model", "{tmp}/exists.png"], 2, "is a file; a checkpoint is a folder"),
+    # --- images: one reader (data.read_image) for every --image ---
+    ("a truncated --image (was a traceback)", ["complete", "--model", "{model}", "--image", "{tmp}/cut.png"], 2,
+     "cut.png: the image data is truncated or corrupt"),
+    ("a decompression bomb --image (was a traceback)", ["complete", "--model", "{model}", "--image", "{tmp}/bomb.png"],
+     2, "bomb.png: 8000×8000 pixels is more than this reader accepts"),
+    ("a 16-bit grey PNG is scaled (was clipped to white)",
+     ["complete", "--model", "{model}", "--image", "{tmp}/deep.png", "--rows", "8", "--samples", "1", "--json"], 0,
+     '"tokens": [[[4, 4, 4, 4, 4, 4, 4, 4, 4'),  # mid grey: the grey palette's middle colour, not white (7)
+    ("an EXIF-rotated JPEG is turned upright (was ignored)",
+     ["complete", "--model", "{model}", "--image", "{tmp}/phone.jpg", "--rows", "8", "--samples", "1", "--json"], 0,
+     '"tokens": [[[7, 7, 7, 7, 7, 7, 7, 7, 7'),  # the stored left half is white: upright, the top rows
+]
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("world")
+    grey = Palette(np.linspace(-1, 1, 8, dtype=np.float32)[:, None])
+    paths = {"tmp": tmp, "model": save_checkpoint(tmp / "model", tiny_model(height=8, width=8), grey,
+                                                  {"dataset": "digits"})}
+    assert main([*TRAIN, "--out", str(tmp / "run"), "--steps", "2", "--json"]) == 0
+    paths["run"] = tmp / "run"
+    Palette(np.linspace(-1, 0.9, 8, dtype=np.float32)[:, None]).save(tmp / "other-palette.json")
+    (tmp / "a-file").write_text("a file where a folder would go")
+    Image.new("L", (8, 8)).save(tmp / "exists.png")
+    (tmp / "exists.html").write_text("<p>keep me</p>")
+    # damaged checkpoints
+    for name, edit in (("heads0", lambda c: {**c, "model": {**c["model"], "n_head": 0}}), ("listcfg", lambda c: [c])):
+        folder = save_checkpoint(tmp / name, tiny_model(height=8, width=8), grey)
+        (folder / "config.json").write_text(json.dumps(edit(json.loads((folder / "config.json").read_text()))))
+    nan = tiny_model(height=8, width=8)
+    with torch.no_grad():
+        nan.blocks[0].attn.qkv.weight[0, 0] = float("nan")
+    save_checkpoint(tmp / "nan", nan, grey)
+    # Hugging Face folders: one to overwrite, one with a damaged shard index, one named like a bundled model
+    rms = checkpoint.Checkpoint(model=tiny_model(height=8, width=8, norm="rms"), palette=grey)
+    paths["hf"] = interop.export_hf(rms, tmp / "hf")
+    save_checkpoint(tmp / "rms", rms.model, grey)
+    noindex = interop.export_hf(rms, tmp / "hf-noindex")
+    (noindex / "model.safetensors").rename(noindex / "model-00001-of-00001.safetensors")
+    (noindex / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}}))
+    interop.export_hf(rms, tmp / "mnist-small")
+    # images
+    noise = np.random.default_rng(0).integers(0, 256, (32, 32), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp / "whole.png")
+    whole = (tmp / "whole.png").read_bytes()
+    (tmp / "cut.png").write_bytes(whole[: len(whole) // 2])
+    Image.new("1", (8000, 8000)).save(tmp / "bomb.png")  # 64M pixels in a few KB
+    Image.fromarray(np.full((16, 16), 32768, dtype=np.uint16)).save(tmp / "deep.png")  # 16-bit mid grey
+    stored = np.zeros((64, 64), dtype=np.uint8)
+    stored[:, :32] = 255  # white left half as stored; EXIF 6 turns it 90° clockwise: white on top
+    img = Image.fromarray(stored)
+    exif = img.getexif()
+    exif[0x0112] = 6
+    img.save(tmp / "phone.jpg", exif=exif, quality=95)
+    return paths
+
+
+def _fill(argv, world):
+    return [a.format(**{k: str(v) for k, v in world.items()}) for a in argv]
+
+
+def _rows(cases):
+    """Table rows as pytest parameters, each named by its first column."""
+    return [pytest.param(*c, id=c[0]) if type(c) is tuple else c for c in cases]
+
+
+@pytest.mark.parametrize("what,argv,code,fragment", _rows(CLI_CASES))
+def test_cli(world, monkeypatch, capsys, what, argv, code, fragment):
+    monkeypatch.setattr(checkpoint, "USER_DIR", world["tmp"] / "user-models")
+    assert main(_fill(argv, world)) == code, capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert fragment.format(**world) in (out if code == 0 else err)
+    if code:
+        assert "Traceback" not in err and len(err.strip().splitlines()[-1]) < 400
+
+
+LIBRARY_CASES = [
+    # the library's public functions apply the same rules (validate.py), naming the parameter
+    ("sample(model, 0)", lambda m: sample(m, 0), "n must be ≥ 1, got 0"),
+    ("generate(top_k=0)", lambda m: generate(m, torch.zeros(1, 0, dtype=torch.long), top_k=0), "top_k must be ≥ 1"),
+    ("generate(top_p=1.5)", lambda m: sample(m, 1, top_p=1.5), "top_p must be > 0 and ≤ 1, got 1.5"),
+    ("generate(temperature=nan)", lambda m: sample(m, 1, temperature=float("nan")), "temperature must be > 0 and finite"),
+    ("generate(seed=2**70)", lambda m: sample(m, 1, seed=2**70), "seed must be between 0 and 4294967295"),
+    ("complete(n_samples=-2)", lambda m: complete(m, torch.zeros(1, 64, dtype=torch.long), 2, n_samples=-2),
+     "n_samples must be ≥ 1, got -2"),
+    ("TrainConfig(grad_accum=0)", lambda m: TrainConfig(grad_accum=0), "grad_accum must be ≥ 1, got 0"),
+    ("TrainConfig(save_every=0)", lambda m: TrainConfig(save_every=0), "save_every must be ≥ 1, got 0"),
+    ("TrainConfig(steps=0)", lambda m: TrainConfig(steps=0), "steps must be ≥ 1, got 0"),
+    ("TrainConfig(batch_size=2.5)", lambda m: TrainConfig(batch_size=2.5), "batch_size must be a whole number"),
+    ("TrainConfig(lr=nan)", lambda m: TrainConfig(lr=float("nan")), "lr must be > 0 and finite"),
+    pytest.param("pick_device('cuda')", lambda m: pick_device("cuda"), "CUDA is not available", marks=NO_CUDA,
+                 id="pick_device('cuda')"),
+    ("a model config that is a list", lambda m: validate.model_config([1]), "must be a JSON object"),
+]
+
+
+@pytest.mark.parametrize("what,call,fragment", _rows(LIBRARY_CASES))
+def test_library(what, call, fragment):
+    with pytest.raises(ValueError) as info:
+        call(tiny_model(height=8, width=8))
+    assert fragment in str(info.value)
+
+
+def test_a_diverging_run_stops_before_a_nan_reaches_a_checkpoint(tmp_path, capsys):
+    from igpt_lite.train import train
+
+    model = tiny_model(height=8, width=8)
+    with torch.no_grad():
+        model.ln_f.weight[0] = float("nan")
+    grey = Palette(np.linspace(-1, 1, 8, dtype=np.float32)[:, None])
+    tokens = torch.randint(0, 8, (32, 64), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(FloatingPointError, match="training diverged at step 1 .*lower the learning rate"):
+        train(model, grey, tokens, tokens, tmp_path / "run", TrainConfig(steps=4, batch_size=8), progress=False)
+    assert step_dirs(tmp_path / "run") == []
+
+
+def test_default_save_every_leaves_a_checkpoint_before_the_end():
+    assert [TrainConfig(steps=s).checkpoint_every for s in (1, 4, 10, 500, 100_000)] == [1, 1, 2, 100, 500]
+    assert TrainConfig(steps=10, save_every=3).checkpoint_every == 3
+
+
+def test_user_models_never_silently_shadow_bundled_ones(world, monkeypatch, capsys):
+    user = world["tmp"] / "user-models"
+    monkeypatch.setattr(checkpoint, "USER_DIR", user)
+    save_checkpoint(user / "mnist-small", tiny_model(height=8, width=8),
+                    Palette(np.linspace(-1, 1, 8, dtype=np.float32)[:, None]), overwrite=True)
+    assert main(["info", "--model", "mnist-small"]) == 2
+    err = capsys.readouterr().err
+    assert "model name 'mnist-small' is ambiguous" in err and str(user / "mnist-small") in err
+    assert main(["info", "--model", str(user / "mnist-small"), "--json"]) == 0  # its path always works
+
+
+# ---------------- fault tests ----------------
+
+def _train_cmd(out, *extra):
+    return [sys.executable, "-m", "igpt_lite", *TRAIN, "--out", str(out), "--json", *extra]
+
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _wait_for_lock(out: Path, proc, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        lock = out / ".lock"
+        if lock.exists() and lock.read_text().strip():
+            return json.loads(lock.read_text())
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError("the first run never took the lock")
+
+
+@pytest.mark.slow
+def test_two_trains_on_one_folder_the_second_stops_at_once(tmp_path, capsys):
+    out = tmp_path / "run"
+    first = subprocess.Popen(_train_cmd(out, "--steps", "400"), env=ENV, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        owner = _wait_for_lock(out, first)
+        assert owner["pid"] == first.pid
+        assert main([*TRAIN, "--out", str(out), "--steps", "400"]) == 2
+        err = capsys.readouterr().err
+        assert f"is in use by another training run (pid {first.pid} on " in err, err
+        while not step_dirs(out):  # the same with --resume once it has a checkpoint
+            assert first.poll() is None
+            time.sleep(0.05)
+        assert main([*TRAIN, "--out", str(out), "--steps", "400", "--resume"]) == 2
+        assert "in use by another training run" in capsys.readouterr().err
+    finally:
+        first.kill()  # SIGKILL
+        first.communicate()
+    with run_lock(out):  # the kernel dropped the killed run's lock: the folder is free again
+        assert json.loads((out / ".lock").read_text())["pid"] == os.getpid()
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_points_then_resume_gives_the_same_weights(tmp_path):
+    args = ("--steps", "60", "--save-every", "4", "--seed", "1")
+    whole = subprocess.run(_train_cmd(tmp_path / "whole", *args), env=ENV, capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+
+    out, rng, killed_at = tmp_path / "killed", random.Random(17), []
+    for attempt in range(8):
+        resume = ["--resume"] if step_dirs(out) else []
+        proc = subprocess.Popen(_train_cmd(out, *args, *resume), env=ENV, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        if len(killed_at) < 3:
+            before = len(step_dirs(out))
+            while proc.poll() is None and len(step_dirs(out)) <= before:  # it has made progress
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.4))  # then a random point: a step, an evaluation or a save
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                killed_at.append(step_dirs(out)[-1].name)
+        stdout, stderr = proc.communicate()
+        if proc.returncode == 0:
+            break
+        assert proc.returncode == -signal.SIGKILL, stderr[-2000:]
+    assert proc.returncode == 0 and len(killed_at) == 3, killed_at
+    a, b = load_checkpoint(tmp_path / "whole"), load_checkpoint(out)
+    assert a.meta["training"]["step"] == b.meta["training"]["step"] == 60
+    for (name, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(x, y), name
+    assert b.meta["training"]["history"] == [{**h, "tokens_per_s": b.meta["training"]["history"][i]["tokens_per_s"]}
+                                             for i, h in enumerate(a.meta["training"]["history"])]
+    assert not list(out.glob(".tmp-*"))  # a checkpoint half-written at a kill is cleared on resume
+
+
+def test_overwrites_leave_unrelated_files_alone(world, tmp_path, capsys):
+    ck = load_checkpoint(world["model"])
+    rms = checkpoint.Checkpoint(model=tiny_model(seed=3, height=8, width=8, norm="rms"), palette=ck.palette)
+    hf = interop.export_hf(rms, tmp_path / "hf")
+    (hf / "NOTES.md").write_text("my notes")
+    save_checkpoint(tmp_path / "ours", ck.model, ck.palette)
+    assert main(["export-hf", "--model", str(tmp_path / "ours"), str(hf)]) == 2  # refused without --overwrite
+    capsys.readouterr()
+    with pytest.raises(ValueError, match="cannot be written as a Hugging Face"):
+        interop.export_hf(ck, hf, overwrite=True)  # a layernorm model: refused before a file is touched
+    other = checkpoint.Checkpoint(model=tiny_model(seed=4, height=8, width=8, norm="rms"), palette=ck.palette)
+    save_checkpoint(tmp_path / "other", other.model, other.palette)
+    assert main(["export-hf", "--model", str(tmp_path / "other"), str(hf), "--overwrite"]) == 0
+    assert (hf / "NOTES.md").read_text() == "my notes"  # was deleted with the whole folder
+    back = interop.load_hf(hf)
+    mine = other.model.state_dict()
+    assert all(torch.equal(t, mine[name]) for name, t in back.model.state_dict().items())
+    assert not list(hf.glob(".tmp-*"))
+
+    imported = tmp_path / "imported"
+    assert main(["import-hf", str(hf), str(imported)]) == 0
+    (imported / "README.txt").write_text("mine")
+    assert main(["import-hf", str(hf), str(imported), "--overwrite"]) == 0
+    assert (imported / "README.txt").read_text() == "mine" and load_checkpoint(imported).config == back.config
+
+    grid = tmp_path / "grid.png"
+    grid.write_bytes(b"an older grid")
+    assert main(["sample", "--model", str(world["model"]), "--n", "1", "--out", str(grid)]) == 2
+    assert grid.read_bytes() == b"an older grid"
+    assert main(["sample", "--model", str(world["model"]), "--n", "1", "--out", str(grid), "--overwrite"]) == 0
+    assert Image.open(grid).size[0] >= 8 and [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []
+
+
+def test_a_stale_lock_is_taken_over_and_the_run_folder_is_checked_first(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").write_text(json.dumps({"pid": 999_999, "host": "elsewhere"}))  # its owner is gone: no flock
+    cfg = TrainConfig(steps=2, batch_size=16, warmup_steps=1, eval_every=2, eval_images=16)
+    from conftest import tiny_config
+
+    pretrain("digits", out, model_cfg=tiny_config(height=8, width=8), train_cfg=cfg, progress=False)
+    assert [p.name for p in step_dirs(out)] == ["step-000001", "step-000002"]
+    assert (out / ".lock").read_text() == ""  # released
