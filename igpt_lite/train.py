@@ -19,6 +19,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -271,10 +272,13 @@ def _optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
 
 @_owns_run_folder
 def train(model: GPT, palette: Palette, train_tokens: torch.Tensor, val_tokens: torch.Tensor, out_dir,
-          cfg: TrainConfig, meta: dict | None = None, resume: bool = False, progress: bool = True) -> list[dict]:
+          cfg: TrainConfig, meta: dict | None = None, resume: bool = False, progress: bool = True,
+          on_eval: Callable[[list[dict], GPT], None] | None = None) -> list[dict]:
     """Train `model` in place on token sequences; checkpoints go to `out_dir/step-NNNNNN/`.
 
     Returns the history: one dict per evaluation (step, train and val bits/dim, lr, tokens/s).
+    on_eval(history so far, model): called after each evaluation (rank 0), with the model in eval
+    mode, e.g. to redraw a live loss plot or sample; its time is left out of tokens/s.
 
     Under torchrun each process takes an equal share of every batch (so `batch_size` stays the
     global batch and the data order is the same as in one process); gradients are averaged by
@@ -366,6 +370,10 @@ def train(model: GPT, palette: Palette, train_tokens: torch.Tensor, val_tokens: 
             if progress:  # on stderr: stdout is kept for the CLI's JSON
                 bar.write(f"step {step}: train {history[-1]['train_bpd']:.4f} val {val:.4f} bits/dim, "
                           f"{history[-1]['tokens_per_s']:.0f} tokens/s", file=sys.stderr)
+            if on_eval is not None:
+                model.eval()
+                on_eval(list(history), model)
+                model.train()
             t0, steps_timed = time.perf_counter(), 0
         if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
             save(step)
@@ -378,9 +386,10 @@ def train(model: GPT, palette: Palette, train_tokens: torch.Tensor, val_tokens: 
 
 @_owns_run_folder
 def pretrain(dataset: str, out_dir, *, model_cfg: "GPTConfig", train_cfg: TrainConfig, resolution: int | None = None,
-             palette: Palette | None = None, resume: bool = False, progress: bool = True) -> tuple[GPT, Palette, list]:
+             palette: Palette | None = None, resume: bool = False, progress: bool = True,
+             on_eval: Callable[[list[dict], GPT], None] | None = None) -> tuple[GPT, Palette, list]:
     """The whole recipe on an embedded dataset: palette (fitted on the training split unless given
-    or resumed), model, training. Returns (model, palette, history)."""
+    or resumed), model, training (on_eval: see `train`). Returns (model, palette, history)."""
     from .data import load_dataset
 
     res = resolution or model_cfg.height
@@ -406,5 +415,5 @@ def pretrain(dataset: str, out_dir, *, model_cfg: "GPTConfig", train_cfg: TrainC
             "baseline_bpd": palette.token_entropy_bits(val_tokens),
             "palette_error": palette.round_trip_error(val_set.images)}
     history = train(model, palette, train_tokens, val_tokens, Path(out_dir), train_cfg, meta=meta, resume=resume,
-                    progress=progress)
+                    progress=progress, on_eval=on_eval)
     return model, palette, history
