@@ -414,6 +414,54 @@ def umap_scatter(embedding: np.ndarray, labels, class_names=None, title: str = "
     return fig
 
 
+# ---- teaching figures (notebooks 04 and 05) ----
+
+def visibility_figure(masks: dict, pixel, image: np.ndarray | None = None, panel_px: int = 260):
+    """What one query pixel may attend to, a panel per objective, e.g. {"ar": H×W bool, "bert": H×W
+    bool} from attention.visible_pixels: the image where the query can see, greyed where it cannot,
+    the query marked. Panel titles count the pixels seen."""
+    from plotly.subplots import make_subplots
+
+    masks = {name: np.asarray(m, dtype=bool) for name, m in masks.items()}
+    titles = [f"{name}: sees {int(m.sum())} of {m.size} pixels" for name, m in masks.items()]
+    h, w = next(iter(masks.values())).shape
+    gap = 30
+    width = len(masks) * (panel_px + gap) + 40
+    fig = make_subplots(rows=1, cols=len(masks), subplot_titles=titles, horizontal_spacing=gap / width)
+    for i, m in enumerate(masks.values()):
+        _attention_panel(fig, np.zeros(m.shape), 1, i + 1, pixel, image, m, 1.0, max(8, int(0.8 * panel_px / max(h, w))))
+    title, top = _title(f"Pixels that pixel (row {pixel[0]}, col {pixel[1]}) can attend to", None,
+                        "greyed: masked out of its attention")
+    fig.update_layout(title=title, width=width, height=panel_px + top + 40, showlegend=False,
+                      margin=dict(l=20, r=20, t=top + 10, b=20), plot_bgcolor="white")
+    return fig
+
+
+def permutation_chart(statistics, observed: float, title: str = "The permutation test"):
+    """Histogram of a test statistic over re-partitions of X ∪ Y (e.g. all 70 splits of 4 + 4), those
+    at least as large as the observed one in red, the observed value marked: the one-sided p-value is
+    the red share. Ties (within 1e-9 of the spread) count as "at least"."""
+    import plotly.graph_objects as go
+
+    stats = np.asarray(statistics, dtype=float)
+    tol = 1e-9 * max(np.ptp(stats), 1e-12)
+    high = stats >= observed - tol
+    lo, hi = stats.min(), stats.max()
+    size = (hi - lo) / 20 if hi > lo else 1.0
+    bins = dict(start=lo - size / 2, end=hi + size / 2, size=size)
+    fig = go.Figure()
+    for part, name, color in ((stats[~high], "smaller than observed", "#9e9e9e"),
+                              (stats[high], "at least the observed", "#d62728")):
+        fig.add_trace(go.Histogram(x=part, xbins=bins, name=f"{name}: {len(part)}", marker_color=color))
+    fig.add_vline(x=observed, line=dict(color="black", width=2, dash="dash"),
+                  annotation_text=f"observed {observed:.3g}", annotation_position="top")
+    p = high.mean()
+    fig.update_layout(title=dict(text=f"{title}<br><sup>one-sided p = {high.sum()} / {len(stats)} = {p:.3g}</sup>"),
+                      barmode="stack", xaxis_title="test statistic", yaxis_title="partitions", width=700,
+                      height=420, template="plotly_white", legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
 # ---- teaching figures (notebooks 01-03) ----
 
 def training_curve(history: list[dict], baseline_bpd: float | None = None, title: str = "Bits per pixel during training"):

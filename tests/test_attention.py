@@ -254,3 +254,52 @@ def test_cli_attention_json_carries_the_numbers(attention_checkpoint, tmp_path, 
 
     assert main(["attention", "--model", str(attention_checkpoint), "--image", str(png), "--pixel", "8", "0"]) == 2
     assert "outside the 8×8 image" in capsys.readouterr().err
+
+
+# ---- what notebook 04's widget and cells draw (widget callbacks never fire headless) ----
+
+def _panels(fig):
+    """Per panel of an attention figure: (weights z, greyed mask or None, query marker (row, col))."""
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    marks = [(int(t.y[0]), int(t.x[0])) for t in fig.data if t.type == "scatter"]
+    weights = [t for t in heat if t.hoverinfo != "skip"]
+    greyed = [~np.isnan(np.asarray(t.z, dtype=float)) for t in heat if t.hoverinfo == "skip"]
+    return weights, greyed, marks
+
+
+@pytest.mark.parametrize("pixel, layer", [((5, 2), 1), ((0, 7), 0)])
+def test_pixel_widget_figure_draws_that_pixels_maps_at_that_layer(attention_checkpoint, rng, pixel, layer):
+    # notebook 04's widget shows attention_grid(attend(ck, image, (row, col)), layers=[layer]) on every change
+    from igpt_lite.attention import attend
+    from igpt_lite.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(attention_checkpoint)
+    image = rng.integers(0, 256, (8, 8, 1), dtype=np.uint8)
+    att = attend(ck, image, pixel)
+    fig = attention_grid(att, layers=[layer], panel_px=200)
+    weights, greyed, marks = _panels(fig)
+    assert len(weights) == ck.config.n_head + 1  # every head, then the mean over heads
+    for k in range(ck.config.n_head):
+        np.testing.assert_allclose(np.asarray(weights[k].z, dtype=float), att.maps[layer, k])
+    np.testing.assert_allclose(np.asarray(weights[-1].z, dtype=float), att.head_mean[layer])
+    assert all(m == pixel for m in marks) and len(marks) == len(weights)
+    for g in greyed:  # the unseen pixels are greyed: raster order, the query itself included
+        np.testing.assert_array_equal(g, ~attention.visible_pixels(ck.config, *pixel))
+    assert f"(row {pixel[0]}, col {pixel[1]}), layer {layer}" in fig.layout.title.text
+    # an ar model puts no weight at all on what it cannot see
+    assert att.maps[:, :, ~att.visible].max() == 0
+
+
+def test_visibility_figure_ar_sees_the_raster_prefix_bert_everything():
+    from igpt_lite.plots import visibility_figure
+
+    cfg = GPTConfig(n_colors=5, height=H, width=W, n_layer=1, n_head=1, n_embd=8)
+    bert = GPTConfig(**{**cfg.to_dict(), "objective": "bert"})
+    masks = {"ar": attention.visible_pixels(cfg, 2, 1), "bert": attention.visible_pixels(bert, 2, 1)}
+    fig = visibility_figure(masks, (2, 1), image=np.zeros((H, W, 1), np.uint8))
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["ar: sees 7 of 12 pixels", "bert: sees 12 of 12 pixels"]  # pixel 2·3+1 = 7 sees 0..6
+    _, greyed, marks = _panels(fig)
+    np.testing.assert_array_equal(greyed[0], ~masks["ar"])
+    np.testing.assert_array_equal(greyed[1], np.zeros((H, W), bool))
+    assert marks == [(2, 1), (2, 1)]

@@ -1,0 +1,31 @@
+"""Figures made for the teaching notebooks (05 bias) that no other test covers."""
+import itertools
+
+import numpy as np
+
+from igpt_lite.bias import ieat
+from igpt_lite.plots import permutation_chart
+
+
+def test_permutation_chart_red_share_is_ieats_exact_p(rng):
+    X, Y, A, B = (rng.normal(size=(4, 3)) for _ in range(4))
+    s = np.concatenate([_s(X, A, B), _s(Y, A, B)])  # s(w, A, B) of X, then of Y
+    stats = np.array([2 * s[list(c)].sum() - s.sum() for c in itertools.combinations(range(8), 4)])
+    observed = s[:4].sum() - s[4:].sum()
+    fig = permutation_chart(stats, observed)
+    smaller, at_least = fig.data
+    result = ieat(X, Y, A, B)
+    assert len(at_least.x) + len(smaller.x) == 70
+    assert len(at_least.x) / 70 == result.p_value  # the observed split itself is counted
+    assert f"= {len(at_least.x)} / 70" in fig.layout.title.text
+    assert min(at_least.x) >= observed - 1e-12 and (len(smaller.x) == 0 or max(smaller.x) < observed)
+
+
+def test_permutation_chart_counts_ties_as_at_least():
+    fig = permutation_chart([0.0, 1.0, 1.0, 2.0], 1.0)
+    assert sorted(fig.data[1].x) == [1.0, 1.0, 2.0] and list(fig.data[0].x) == [0.0]
+
+
+def _s(W, A, B):
+    unit = lambda m: m / np.linalg.norm(m, axis=1, keepdims=True)  # noqa: E731
+    return (unit(W) @ unit(A).T).mean(1) - (unit(W) @ unit(B).T).mean(1)
