@@ -58,6 +58,12 @@ def _image_file(text):
     return text
 
 
+def _existing_file(text):
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text}: no such file" + (" (it is a folder)" if Path(text).is_dir() else ""))
+    return text
+
+
 def _model_arg(p):
     p.add_argument("--model", required=True, help="checkpoint folder, training run folder, or a model name")
 
@@ -320,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=_count(1))
     p.add_argument("--objective", default="ar", choices=["ar", "bert"])
     p.add_argument("--colors", type=_count(2), default=8)
-    p.add_argument("--palette", default=None, help="a palette.json to use instead of fitting one")
+    p.add_argument("--palette", type=_existing_file, default=None, help="a palette.json to use instead of fitting one")
     p.add_argument("--resolution", type=_count(1), default=None, help="default: the dataset's native size")
     p.add_argument("--steps", type=_count(1), default=500)
     p.add_argument("--batch-size", type=_count(1), default=32)
@@ -345,7 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("complete", help="complete images from their top rows")
     _model_arg(p)
-    p.add_argument("--image", nargs="+", default=None, help="image files (centre-cropped and resized)")
+    p.add_argument("--image", type=_existing_file, nargs="+", default=None,
+                   help="image files (centre-cropped and resized)")
     p.add_argument("--data", default=None, help="embedded dataset (default: the model's own)")
     p.add_argument("--split", default="test", choices=data.SPLITS)
     p.add_argument("--index", type=_count(0), nargs="+", default=None,
@@ -401,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("attention", help="attention maps of every layer and head from one pixel, and rollout")
     _model_arg(p)
-    p.add_argument("--image", default=None, help="an image file (centre-cropped and resized)")
+    p.add_argument("--image", type=_existing_file, default=None, help="an image file (centre-cropped and resized)")
     p.add_argument("--data", default=None, help="embedded dataset (default: the model's own)")
     p.add_argument("--split", default="test", choices=data.SPLITS)
     p.add_argument("--index", type=_count(0), default=0, help="image of the split (default 0)")

@@ -107,6 +107,7 @@ def run_lock(out_dir):
     that the folder can be written."""
     out_dir = Path(out_dir)
     path = out_dir / LOCK_NAME
+    created = not out_dir.exists()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -141,6 +142,9 @@ def run_lock(out_dir):
         finally:
             f.seek(0)
             f.truncate()  # released: an empty lock file is nobody's
+            if created and [p.name for p in out_dir.iterdir()] == [LOCK_NAME]:  # a run that wrote nothing
+                path.unlink()
+                out_dir.rmdir()
 
 
 _HELD_LOCKS: set[Path] = set()  # run folders this process owns (pretrain holds the lock train takes)
@@ -288,6 +292,7 @@ def train(model: GPT, palette: Palette, train_tokens: torch.Tensor, val_tokens: 
     rank, world = distributed()
     if cfg.batch_size % world:
         raise ValueError(f"batch size {cfg.batch_size} must be divisible by the {world} processes")
+    batch_indices(len(train_tokens), cfg.batch_size, 0, cfg.seed)  # refuses a batch larger than the data
     device = pick_device(cfg.device)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))

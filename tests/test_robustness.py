@@ -63,6 +63,12 @@ CLI_CASES = [
     ("train --device gpu", [*TRAIN, "--out", "{tmp}/r", "--device", "gpu"], 2,
      "argument --device: must be auto, cpu, cuda, cuda:N or mps, got 'gpu'"),
     ("probe --limit 0", ["probe", "--model", "{model}", "--limit", "0"], 2, "argument --limit: must be ≥ 1"),
+    ("complete --image that is not there", ["complete", "--model", "{model}", "--image", "{tmp}/none.png"], 2,
+     "argument --image: {tmp}/none.png: no such file"),
+    ("train --palette that is not there", [*TRAIN, "--out", "{tmp}/r", "--palette", "{tmp}/none.json"], 2,
+     "argument --palette: {tmp}/none.json: no such file"),
+    ("train --batch-size above the data", [*TRAIN, "--out", "{tmp}/big", "--batch-size", "100000"], 2,
+     "batch size 100000 is larger than the training set (1438 images)"),
     ("sample --out without an image suffix", [*SAMPLE, "--out", "{tmp}/grid"], 2, "must end in one of .png"),
     # --- training runs: checked before any work ---
     ("train --resume with no checkpoint (was a silent restart)", [*TRAIN, "--out", "{tmp}/new", "--resume"], 2,
@@ -175,6 +181,7 @@ def test_cli(world, monkeypatch, capsys, what, argv, code, fragment):
     assert main(_fill(argv, world)) == code, capsys.readouterr().err
     out, err = capsys.readouterr()
     assert fragment.format(**world) in (out if code == 0 else err)
+    assert not (world["tmp"] / "r").exists() and not (world["tmp"] / "big").exists()  # a refused run leaves no folder
     if code:
         assert "Traceback" not in err and len(err.strip().splitlines()[-1]) < 400
 
