@@ -40,6 +40,28 @@ def completion_grid(originals: np.ndarray, completions: np.ndarray, keep_rows: i
     return image_grid(rows.reshape(n * (s + 2), *originals.shape[1:]), ncols=s + 2, scale=scale)
 
 
+
+CUT_COLOR = (255, 40, 40)
+
+
+def cut_preview(image: np.ndarray, keep_rows: int, scale: int | None = None, dim: float = 0.35) -> Image.Image:
+    """One uint8 H×W[×C] image enlarged (nearest neighbour, about 200 pixels wide by default) with the
+    rows from `keep_rows` down dimmed and a red line at the cut: what a completion keeps."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    h, w = image.shape[:2]
+    if not 0 <= keep_rows <= h:
+        raise ValueError(f"keep_rows must lie in 0..{h}, got {keep_rows}")
+    scale = scale or max(1, 200 // max(h, w))
+    rgb = image.repeat(3, -1) if image.shape[-1] == 1 else image[..., :3]
+    big = rgb.repeat(scale, 0).repeat(scale, 1).astype(np.float32)
+    big[keep_rows * scale :] *= dim
+    big = big.astype(np.uint8)
+    line = min(max(keep_rows * scale - 1, 0), h * scale - 2)  # two pixels thick, inside the image
+    big[line : line + 2] = CUT_COLOR
+    return Image.fromarray(big)
+
 # ---- attention (igpt_lite/attention.py computes the arrays) ----
 
 AR_NOTE = "autoregressive: a pixel sees only the pixels before it"
@@ -60,29 +82,30 @@ def _rgb(image: np.ndarray, dim: float = 0.6) -> np.ndarray:
 
 
 def _attention_panel(fig, z, row, col, pixel, image, visible, zmax, marker_px, colorbar=None):
-    """One map over the image: the image, the weights, the unseen pixels greyed, the query marked."""
+    """One map over the image: the image, the weights, the unseen pixels greyed, the query marked.
+    (Traces go in with one add_traces and the axes are set on the layout directly: plotly's
+    per-subplot update_xaxes/add_trace calls made a 4×5 grid take ~1 s to build.)"""
     import plotly.graph_objects as go
 
     z = np.asarray(z, dtype=float)
     h, w = z.shape
-    if image is not None:
-        fig.add_trace(go.Image(z=_rgb(image), hoverinfo="skip"), row=row, col=col)
-    fig.add_trace(go.Heatmap(z=z, zmin=0, zmax=zmax if zmax > 0 else 1, colorscale=_ATTENTION_SCALE,
+    traces = [go.Image(z=_rgb(image), hoverinfo="skip")] if image is not None else []
+    traces.append(go.Heatmap(z=z, zmin=0, zmax=zmax if zmax > 0 else 1, colorscale=_ATTENTION_SCALE,
                              showscale=colorbar is not None, colorbar=colorbar,
-                             hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra></extra>"), row=row, col=col)
+                             hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra></extra>"))
     if visible is not None:
         hidden = np.where(np.asarray(visible), np.nan, 1.0)
-        fig.add_trace(go.Heatmap(z=hidden, zmin=0, zmax=1, showscale=False, hoverinfo="skip",
-                                 colorscale=[[0, "rgba(128,128,128,0.55)"], [1, "rgba(128,128,128,0.55)"]]),
-                      row=row, col=col)
-    fig.add_trace(go.Scatter(x=[pixel[1]], y=[pixel[0]], mode="markers", hoverinfo="skip", showlegend=False,
+        traces.append(go.Heatmap(z=hidden, zmin=0, zmax=1, showscale=False, hoverinfo="skip",
+                                 colorscale=[[0, "rgba(128,128,128,0.55)"], [1, "rgba(128,128,128,0.55)"]]))
+    traces.append(go.Scatter(x=[pixel[1]], y=[pixel[0]], mode="markers", hoverinfo="skip", showlegend=False,
                              marker=dict(symbol="square-open", size=marker_px, color=_QUERY_COLOR,
-                                         line=dict(width=2, color=_QUERY_COLOR))), row=row, col=col)
-    x_name = fig.get_subplot(row, col).xaxis.plotly_name.replace("axis", "")  # "xaxis3" -> "x3"
-    fig.update_xaxes(range=[-0.5, w - 0.5], showticklabels=False, showgrid=False, zeroline=False,
-                     row=row, col=col)
-    fig.update_yaxes(range=[h - 0.5, -0.5], showticklabels=False, showgrid=False, zeroline=False,
-                     scaleanchor=x_name, row=row, col=col)  # square pixels, row 0 at the top
+                                         line=dict(width=2, color=_QUERY_COLOR))))
+    fig.add_traces(traces, rows=row, cols=col)
+    sub = fig.get_subplot(row, col)
+    x_name = sub.xaxis.plotly_name.replace("axis", "")  # "xaxis3" -> "x3"
+    axis = dict(showticklabels=False, ticks="", showgrid=False, zeroline=False)
+    sub.xaxis.update(range=[-0.5, w - 0.5], **axis)
+    sub.yaxis.update(range=[h - 0.5, -0.5], scaleanchor=x_name, **axis)  # square pixels, row 0 at the top
 
 
 def _uniform_floor(visible, shape, has_start: bool) -> float:
@@ -203,6 +226,46 @@ def attention_distance_chart(values: np.ndarray, ylabel: str = "mean attention d
                       template="plotly_white", legend=dict(orientation="v"))
     return fig
 
+
+def pixel_picker(image: np.ndarray, size_px: int = 320, title: str = "click a pixel"):
+    """The image as a grid of square scatter markers, one per pixel (x = column, y = row, row 0 at
+    the top), for choosing a pixel with a click: Streamlit returns a scatter's selected points
+    (`on_select`), not a heatmap's. The figure depends on the image only, so it stays identical
+    while results elsewhere change (Streamlit resets a chart's selection when its figure changes)."""
+    import plotly.graph_objects as go
+
+    rgb = np.asarray(image)
+    if rgb.ndim == 2:
+        rgb = rgb[..., None]
+    h, w = rgb.shape[:2]
+    rgb = rgb.repeat(3, -1) if rgb.shape[-1] == 1 else rgb[..., :3]
+    rows, cols = np.divmod(np.arange(h * w), w)
+    colors = [f"rgb({r},{g},{b})" for r, g, b in rgb.reshape(-1, 3)]
+    cell = size_px / max(h, w)
+    fig = go.Figure(go.Scatter(x=cols, y=rows, mode="markers", customdata=np.stack([rows, cols], 1),
+                               marker=dict(symbol="square", size=cell, color=colors, line=dict(width=0)),
+                               hovertemplate="row %{y}, col %{x}<extra></extra>",
+                               selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1))))
+    margin = dict(l=28, r=8, t=30 if title else 8, b=24)
+    fig.update_xaxes(range=[-0.5, w - 0.5], showgrid=False, zeroline=False, tickmode="auto", nticks=5,
+                     fixedrange=True, constrain="domain")
+    fig.update_yaxes(range=[h - 0.5, -0.5], showgrid=False, zeroline=False, nticks=5, fixedrange=True,
+                     scaleanchor="x", constrain="domain")
+    fig.update_layout(title=dict(text=title, font_size=13) if title else None, clickmode="event+select",
+                      dragmode=False, width=size_px + margin["l"] + margin["r"],
+                      height=size_px * h / max(h, w) + margin["t"] + margin["b"], margin=margin,
+                      plot_bgcolor="white", showlegend=False)
+    return fig
+
+
+def picked_pixel(selection) -> tuple[int, int] | None:
+    """(row, col) of the last point clicked in a `pixel_picker` figure, from Streamlit's selection
+    state (a dict with "points", each carrying x = column and y = row), or None when nothing is."""
+    points = (selection or {}).get("points") or []
+    if not points:
+        return None
+    p = points[-1]
+    return int(round(p["y"])), int(round(p["x"]))
 
 def figures_html(figures, title: str = "igpt-lite", modebar: bool = True) -> str:
     """Several plotly figures on one self-contained page (plotly.js inline once: works offline).
