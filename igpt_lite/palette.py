@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -126,7 +126,6 @@ class Palette:
         images = as_nhwc(images)
         return float(np.abs(self.quantise(images).astype(np.float32) - images.astype(np.float32)).mean())
 
-
     def token_entropy_bits(self, tokens: torch.Tensor) -> float:
         """Entropy of the token frequencies in bits: the unigram baseline for bits/dim."""
         counts = torch.bincount(torch.as_tensor(tokens).flatten(), minlength=self.n_colors).double()
@@ -146,17 +145,26 @@ class Palette:
         return PaletteReport(n_colors=self.n_colors, channels=self.channels, fingerprint=self.fingerprint,
                              colors=self.colors, usage=counts / max(1, counts.sum()),
                              round_trip_error=self.round_trip_error(images),
-                             token_entropy_bits=self.token_entropy_bits(tokens), n_images=len(images))
+                             token_entropy_bits=self.token_entropy_bits(tokens), n_images=len(images),
+                             palette=self)
+
+    def to_json(self) -> str:
+        """The palette.json text (`save` writes it, `load` and `from_json` read it): the centres as
+        float32 values, which read back bit for bit."""
+        return json.dumps({"centers": self.centers.tolist()})
+
+    @classmethod
+    def from_json(cls, text: str) -> "Palette":
+        return cls(np.asarray(json.loads(text)["centers"], dtype=np.float32))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps({"centers": self.centers.tolist()}))
+        Path(path).write_text(self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> "Palette":
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
-            return cls(np.asarray(data["centers"], dtype=np.float32))
+            return cls.from_json(path.read_text())
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: palette file missing; a checkpoint folder needs its palette.json")
         except (ValueError, KeyError, TypeError) as e:
@@ -174,9 +182,12 @@ class PaletteReport:
     round_trip_error: float  # mean |pixel - decode(encode(pixel))|, 0-255 scale
     token_entropy_bits: float  # bits/dim of a model that learned only colour frequencies
     n_images: int
+    palette: Palette | None = field(default=None, repr=False)  # the palette reported on (to save or download)
 
     def to_dict(self) -> dict:
-        return {**vars(self), "colors": self.colors.tolist(), "usage": self.usage.tolist()}
+        out = {**vars(self), "colors": self.colors.tolist(), "usage": self.usage.tolist()}
+        out.pop("palette")
+        return out
 
 
 def palette_sweep(train_images: np.ndarray, val_images: np.ndarray, ks=(2, 4, 8, 16, 32, 64), *,

@@ -645,6 +645,69 @@ def layer_view(table: list[dict], layer: str, embedding: np.ndarray, labels, cla
     return umap_scatter(embedding, labels, class_names, title=f"{layer}: {', '.join(parts)}")
 
 
+# ---- palette (igpt_lite/palette.py computes the reports) ----
+
+def palette_swatches(colors: np.ndarray, usage=None, title: str = "Palette", ncols: int | None = None,
+                     cell_px: int = 46):
+    """One square swatch per palette colour (uint8 k×C, C = 1 grey or 3 RGB; e.g.
+    `PaletteReport.colors`), in token order, each labelled with its token id and, with `usage`
+    (share of pixels per colour, e.g. `PaletteReport.usage`), how much of the images it paints."""
+    import plotly.graph_objects as go
+
+    rgb = _rgb(np.asarray(colors, dtype=np.uint8)[:, None], dim=1.0)[:, 0]  # k×3
+    k = len(rgb)
+    ncols = ncols or min(k, 16)
+    nrows = int(np.ceil(k / ncols))
+    ids = np.arange(k)
+    luma = rgb.astype(float) @ [0.299, 0.587, 0.114]
+    share = [None] * k if usage is None else [float(u) for u in usage]
+    label = [f"{i}" if u is None else f"{i}<br>{100 * u:.0f}%" for i, u in zip(ids, share)]
+    hover = [f"token {i}: RGB ({r}, {g}, {b})" + ("" if u is None else f", {100 * u:.2f}% of pixels")
+             for i, (r, g, b), u in zip(ids, rgb.tolist(), share)]
+    fig = go.Figure(go.Scatter(
+        x=(ids % ncols).tolist(), y=(ids // ncols).tolist(), mode="markers+text" if k <= 64 else "markers", text=label,
+        textfont=dict(size=10, color=["black" if y > 140 else "white" for y in luma]),
+        hovertext=hover, hoverinfo="text",
+        marker=dict(symbol="square", size=cell_px - 6, color=[f"rgb({r},{g},{b})" for r, g, b in rgb.tolist()],
+                    line=dict(width=1, color="#888"))))
+    notes = f"{k} colours, token order (dark to light)" + ("" if usage is None else "; % = share of pixels")
+    fig.update_layout(title=dict(text=f"{title}<br><sup>{notes}</sup>", x=0.02, xanchor="left"),
+                      width=max(ncols * cell_px + 40, 360), height=nrows * cell_px + 110,
+                      margin=dict(l=20, r=20, t=80, b=20), template="plotly_white", showlegend=False,
+                      xaxis=dict(visible=False, range=[-0.6, ncols - 0.4]),
+                      yaxis=dict(visible=False, range=[nrows - 0.4, -0.6]))
+    return fig
+
+
+def palette_sweep_chart(reports, current: int | None = None, title: str = "Palette size: error versus sequence cost"):
+    """Round-trip error (left axis) and token entropy in bits (right axis) against the number of
+    colours k, from `palette.palette_sweep` reports (n_colors, round_trip_error, token_entropy_bits).
+    `current` marks a palette size, e.g. the checkpoint's own."""
+    import plotly.graph_objects as go
+
+    reports = sorted(reports, key=lambda r: r.n_colors)
+    ks = [r.n_colors for r in reports]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=ks, y=[r.round_trip_error for r in reports], name="round-trip error (0-255)",
+                             mode="lines+markers", line=dict(color="#1f77b4", width=2.5),
+                             hovertemplate="k=%{x}: mean |error| %{y:.2f} / 255<extra></extra>"))
+    fig.add_trace(go.Scatter(x=ks, y=[r.token_entropy_bits for r in reports], name="token entropy (bits)",
+                             mode="lines+markers", yaxis="y2", line=dict(color="#ff7f0e", width=2.5, dash="dash"),
+                             hovertemplate="k=%{x}: %{y:.2f} bits per token<extra></extra>"))
+    if current is not None:
+        fig.add_vline(x=current, line=dict(color="grey", width=1, dash="dot"),
+                      annotation_text=f"this model: {current}", annotation_position="top")
+    fig.update_layout(title=dict(text=f"{title}<br><sup>fitted on the training split, measured on validation</sup>",
+                                 x=0.02, xanchor="left"),
+                      xaxis=dict(title="colours k", type="log", tickvals=ks, ticktext=[str(k) for k in ks]),
+                      yaxis=dict(title="mean round-trip error (0-255)", rangemode="tozero", color="#1f77b4"),
+                      yaxis2=dict(title="token entropy (bits)", overlaying="y", side="right", rangemode="tozero",
+                                  color="#ff7f0e", showgrid=False),
+                      width=760, height=440, margin=dict(t=80), template="plotly_white",
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
 class LiveFigure:
     """A plotly figure shown once in a notebook and redrawn in place, e.g. from train's on_eval:
     `chart = LiveFigure(fig)`, then `chart.update(new_fig)`. (Plotly's own display ignores IPython's

@@ -75,3 +75,56 @@ def test_save_load_round_trip_and_corrupt_file(tmp_path, rng):
 def test_token_entropy_of_uniform_tokens_is_log2_k(grey_palette):
     tokens = torch.arange(8).repeat(10)
     assert grey_palette.token_entropy_bits(tokens) == pytest.approx(3.0)
+
+
+def test_to_json_is_what_save_writes_and_reads_back_bit_for_bit(tmp_path, rng):
+    pal = Palette(rng.uniform(-1, 1, (16, 3)).astype(np.float32))
+    pal.save(tmp_path / "palette.json")
+    assert (tmp_path / "palette.json").read_text() == pal.to_json()
+    back = Palette.from_json(pal.to_json())
+    assert back == pal and back.centers.dtype == np.float32
+    assert Palette.load(tmp_path / "palette.json").fingerprint == pal.fingerprint
+
+
+def test_report_carries_its_palette_and_sweep_reports_each_fitted_palette(rng):
+    import json
+
+    from igpt_lite.palette import palette_sweep
+
+    train = rng.integers(0, 256, (20, 6, 6, 3)).astype(np.uint8)
+    val = rng.integers(0, 256, (5, 6, 6, 3)).astype(np.uint8)
+    reports = palette_sweep(train, val, ks=(2, 8))
+    assert [r.n_colors for r in reports] == [2, 8]
+    for r in reports:
+        assert r.palette == Palette.fit(train, r.n_colors)  # the palette fitted with the same seed
+        assert r.round_trip_error == r.palette.round_trip_error(val)
+        np.testing.assert_array_equal(r.colors, r.palette.colors)
+        assert "palette" not in json.loads(json.dumps(r.to_dict()))  # to_dict stays plain JSON
+    assert reports[1].round_trip_error < reports[0].round_trip_error
+
+
+def test_swatches_draw_one_square_per_colour_in_its_colour(grey_palette):
+    from igpt_lite import plots
+
+    grey = plots.palette_swatches(grey_palette.colors, usage=np.full(8, 1 / 8))
+    marker = grey.data[0].marker
+    assert len(grey.data[0].x) == 8 and marker.symbol == "square"
+    assert list(marker.color) == [f"rgb({v},{v},{v})" for v in grey_palette.colors[:, 0]]
+    assert grey.data[0].text[3] == "3<br>12%"
+    rgb = np.array([[255, 0, 0], [0, 128, 255]], dtype=np.uint8)
+    fig = plots.palette_swatches(rgb)
+    assert list(fig.data[0].marker.color) == ["rgb(255,0,0)", "rgb(0,128,255)"] and "%" not in fig.data[0].hovertext[0]
+
+
+def test_sweep_chart_plots_error_and_entropy_against_k(rng):
+    from igpt_lite import plots
+    from igpt_lite.palette import palette_sweep
+
+    images = rng.integers(0, 256, (10, 5, 5, 1)).astype(np.uint8)
+    reports = palette_sweep(images, images, ks=(8, 2, 4))
+    fig = plots.palette_sweep_chart(reports, current=4)
+    error, entropy = fig.data
+    assert list(error.x) == [2, 4, 8] and list(entropy.x) == [2, 4, 8]
+    by_k = {r.n_colors: r for r in reports}
+    assert list(error.y) == [by_k[k].round_trip_error for k in (2, 4, 8)]
+    assert list(entropy.y) == [by_k[k].token_entropy_bits for k in (2, 4, 8)] and entropy.yaxis == "y2"
