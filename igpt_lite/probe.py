@@ -13,8 +13,15 @@ same splits, in one plain table with a `kind` column:
 """
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
+import os
 import time
+import uuid
 import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +29,7 @@ import torch
 
 from . import data
 from .checkpoint import Checkpoint, load_checkpoint, step_dirs
-from .features import extract_features, feature_layers, parse_layers
+from .features import extract_features, feature_layers, features_key, parse_layers
 from .model import GPT, GPTConfig
 from .palette import Palette
 
@@ -189,7 +196,7 @@ def probe_layers(features_by_split: dict, labels_by_split: dict, layers=None, *,
 
 def load_split(dataset: str, split: str, palette: Palette, resolution: int, limit: int | None = None):
     """(images uint8 N×H×W×C at the model's resolution, tokens N×T, labels N) of one split."""
-    ds = data.load_dataset(dataset, split, resolution=resolution, limit=limit)
+    ds = data.load_dataset(dataset, split, resolution=resolution, limit=limit, channels=palette.channels)
     return ds.images, palette.encode(ds.images), ds.labels
 
 
@@ -216,8 +223,25 @@ def _depth(model: GPT, layer: str) -> int:
     return feature_layers(model, final_norm=True).index(layer)
 
 
-def _features_by_split(model: GPT, tokens: dict, layers, **kw) -> dict:
-    return {s: extract_features(model, t, layers, **kw) for s, t in tokens.items()}
+def _features_by_split(model: GPT, tokens: dict, layers, tick=None, **kw) -> dict:
+    out = {}
+    for s, t in tokens.items():
+        out[s] = extract_features(model, t, layers, **kw)
+        if tick is not None:
+            tick()
+    return out
+
+
+def _counter(on_step, total: int):
+    """tick(): one more of `total` steps done, reported as on_step(done, total) (nothing without on_step)."""
+    done = 0
+
+    def tick():
+        nonlocal done
+        done += 1
+        if on_step is not None:
+            on_step(done, total)
+    return tick
 
 
 def random_model(config: GPTConfig, seed: int = 0) -> GPT:
@@ -235,17 +259,20 @@ def _pixels(images: np.ndarray) -> np.ndarray:
 def baselines(images_by_split: dict, labels_by_split: dict, palette: Palette, config: GPTConfig, *,
               tokens_by_split: dict | None = None, layers=None, seed: int = 0, norm: str = "layernorm",
               pool: str = "mean", Cs=DEFAULT_CS, max_iter: int = DEFAULT_MAX_ITER, batch_size: int = 64, device="cpu",
-              cache_dir=None, progress: bool = False) -> list[dict]:
+              cache_dir=None, progress: bool = False, on_step=None) -> list[dict]:
     """Rows (probe_layers' columns plus `kind`) for the three baselines on the same splits: every
-    layer of a random-weight model (torch seed `seed`), raw pixels, palette-decoded pixels."""
+    layer of a random-weight model (torch seed `seed`), raw pixels, palette-decoded pixels.
+    on_step(done, total): called after each split's features, the random model's probes, the pixels'."""
+    tick = _counter(on_step, len(images_by_split) + 2)
     if tokens_by_split is None:
         tokens_by_split = {s: palette.encode(im) for s, im in images_by_split.items()}
     model = random_model(config, seed).to(device)
     layers = feature_layers(model, final_norm=True) if layers is None else list(layers)
-    feats = _features_by_split(model, tokens_by_split, layers, norm=norm, pool=pool, batch_size=batch_size,
+    feats = _features_by_split(model, tokens_by_split, layers, tick, norm=norm, pool=pool, batch_size=batch_size,
                                cache_dir=cache_dir, progress=progress)
     rows = [{"kind": "random", **r, "depth": _depth(model, r["layer"]), "seed": seed}
             for r in probe_layers(feats, labels_by_split, Cs=Cs, max_iter=max_iter)]
+    tick()
     h, w = config.height, config.width
     pixel_sets = {
         "pixels": {s: {"pixels": _pixels(im)} for s, im in images_by_split.items()},
@@ -254,6 +281,7 @@ def baselines(images_by_split: dict, labels_by_split: dict, palette: Palette, co
     for kind, feats in pixel_sets.items():
         rows += [{"kind": kind, **r, "depth": None}
                  for r in probe_layers(feats, labels_by_split, Cs=Cs, max_iter=max_iter)]
+    tick()
     return rows
 
 
@@ -261,32 +289,39 @@ def _as_checkpoint(checkpoint) -> Checkpoint:
     return checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
 
 
+_TRAINED_STEPS = 4  # progress steps of _trained_rows: three splits' features, then the probes
+
+
 def _trained_rows(ck: Checkpoint, tokens: dict, labels: dict, layers, *, norm, pool, Cs, max_iter, batch_size,
-                  cache_dir, progress) -> list[dict]:
-    feats = _features_by_split(ck.model, tokens, layers, norm=norm, pool=pool, batch_size=batch_size,
+                  cache_dir, progress, tick) -> list[dict]:
+    feats = _features_by_split(ck.model, tokens, layers, tick, norm=norm, pool=pool, batch_size=batch_size,
                                cache_dir=cache_dir, progress=progress)
-    return [{"kind": "trained", **r, "depth": _depth(ck.model, r["layer"])}
+    rows = [{"kind": "trained", **r, "depth": _depth(ck.model, r["layer"])}
             for r in probe_layers(feats, labels, Cs=Cs, max_iter=max_iter)]
+    tick()
+    return rows
 
 
 def probe_model(checkpoint, dataset: str | None = None, *, layers=None, limit: int | None = None,
                 norm: str = "layernorm", pool: str = "mean", Cs=DEFAULT_CS, max_iter: int = DEFAULT_MAX_ITER, seed: int = 0,
-                batch_size: int = 64, cache_dir=None, progress: bool = False) -> list[dict]:
+                batch_size: int = 64, cache_dir=None, progress: bool = False, on_step=None) -> list[dict]:
     """Probe every layer of a checkpoint (path, name or Checkpoint) on a dataset's train/val/test
     splits (default: the dataset it was trained on; `limit` images per split), with the baselines.
 
     One table: the trained model's rows, then the random-weight model's, then pixels and palette;
     the columns of `probe_layers` plus `kind` (and `seed` for the random rows).
-    layers: default every layer, embed to ln_f. Features: one pass per split for all layers."""
+    layers: default every layer, embed to ln_f. Features: one pass per split for all layers.
+    on_step(done, total): progress, called after each split's features and each set of probes."""
     ck = _as_checkpoint(checkpoint)
     name = ck.dataset_name(dataset)
     layers = _check_layers(ck.model, layers)
     images, tokens, labels = _load_splits(name, ck.palette, ck.config, limit)
+    tick = _counter(on_step, _TRAINED_STEPS + len(images) + 2)
     opts = dict(norm=norm, pool=pool, Cs=Cs, max_iter=max_iter, batch_size=batch_size, cache_dir=cache_dir,
                 progress=progress)
-    rows = _trained_rows(ck, tokens, labels, layers, **opts)
+    rows = _trained_rows(ck, tokens, labels, layers, tick=tick, **opts)
     return rows + baselines(images, labels, ck.palette, ck.config, tokens_by_split=tokens, layers=layers, seed=seed,
-                            device=ck.model.device, **opts)
+                            device=ck.model.device, on_step=lambda done, total: tick(), **opts)
 
 
 def _step_of(path: Path) -> int:
@@ -295,10 +330,12 @@ def _step_of(path: Path) -> int:
 
 def probe_checkpoints(run_dir, dataset: str | None = None, *, layers=None, steps=None, limit: int | None = None,
                       norm: str = "layernorm", pool: str = "mean", Cs=DEFAULT_CS, max_iter: int = DEFAULT_MAX_ITER,
-                      seed: int = 0, batch_size: int = 64, cache_dir=None, progress: bool = False) -> list[dict]:
+                      seed: int = 0, batch_size: int = 64, cache_dir=None, progress: bool = False,
+                      on_step=None) -> list[dict]:
     """Probe curves over training: the trained rows of every saved step-* checkpoint of a run
     (or those whose step is in `steps`), each with `step` and `checkpoint` columns, then the
-    baselines once (a run's checkpoints share architecture and palette, so they share baselines)."""
+    baselines once (a run's checkpoints share architecture and palette, so they share baselines).
+    on_step(done, total): progress, as in probe_model."""
     dirs = [d for d in step_dirs(run_dir) if steps is None or _step_of(d) in set(steps)]
     if not dirs:
         raise FileNotFoundError(f"{run_dir}: no step-* checkpoints{' for steps ' + str(list(steps)) if steps else ''}"
@@ -309,14 +346,15 @@ def probe_checkpoints(run_dir, dataset: str | None = None, *, layers=None, steps
     images, tokens, labels = _load_splits(name, last.palette, last.config, limit)
     opts = dict(norm=norm, pool=pool, Cs=Cs, max_iter=max_iter, batch_size=batch_size, cache_dir=cache_dir,
                 progress=progress)
+    tick = _counter(on_step, _TRAINED_STEPS * len(dirs) + len(images) + 2)
     rows = []
     for d in dirs:
         ck = last if d == dirs[-1] else load_checkpoint(d)
         ck.check_palette(last.palette)  # same tokens for every step
         rows += [{**r, "step": _step_of(d), "checkpoint": str(d)}
-                 for r in _trained_rows(ck, tokens, labels, layers, **opts)]
+                 for r in _trained_rows(ck, tokens, labels, layers, tick=tick, **opts)]
     return rows + baselines(images, labels, last.palette, last.config, tokens_by_split=tokens, layers=layers,
-                            seed=seed, device=last.model.device, **opts)
+                            seed=seed, device=last.model.device, on_step=lambda done, total: tick(), **opts)
 
 
 def best_row(table: list[dict], kind: str = "trained", by: str = "val_acc") -> dict:
@@ -399,3 +437,206 @@ IGPT_S_CIFAR10 = {
     "n_layers": 24,  # hidden-state index 0 = embeddings, 1..23 = blocks 0..22, 24 = ln_f(block 23)
     "accuracy": {0: 0.333, 4: 0.495, 8: 0.653, 12: 0.778, 16: 0.786, 20: 0.758, 23: 0.724, 24: 0.678},
 }
+
+
+# ---- the probe report of a checkpoint: shipped beside it, cached on disk, or computed ----
+
+REPORT_FORMAT = "igpt-lite-probe-report/1"
+REPORT_FILE = "probe.json"  # a report shipped inside a checkpoint folder: data/models/<name>/probe.json
+# images per split (train, val, test) of the shipped reports and of those the app computes: all the
+# bundled models' tables are made in ~15 min on one thread (scripts/probe_tables.py)
+REPORT_LIMIT = 500
+UMAP_POINTS = 400  # test images in the app's UMAP of a layer
+
+
+def cache_root() -> Path:
+    """Where computed probe reports (probes/) and features (features/) are kept: $IGPT_LITE_CACHE,
+    else ~/.cache/igpt-lite."""
+    return Path(os.environ.get("IGPT_LITE_CACHE") or Path.home() / ".cache" / "igpt-lite").expanduser()
+
+
+def model_hash(ck: Checkpoint) -> str:
+    """What a probe table depends on in a checkpoint: its config and every weight (`features_key`
+    with no tokens, which also changes with the feature code's version), and its palette."""
+    return f"{features_key(ck.model, torch.zeros(0, dtype=torch.long), [], 'none', 'mean')}-{ck.palette.fingerprint}"
+
+
+def run_steps(checkpoint) -> list[Path]:
+    """The saved step-* checkpoints of the training run a checkpoint belongs to (oldest first),
+    or [] for one outside a run (bundled, imported, exported models)."""
+    path = _as_checkpoint(checkpoint).path
+    if path is None or not path.name.startswith("step-"):
+        return []
+    return step_dirs(path.parent)
+
+
+@dataclass
+class ProbeReport:
+    """A probe table, its headline, and what it belongs to.
+
+    table: `probe_model`'s rows (`probe_checkpoints`' for a report over training); summary:
+    `probe_summary(table)`; dataset and settings (limit, norm, pool, Cs, max_iter, seed): how it was
+    made; models: `model_hash` of the checkpoint (of every step, over training); steps: the run's
+    steps or None. A stored report is used only when all of these match: a retrained model, another
+    palette, dataset or setting never shows a stale table. source: "shipped" (beside the checkpoint),
+    "cached" or "computed"; path: the file it was read from or written to."""
+    table: list[dict]
+    summary: dict
+    dataset: str
+    settings: dict
+    models: list[str]
+    steps: list[int] | None = None
+    model: str | None = None  # the checkpoint folder it was computed from (for people; not checked)
+    seconds: float | None = None  # time to compute it
+    created: str | None = None  # UTC, ISO 8601
+    source: str = "computed"
+    path: str | None = None
+
+    @property
+    def over_training(self) -> bool:
+        return self.steps is not None
+
+    @property
+    def key(self) -> str:
+        """A hash of what the report belongs to (its cache file name)."""
+        return _report_key(self.identity())
+
+    def identity(self) -> dict:
+        return {"format": REPORT_FORMAT, "models": self.models, "dataset": self.dataset, "settings": self.settings,
+                "steps": self.steps}
+
+    def to_dict(self) -> dict:
+        return {**self.identity(), "model": self.model, "seconds": self.seconds, "created": self.created,
+                "summary": self.summary, "table": self.table}
+
+    def save(self, path) -> Path:
+        """Write the report as JSON (written aside, then renamed into place: never half a file)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
+        try:
+            tmp.write_text(json.dumps(self.to_dict(), indent=1, default=_json_scalar))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+
+def _json_scalar(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(f"{type(x).__name__} is not JSON serialisable")
+
+
+def _report_key(identity: dict) -> str:
+    return hashlib.blake2b(json.dumps(identity, sort_keys=True).encode(), digest_size=16).hexdigest()
+
+
+def _settings(limit, norm, pool, Cs, max_iter, seed) -> dict:
+    """probe_model's arguments, and the probes' own defaults that the table depends on too."""
+    knn = inspect.signature(probe_layers).parameters
+    linear = {k: v for k, v in vars(LinearProbe()).items() if k not in ("Cs", "max_iter")}
+    return {"limit": limit, "norm": norm, "pool": pool, "Cs": sorted(float(c) for c in np.atleast_1d(Cs)),
+            "max_iter": int(max_iter), "seed": int(seed), "linear_probe": linear,
+            "knn": {k: knn[k].default for k in ("knn_k", "knn_temperature") if k in knn}}
+
+
+_MISMATCH = {"format": "was written in another format", "models": "was made from other weights or another palette "
+             "(the model changed since)", "dataset": "was made on another dataset", "settings": "was made with "
+             "other settings", "steps": "covers other training steps"}
+
+
+def load_probe_report(path, wanted: dict, source: str = "cached") -> ProbeReport:
+    """A stored report, if it belongs to `wanted` (a `ProbeReport.identity()`); ValueError naming
+    what differs otherwise, or when the file cannot be read."""
+    path = Path(path)
+    try:
+        stored = json.loads(path.read_text())
+        report = ProbeReport(**{k: stored[k] for k in ("table", "summary", "dataset", "settings", "models", "steps",
+                                                       "model", "seconds", "created")}, source=source, path=str(path))
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a readable probe report ({e}); delete it or remake it") from e
+    for field_, what in _MISMATCH.items():
+        if stored.get(field_) != wanted[field_]:
+            detail = "" if field_ in ("models", "format") else f": {stored.get(field_)} instead of {wanted[field_]}"
+            raise ValueError(f"{path}: this probe table {what}{detail}; it is not used")
+    return report
+
+
+def probe_report(checkpoint, dataset: str | None = None, *, limit: int | None = REPORT_LIMIT,
+                 over_training: bool = False, norm: str = "layernorm", pool: str = "mean", Cs=DEFAULT_CS,
+                 max_iter: int = DEFAULT_MAX_ITER, seed: int = 0, reuse: bool = True, compute: bool = True,
+                 cache_dir=None, on_step=None) -> ProbeReport:
+    """The probe report of a checkpoint (path, name or Checkpoint) on a dataset (default: its own):
+    the table shipped beside it (`REPORT_FILE` in its folder) if it belongs to this model and these
+    settings, else the one cached under `cache_dir`/probes (default `cache_root()`), else, with
+    `compute`, a new one from `probe_model` (over_training: `probe_checkpoints` over the run the
+    checkpoint belongs to), cached there, with the features cached under `cache_dir`/features.
+
+    reuse=False skips stored reports (to remake one). Without `compute` and with nothing stored,
+    LookupError says why (none stored, or the stored one is stale and how). on_step(done, total):
+    progress while computing."""
+    ck = _as_checkpoint(checkpoint)
+    name = ck.dataset_name(dataset)
+    settings = _settings(limit, norm, pool, Cs, max_iter, seed)
+    steps = run_steps(ck) if over_training else None
+    if over_training and not steps:
+        raise ValueError(f"{ck.path}: not a checkpoint of a training run (a run folder's step-* checkpoints, kept "
+                         "with `igpt-lite train --keep 0`): there is nothing to probe over training")
+    models = [model_hash(ck if d == ck.path else load_checkpoint(d)) for d in steps] if steps else [model_hash(ck)]
+    wanted = {"format": REPORT_FORMAT, "models": models, "dataset": name, "settings": settings,
+              "steps": [_step_of(d) for d in steps] if steps else None}
+    root = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
+    cached = root / "probes" / f"{_report_key(wanted)}.json"
+    stored = [] if over_training or ck.path is None else [("shipped", ck.path / REPORT_FILE)]
+    stored.append(("cached", cached))
+    problems = []
+    for source, path in stored if reuse else []:
+        if path.exists():
+            try:
+                return load_probe_report(path, wanted, source)
+            except ValueError as e:
+                problems.append(str(e))
+    if not compute:
+        raise LookupError(" ".join(problems) or f"no probe table is stored for {ck.path or 'this model'} on {name} "
+                          f"with these settings: compute it")
+    t0 = time.perf_counter()
+    opts = dict(limit=limit, norm=norm, pool=pool, Cs=settings["Cs"], max_iter=max_iter, seed=seed,
+                cache_dir=root / "features", on_step=on_step)
+    table = (probe_checkpoints(steps[0].parent, name, steps=wanted["steps"], **opts) if over_training
+             else probe_model(ck, name, **opts))
+    report = ProbeReport(table=table, summary=probe_summary(table), dataset=name, settings=settings, models=models,
+                         steps=wanted["steps"], model=str(ck.path) if ck.path else None,
+                         seconds=time.perf_counter() - t0,
+                         created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    report.save(cached)
+    report.path = str(cached)
+    return report
+
+
+@dataclass
+class LayerMap:
+    """A 2-D UMAP of one layer's features on held-out images, for a scatter coloured by class."""
+    layer: str
+    dataset: str
+    split: str
+    embedding: np.ndarray  # N×2 float32
+    labels: np.ndarray  # N
+    class_names: list[str]
+    seed: int
+
+
+def layer_umap(checkpoint, layer: str, dataset: str | None = None, *, n: int = UMAP_POINTS, split: str = "test",
+               norm: str = "layernorm", pool: str = "mean", seed: int = 0, cache_dir=None) -> LayerMap:
+    """UMAP (`umap_embedding`) of one layer's features (as probes read them) on `n` images of a split
+    of the dataset (default the model's own); features cached under `cache_dir`/features
+    (default `cache_root()`). The first call in a process pays umap-learn's import and compile."""
+    ck = _as_checkpoint(checkpoint)
+    name = ck.dataset_name(dataset)
+    layer = parse_layers(ck.model, [layer])[0]
+    ds = data.load_dataset(name, split, resolution=_model_resolution(ck.config), limit=n, channels=ck.palette.channels)
+    root = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
+    feats = extract_features(ck.model, ck.palette.encode(ds.images), [layer], norm=norm, pool=pool,
+                             cache_dir=root / "features")
+    return LayerMap(layer=layer, dataset=name, split=split, embedding=umap_embedding(feats[layer], seed=seed),
+                    labels=ds.labels, class_names=ds.class_names, seed=seed)

@@ -1,4 +1,143 @@
+"""Feature quality versus depth: a linear probe of every layer against its baselines (probe.probe_report:
+shipped beside bundled models, cached on disk for others, computed on a button), probe quality over
+a run's checkpoints, and a UMAP of one layer (probe.layer_umap). Every figure comes from plots.py.
+"""
 import streamlit as st
 
-st.title("depth")
-st.info("This page is being built.")
+from common import current_checkpoint, current_dataset, load_model
+from igpt_lite import plots, probe
+from igpt_lite.features import parse_layers
+
+BASELINES = {"random": "random-weight copy", "pixels": "raw pixels", "palette": "palette pixels"}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def stored_report(path: str, dataset: str, limit: int, over_training: bool = False) -> probe.ProbeReport:
+    """The report stored for this model (shipped or cached); LookupError (not cached) when there is none."""
+    return probe.probe_report(load_model(path), dataset, limit=limit, over_training=over_training, compute=False)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def layer_map(path: str, dataset: str, layer: str, n: int) -> probe.LayerMap:
+    return probe.layer_umap(load_model(path), layer, dataset, n=n)
+
+
+def compute_report(ck, dataset: str, over_training: bool = False):
+    """probe_report computed now, with a progress bar; None (and a message) when it cannot be."""
+    bar = st.progress(0.0, text="Loading the images…")
+    try:
+        report = probe.probe_report(ck, dataset, limit=probe.REPORT_LIMIT, over_training=over_training,
+                                    on_step=lambda done, total: bar.progress(
+                                        done / total, text=f"Features and probes: step {done} of {total}…"))
+    except (ValueError, FileNotFoundError, LookupError) as e:
+        bar.empty()
+        st.error(f"Cannot probe this model: {e}")
+        return None
+    bar.empty()
+    return report
+
+
+def source_note(report: probe.ProbeReport) -> str:
+    when = f"made {report.created[:10]}" + (f" in {report.seconds:.0f} s" if report.seconds else "")
+    if report.source == "shipped":
+        return f"From the table shipped with the model (`{report.path}`, {when} by `python scripts/probe_tables.py`)."
+    return f"Computed for this model ({when}) and kept in `{report.path}`: it opens instantly next time."
+
+
+def pct(d: dict) -> str:
+    return f"{100 * d['test_acc']:.1f}%"
+
+
+st.title("Feature quality versus depth")
+ck = current_checkpoint()
+try:
+    dataset = current_dataset(ck)
+except ValueError as e:
+    st.error(f"{e}")
+    st.stop()
+path = str(ck.path)
+name = ck.summary().name
+limit = probe.REPORT_LIMIT
+st.caption(f"How well a linear classifier reads {dataset}'s classes from each layer of {name}, against three "
+           f"baselines: the same network with random weights, the raw pixels, and the palette-quantised pixels "
+           f"the model reads. Each layer's output is layer-normed and averaged over positions; a logistic "
+           f"regression is fitted on up to {limit} training images, its regularisation and the best layer are "
+           f"chosen on up to {limit} validation images, and accuracy is reported on up to {limit} test images "
+           f"(± its binomial standard error).")
+
+# ---- the depth curve ----
+report = None
+try:
+    report = stored_report(path, dataset, limit)
+except LookupError as e:
+    st.info(f"{e}.")
+    st.caption(f"Computing extracts every layer's features of this model and of a random-weight copy on up to "
+               f"{3 * limit} images of {dataset}, then fits the probes (a few minutes on a CPU for a small model); "
+               "the result is kept on disk.")
+    if st.button("Compute the probes", type="primary", key="depth_compute"):
+        report = compute_report(ck, dataset)
+
+if report is not None:
+    s = report.summary
+    cols = st.columns(2 + len(s["margins"]))
+    cols[0].metric("Best layer (chosen on validation)", s["trained"]["layer"])
+    cols[1].metric("Its test accuracy", f"{pct(s['trained'])} ± {100 * s['trained']['test_stderr']:.1f}")
+    for col, (kind, m) in zip(cols[2:], s["margins"].items()):
+        col.metric(f"vs {BASELINES[kind]} ({s[kind]['layer']}: {pct(s[kind])})", f"{m['points']:+.1f} points",
+                   f"{m['z']:+.1f} s.e.", help="Test accuracy of the best layer minus the baseline's best (chosen "
+                   "on validation too); s.e.: in standard errors of that difference, sqrt(se₁² + se₂²).")
+    st.caption(("The best layer beats every baseline by more than one standard error of the difference. "
+                if s["beats_all"] else "The best layer does not beat every baseline by more than one standard "
+                "error of the difference. ") + source_note(report))
+    st.plotly_chart(plots.probe_depth_chart(report.table, title=f"Linear probes: {name} on {dataset}"),
+                    key="depth_chart")
+    with st.expander("Every row of the table"):
+        st.dataframe([{k: r.get(k) for k in ("kind", "layer", "train_acc", "val_acc", "test_acc", "test_stderr",
+                                             "knn_test_acc", "C", "converged")} for r in report.table],
+                     hide_index=True)
+
+# ---- over training ----
+st.subheader("Probe quality over training")
+steps = probe.run_steps(ck)
+if len(steps) < 2:
+    st.info("This model has no training run beside it with several saved checkpoints (bundled and imported models "
+            "ship without them). Train with `igpt-lite train ... --keep 0` and choose the run folder in the sidebar "
+            "to see how the probe curve grows with training.")
+else:
+    history = None
+    try:
+        history = stored_report(path, dataset, limit, over_training=True)
+    except LookupError:
+        st.caption(f"The run {ck.path.parent} kept {len(steps)} checkpoints (steps "
+                   f"{', '.join(d.name.split('-')[1].lstrip('0') or '0' for d in steps)}).")
+        if st.button(f"Probe all {len(steps)} checkpoints", key="depth_over_training"):
+            history = compute_report(ck, dataset, over_training=True)
+    if history is not None:
+        st.plotly_chart(plots.probe_checkpoints_chart(history.table, title=f"Linear probes over training: {name}"),
+                        key="depth_over_training_chart")
+        st.caption(source_note(history))
+
+# ---- UMAP of one layer ----
+st.subheader("UMAP of one layer")
+layers = parse_layers(ck.model)
+best = report.summary["trained"]["layer"] if report is not None else layers[-1]
+layer = st.selectbox("Layer", layers, index=layers.index(best), key="depth_layer",
+                     help="The probe's best layer is chosen by default.")
+done = st.session_state.setdefault("depth_umaps", set())
+wanted = (path, dataset, layer, probe.UMAP_POINTS)
+if wanted not in done and st.button("Compute the UMAP", key="depth_umap"):
+    with st.spinner(f"UMAP of {layer} on {probe.UMAP_POINTS} test images (the first one in a process takes "
+                    "~30 s more: umap-learn's import and compile)…"):
+        try:
+            layer_map(*wanted)
+            done.add(wanted)
+        except ValueError as e:
+            st.error(f"Cannot map this layer: {e}")
+if wanted in done:
+    lm = layer_map(*wanted)
+    st.plotly_chart(plots.umap_scatter(lm.embedding, lm.labels, lm.class_names,
+                                       title=f"UMAP of {lm.layer}: {len(lm.labels)} {dataset} {lm.split} images, "
+                                             f"coloured by class (seed {lm.seed})"), key="depth_umap_chart")
+else:
+    st.caption(f"A 2-D UMAP of the layer's features on {probe.UMAP_POINTS} test images, coloured by class: "
+               "classes that a linear probe separates well tend to form their own clusters.")
