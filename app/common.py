@@ -49,7 +49,7 @@ def model_sidebar() -> None:
     if label == TYPE_A_PATH:
         typed = st.sidebar.text_input("Checkpoint or training-run folder", key="model_path",
                                       placeholder="runs/digits  or  ~/.cache/igpt-lite/models/imagegpt-small")
-        path = str(Path(typed).expanduser()) if typed.strip() else None
+        path = str(Path(typed.strip()).expanduser()) if typed.strip() else None
     else:
         path = choices[label]
     st.session_state["checkpoint_path"] = path
@@ -59,7 +59,7 @@ def model_sidebar() -> None:
         return
     try:
         ck = load_model(path)
-    except (FileNotFoundError, ValueError) as e:
+    except (OSError, ValueError) as e:  # missing, unreadable (permissions), damaged or mismatched files
         st.session_state["checkpoint_path"] = None
         st.sidebar.error(f"Cannot load this model: {e}")
         return

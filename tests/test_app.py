@@ -105,7 +105,7 @@ def test_a_model_that_names_no_dataset_gets_a_dataset_choice(tmp_path):
     (ck / "config.json").write_text(json.dumps(config))
     at = complete_page()
     at.sidebar.selectbox(key="model_label").set_value("a folder on this machine…").run()
-    at.sidebar.text_input(key="model_path").set_value(str(ck)).run()
+    at.sidebar.text_input(key="model_path").set_value(f"  {ck}  ").run()  # pasted with spaces around
     assert not at.exception, at.exception
     choice = at.sidebar.selectbox(key="dataset")
     assert choice.label == "Images from (this model names no dataset)" and "mnist" in choice.options
