@@ -21,6 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import validate
+
 OBJECTIVES = ("ar", "bert")
 
 
@@ -49,8 +51,7 @@ class GPTConfig:
             raise ValueError(f"norm must be 'layernorm' or 'rms', got {self.norm!r}")
         if self.activation not in ("gelu", "quick_gelu"):
             raise ValueError(f"activation must be 'gelu' or 'quick_gelu', got {self.activation!r}")
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+        validate.model_config(self.to_dict())  # sizes >= 1, width divisible by heads: one rule everywhere
 
     @property
     def block_size(self) -> int:
