@@ -79,6 +79,9 @@ def current_checkpoint() -> ckpt.Checkpoint:
 def current_dataset(ck: ckpt.Checkpoint) -> str:
     """The dataset whose held-out images a page shows: the model's own, or (for a model that names
     none, e.g. an imported one) one the user picks in the sidebar."""
-    if ck.meta.get("dataset"):
+    try:
         return ck.dataset_name()
-    return st.sidebar.selectbox("Images from (this model names no dataset)", data.dataset_names(), key="dataset")
+    except ValueError:  # names none, or one this process does not have (e.g. registered elsewhere)
+        named = ck.meta.get("dataset")
+        why = f"{named!r} is not available here" if named else "this model names no dataset"
+        return st.sidebar.selectbox(f"Images from ({why})", data.dataset_names(), key="dataset")

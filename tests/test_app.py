@@ -116,6 +116,19 @@ def test_a_model_that_names_no_dataset_gets_a_dataset_choice(tmp_path):
     assert at.number_input(key="complete_index").max == 499  # mnist's 500 test images
 
 
+def test_a_model_trained_on_a_dataset_missing_here_gets_a_dataset_choice(tmp_path):
+    ck = tmp_path / "elsewhere"
+    shutil.copytree(BUNDLED_DIR / "mnist-small", ck)
+    config = json.loads((ck / "config.json").read_text())
+    (ck / "config.json").write_text(json.dumps({**config, "dataset": "my-scans"}))
+    at = complete_page()
+    at.sidebar.selectbox(key="model_label").set_value("a folder on this machine…").run()
+    at.sidebar.text_input(key="model_path").set_value(str(ck)).run()
+    assert not at.exception, at.exception
+    assert at.sidebar.selectbox(key="dataset").label == "Images from ('my-scans' is not available here)"
+    assert "digits test image #0: rows 0–13 kept" in [c for img in at.image for c in img.captions]  # the first choice
+
+
 # ---- complete a held-out image ----
 
 def test_first_load_shows_the_strip_and_samples_nothing():
