@@ -486,6 +486,10 @@ def visibility_figure(masks: dict, pixel, image: np.ndarray | None = None, panel
     from plotly.subplots import make_subplots
 
     masks = {name: np.asarray(m, dtype=bool) for name, m in masks.items()}
+    shapes = {m.shape for m in masks.values()}
+    if not masks or len(shapes) > 1 or len(next(iter(shapes))) != 2:
+        raise ValueError(f"masks must be one or more H×W bool arrays of one shape, got shapes "
+                         f"{ {name: m.shape for name, m in masks.items()} }")
     titles = [f"{name}: sees {int(m.sum())} of {m.size} pixels" for name, m in masks.items()]
     h, w = next(iter(masks.values())).shape
     gap = 30
@@ -506,7 +510,9 @@ def permutation_chart(statistics, observed: float, title: str = "The permutation
     the red share. Ties (within 1e-9 of the spread) count as "at least"."""
     import plotly.graph_objects as go
 
-    stats = np.asarray(statistics, dtype=float)
+    stats = np.asarray(statistics, dtype=float).ravel()
+    if stats.size == 0 or not np.isfinite(stats).all() or not np.isfinite(observed):
+        raise ValueError("permutation_chart needs one or more finite statistics and a finite observed value")
     tol = 1e-9 * max(np.ptp(stats), 1e-12)
     high = stats >= observed - tol
     lo, hi = stats.min(), stats.max()

@@ -1,10 +1,11 @@
-"""Figures made for the teaching notebooks (05 bias) that no other test covers."""
+"""Figures made for the teaching notebooks 04 and 05 (their other figures are tested beside their modules)."""
 import itertools
 
 import numpy as np
+import pytest
 
 from igpt_lite.bias import ieat
-from igpt_lite.plots import permutation_chart
+from igpt_lite.plots import permutation_chart, visibility_figure
 
 
 def test_permutation_chart_red_share_is_ieats_exact_p(rng):
@@ -29,3 +30,14 @@ def test_permutation_chart_counts_ties_as_at_least():
 def _s(W, A, B):
     unit = lambda m: m / np.linalg.norm(m, axis=1, keepdims=True)  # noqa: E731
     return (unit(W) @ unit(A).T).mean(1) - (unit(W) @ unit(B).T).mean(1)
+
+
+def test_teaching_figures_refuse_bad_input_with_a_message():
+    with pytest.raises(ValueError, match="needs one or more finite statistics"):
+        permutation_chart([], 0.0)
+    with pytest.raises(ValueError, match="needs one or more finite statistics"):
+        permutation_chart([0.1, float("nan")], 0.0)
+    with pytest.raises(ValueError, match="masks must be one or more H×W bool arrays of one shape"):
+        visibility_figure({}, (0, 0))
+    with pytest.raises(ValueError, match=r"got shapes \{'ar': \(2, 3\), 'bert': \(3, 2\)\}"):
+        visibility_figure({"ar": np.ones((2, 3)), "bert": np.ones((3, 2))}, (0, 0))
