@@ -425,7 +425,8 @@ def probe_depth_chart(table: list[dict], title: str = "Linear probe accuracy ver
     """Test accuracy per layer (error bars: its standard error) of the trained model, the same
     architecture with random weights, and raw / palette pixels as horizontal lines, from the rows
     of `probe.probe_model` (kind, layer, depth, test_acc, test_stderr, val_acc, train_acc, C).
-    Tables over several checkpoints (a `step` column) show the latest step."""
+    Tables over several checkpoints (a `step` column) show the latest step. Rows with the kNN
+    read-out (`knn_test_acc`, `knn_test_stderr`) add the trained model's kNN curve beside it."""
     import plotly.graph_objects as go
 
     trained = [r for r in table if r["kind"] == "trained"]
@@ -434,9 +435,22 @@ def probe_depth_chart(table: list[dict], title: str = "Linear probe accuracy ver
         trained = [r for r in trained if r.get("step") == max(steps)]
     fig = go.Figure()
     _probe_baselines(fig, table)
+    suffix = f" (step {max(steps)})" if steps else ""
     if trained:
-        _probe_curve(fig, trained, "trained" + (f" (step {max(steps)})" if steps else ""), "#1f77b4", legendrank=1)
-    return _probe_layout(fig, table, title, [])
+        _probe_curve(fig, trained, "trained" + suffix, "#1f77b4", legendrank=1)
+    knn = sorted((r for r in trained if r.get("knn_test_acc") is not None), key=lambda r: r["depth"])
+    if knn:
+        fig.add_trace(go.Scatter(
+            x=[r["layer"] for r in knn], y=[100 * r["knn_test_acc"] for r in knn], mode="lines+markers",
+            name=f"trained, kNN (k = {knn[0].get('knn_k', '?')}){suffix}", legendrank=2,
+            line=dict(color="#17becf", dash="dashdot", width=2.5), marker=dict(symbol="diamond"),
+            error_y=dict(type="data", array=[100 * r["knn_test_stderr"] for r in knn], thickness=1),
+            hovertext=[f"kNN, {r['layer']}: test {100 * r['knn_test_acc']:.1f} ± {100 * r['knn_test_stderr']:.1f}%, "
+                       f"val {100 * r['knn_val_acc']:.1f}%" for r in knn], hoverinfo="text"))
+    fig = _probe_layout(fig, table, title, [])
+    if knn:
+        fig.update_yaxes(title="probe accuracy (%): logistic regression and kNN")
+    return fig
 
 
 def probe_checkpoints_chart(table: list[dict], title: str = "Linear probe accuracy over training"):
@@ -711,6 +725,64 @@ def palette_sweep_chart(reports, current: int | None = None, title: str = "Palet
                                   color="#ff7f0e", showgrid=False),
                       width=760, height=440, margin=dict(t=80), template="plotly_white",
                       legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+# ---- probe accuracy against generative quality over a run (igpt_lite/probe.py: probe_checkpoints) ----
+
+def _best_by_step(table: list[dict], acc: str, val: str) -> list[dict]:
+    """Per step of a `probe_checkpoints` table (trained rows with `val_bpd`), the layer best on
+    validation by `val`, as {step, val_bpd, layer, acc, stderr}; steps without val_bpd are left out."""
+    out = []
+    for step in sorted({r["step"] for r in table if r["kind"] == "trained" and r.get("step") is not None}):
+        rows = [r for r in table if r["kind"] == "trained" and r.get("step") == step and r.get(val) is not None]
+        if not rows or rows[0].get("val_bpd") is None:
+            continue
+        best = max(rows, key=lambda r: r[val])  # first of equals: the shallower layer
+        out.append({"step": step, "val_bpd": best["val_bpd"], "layer": best["layer"], "acc": best[acc],
+                    "stderr": best[f"{acc.rsplit('_', 1)[0]}_stderr"]})
+    return out
+
+
+def probe_bits_chart(table: list[dict], title: str = "Probe accuracy against validation bits/dim over training"):
+    """The paper's link between generative and feature quality (Chen et al. 2020, fig. 3): for each
+    checkpoint of a run (rows of `probe.probe_checkpoints`, with `step` and `val_bpd`), the test
+    accuracy of the layer chosen on validation, logistic regression and (where the table has it)
+    kNN, against the validation bits/dim training recorded at that step. The x axis runs from high
+    to low bits/dim, so training goes left to right; the random-weight model's best layer and
+    the pixel baselines are horizontal lines."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    curves = [("logistic regression", "test_acc", "val_acc", "#1f77b4", "solid"),
+              ("kNN", "knn_test_acc", "knn_val_acc", "#17becf", "dashdot")]
+    for name, acc, val, color, dash in curves:
+        pts = _best_by_step(table, acc, val)
+        if not pts:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[p["val_bpd"] for p in pts], y=[100 * p["acc"] for p in pts], name=f"{name} (best layer on val)",
+            mode="lines+markers+text", text=[str(p["step"]) for p in pts], textposition="top center",
+            textfont=dict(size=9, color=color), line=dict(color=color, dash=dash, width=2.5),
+            error_y=dict(type="data", array=[100 * p["stderr"] for p in pts], thickness=1),
+            hovertext=[f"step {p['step']}: {p['val_bpd']:.4f} bits/dim, {p['layer']} {100 * p['acc']:.1f} ± "
+                       f"{100 * p['stderr']:.1f}%" for p in pts], hoverinfo="text"))
+    baselines = [("random weights", "random", "#d62728", "dash", "top right"),
+                 ("raw pixels", "pixels", "#7f7f7f", "dot", "bottom right")]  # labels apart: the lines may be close
+    for label, kind, color, dash, where in baselines:
+        rows = [r for r in table if r["kind"] == kind]
+        if rows:
+            best = max(rows, key=lambda r: r["val_acc"])
+            fig.add_hline(y=100 * best["test_acc"], line=dict(color=color, dash=dash, width=1.5),
+                          annotation_text=f"{label} ({best['layer']}): {100 * best['test_acc']:.1f}%",
+                          annotation_position=where, annotation_font_size=10)
+    n = next((r.get("n_test") for r in table if r.get("n_test")), "?")
+    fig.update_layout(
+        title=dict(text=f"{title}<br><sup>test accuracy ± standard error (n_test = {n}) of the layer chosen on "
+                        f"validation; labels: training step</sup>", x=0.02, xanchor="left"),
+        xaxis=dict(title="validation bits/dim (lower is better; training goes left to right)", autorange="reversed"),
+        yaxis=dict(title="probe accuracy (%)"), width=800, height=500, margin=dict(t=80), template="plotly_white",
+        legend=dict(orientation="h", y=-0.2))
     return fig
 
 

@@ -55,18 +55,24 @@ def summary_row(name, cmd, table):
             f"{'yes' if s['beats_all'] else 'no'} |")
 
 
+def open_report(args, filename: str):
+    """(output folder, report path, report so far) for args.out, with args.threads applied: a run
+    with --only adds to the stored report instead of replacing it."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report_path = out / filename
+    return out, report_path, (json.loads(report_path.read_text()) if report_path.exists() else {})
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/probes")
     p.add_argument("--only", nargs="+", default=None, help=f"settings: {', '.join([*SETTINGS, *OVER_TRAINING])}")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    report_path = out / "probe_experiments.json"
-    report = json.loads(report_path.read_text()) if report_path.exists() else {}  # --only adds to it
+    out, report_path, report = open_report(args, "probe_experiments.json")
     cache = out / "features"  # the same weights (a bundled model and its run's last step) are extracted once
     for name, (model, dataset, limit, pool, about) in SETTINGS.items():
         if args.only and name not in args.only:

@@ -132,15 +132,19 @@ def test_two_sessions_see_their_own_pixel_and_leave_the_model_unchanged():
 
 
 @pytest.mark.slow
-def test_an_rgb_model_and_another_test_image():
+def test_rgb_models_and_another_test_image():
     at = attention_page()
-    at.sidebar.selectbox(key="model_label").set_value("shapes (bundled)").run()
+    at.sidebar.selectbox(key="model_label").set_value("figures-p90 (bundled)").run()
     assert not at.exception, at.exception
-    assert at.number_input(key="attention_row").max == 15  # the pixel inputs follow the model's size
-    at.number_input(key="attention_index").set_value(4).run()
-    assert title(at, "attention_click") == "shapes test image #4: click a pixel"
-    choose(at, 15, 0)
-    assert title(at, "attention_grid").startswith("Attention from pixel (row 15, col 0)")
+    assert at.number_input(key="attention_row").max == 31  # the pixel inputs follow the model's size
+    at.number_input(key="attention_index").set_value(999).run()
+    assert title(at, "attention_click") == "figures-p90 test image #999: click a pixel"
+    choose(at, 31, 0)
+    assert title(at, "attention_grid").startswith("Attention from pixel (row 31, col 0)")
+    at.sidebar.selectbox(key="model_label").set_value("shapes (bundled)").run()  # 16×16, 400 test images
+    assert not at.exception, at.exception
+    assert title(at, "attention_click") == "shapes test image #0: click a pixel"
+    assert title(at, "attention_grid").startswith("Attention from pixel (row 8, col 0)")
 
 
 # ---- the clickable image (plots.pixel_picker) and reading its selection ----

@@ -7,13 +7,14 @@ import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
+from sklearn.decomposition import PCA
 
 from igpt_lite import plots
 from igpt_lite.checkpoint import save_checkpoint
 from igpt_lite.cli import main
 from igpt_lite.features import extract_features, feature_layers
-from igpt_lite.probe import (LinearProbe, best_row, probe_checkpoints, probe_layers, probe_model, probe_summary,
-                              umap_embedding)
+from igpt_lite.probe import (KNNProbe, LinearProbe, best_row, depth_shape, probe_checkpoints,
+                              probe_layers, probe_model, probe_summary, umap_embedding)
 from conftest import tiny_model
 
 KINDS = {"trained", "random", "pixels", "palette"}
@@ -104,12 +105,74 @@ def test_probe_equals_sklearn_on_the_same_standardised_features():
     X, y = separable(500, noise=2.0)
     X = X * np.arange(1, 9) + 5  # unequal scales: standardising matters
     (X, y), (Xt, yt) = (X[:300], y[:300]), (X[300:], y[300:])
-    probe = LinearProbe(Cs=[0.03]).fit(X, y)
+    probe = LinearProbe(Cs=[0.03], whiten=False).fit(X, y)
     scaler = StandardScaler().fit(X)
     ref = LogisticRegression(C=0.03, max_iter=1000).fit(scaler.transform(X), y)
     assert np.array_equal(probe.predict(Xt), ref.predict(scaler.transform(Xt)))
     assert probe.score(Xt, yt) == ref.score(scaler.transform(Xt), yt)
     np.testing.assert_allclose(probe.predict_proba(Xt), ref.predict_proba(scaler.transform(Xt)), rtol=1e-6)
+
+
+def test_whitened_probe_equals_sklearn_pca_whitening_and_drops_null_directions():
+    rng = np.random.default_rng(1)
+    X, y = separable(600, d=6, noise=2.0)
+    # two exact linear combinations of the others (the null directions layer norm creates) and
+    # two near-copies at float32 level: 10 columns, 6 real directions
+    X = np.c_[X, X[:, 0] - X[:, 1], X.sum(1), X[:, 2] + 1e-6 * rng.standard_normal(600),
+              X[:, 3] + 1e-6 * rng.standard_normal(600)].astype(np.float32)
+    (X, y), (Xt, yt) = (X[:400], y[:400]), (X[400:], y[400:])
+    probe = LinearProbe(Cs=[0.5], tol=1e-8).fit(X, y)
+    scaler = StandardScaler().fit(X)
+    Xs = scaler.transform(X).astype(np.float64)  # the probe whitens in float64
+    ev = PCA().fit(Xs).explained_variance_
+    k = int(np.sum(ev > 1e-8 * ev[0]))
+    assert k == 6 and probe.whitener_.n_components_ == 6
+    pca = PCA(n_components=k, whiten=True, svd_solver="full").fit(Xs)
+    W = probe.transform(X)
+    np.testing.assert_allclose(np.cov(W.T), np.eye(6), atol=1e-6)  # whitened on the training features
+    # the same directions as scikit-learn's PCA up to sign, and (L2 being rotation-invariant) the same model
+    np.testing.assert_allclose(np.abs(W), np.abs(pca.transform(Xs)), rtol=1e-4, atol=1e-4)
+    ref = LogisticRegression(C=0.5, tol=1e-8, max_iter=5000).fit(pca.transform(Xs), y)
+    ref_proba = ref.predict_proba(pca.transform(scaler.transform(Xt).astype(np.float64)))
+    np.testing.assert_allclose(probe.predict_proba(Xt), ref_proba, atol=1e-5)
+    assert np.array_equal(probe.predict(Xt), ref.classes_[ref_proba.argmax(1)]) and probe.converged_
+
+
+def test_whitening_lets_lbfgs_converge_on_nearly_collinear_features():
+    # the signal spread over directions whose variances span four decades, then rotated so that
+    # standardising cannot undo it (as in mean-pooled layer-normed features): plain lbfgs needs
+    # ~700 iterations at weak regularisation, whitened ~50
+    rng = np.random.default_rng(0)
+    S, y = separable(900, d=4, noise=1.0)
+    Z = S @ rng.standard_normal((4, 30)) / 2 + 0.5 * rng.standard_normal((900, 30))
+    Q, _ = np.linalg.qr(rng.standard_normal((30, 30)))
+    X = (Z * np.logspace(0, -4, 30)) @ Q
+    plain = LinearProbe(Cs=[1e4], max_iter=300, whiten=False).fit(X[:600], y[:600])
+    white = LinearProbe(Cs=[1e4], max_iter=300).fit(X[:600], y[:600])
+    assert not plain.converged_ and plain.n_iter_ == 300
+    assert white.converged_ and white.n_iter_ < 100
+    ev = np.linalg.eigvalsh(np.cov(StandardScaler().fit_transform(X[:600]).T))
+    assert white.whitener_.n_components_ == np.sum(ev > 1e-8 * ev.max())  # the near-null directions dropped
+
+
+def test_auto_whitening_keeps_the_better_preprocessing_on_validation():
+    rng = np.random.default_rng(2)
+    X, y = separable(700, d=5, noise=2.0)
+    X = np.c_[X, rng.standard_normal((700, 30))]
+    (Xtr, ytr), (Xva, yva) = (X[:200], y[:200]), (X[200:], y[200:])
+    Cs = [0.01, 1.0]
+    auto = LinearProbe(Cs=Cs, whiten="auto").fit(Xtr, ytr, Xva, yva)
+    scaler = StandardScaler().fit(Xtr)
+    Xs, Xvs = scaler.transform(Xtr), scaler.transform(Xva)
+    pca = PCA(whiten=True, svd_solver="full").fit(Xs)
+    val = {}
+    for w, (A, B) in ((True, (pca.transform(Xs), pca.transform(Xvs))), (False, (Xs, Xvs))):
+        val[w] = [LogisticRegression(C=C, max_iter=5000).fit(A, ytr).score(B, yva) for C in Cs]
+    best = max((True, False), key=lambda w: max(val[w]))  # first of equals: whitened
+    assert auto.whitened_ == best and auto.val_scores_ == pytest.approx(val[best], abs=0.003)
+    assert (auto.whitener_ is not None) == best
+    with pytest.raises(ValueError, match="validation"):
+        LinearProbe(whiten="auto").fit(Xtr, ytr)
 
 
 def test_C_is_chosen_on_validation_and_the_grid_matters():
@@ -120,7 +183,7 @@ def test_C_is_chosen_on_validation_and_the_grid_matters():
     X = np.c_[X, rng.standard_normal((400, 60))]
     (Xtr, ytr), (Xva, yva) = (X[:60], y[:60]), (X[60:], y[60:])
     Cs = np.logspace(-3, 2, 6)
-    probe = LinearProbe(Cs=Cs).fit(Xtr, ytr, Xva, yva)
+    probe = LinearProbe(Cs=Cs, whiten=False).fit(Xtr, ytr, Xva, yva)
     scaler = StandardScaler().fit(Xtr)
     val = [LogisticRegression(C=C, max_iter=1000).fit(scaler.transform(Xtr), ytr).score(scaler.transform(Xva), yva)
            for C in Cs]
@@ -131,6 +194,38 @@ def test_C_is_chosen_on_validation_and_the_grid_matters():
     assert np.array_equal(probe.predict(Xva), ref.predict(scaler.transform(Xva)))
     with pytest.raises(ValueError, match="validation"):
         LinearProbe(Cs=Cs).fit(Xtr, ytr)
+
+
+def knn_reference(Xtr, ytr, Xq, k=20, T=0.07):
+    """DINO's weighted kNN vote written out by hand, one query at a time."""
+    preds = []
+    for q in Xq:
+        sims = [float(np.dot(q, x) / (np.linalg.norm(q) * np.linalg.norm(x))) for x in Xtr]
+        order = sorted(range(len(Xtr)), key=lambda i: -sims[i])[:k]
+        votes = {}
+        for i in order:
+            votes[ytr[i]] = votes.get(ytr[i], 0.0) + np.exp(sims[i] / T)
+        preds.append(max(sorted(votes), key=lambda c: votes[c]))  # ties: the smallest label
+    return np.array(preds)
+
+
+def test_knn_probe_equals_a_brute_force_vote():
+    X, y = separable(260, d=6, classes=4, noise=2.5, seed=3)
+    X = X.astype(np.float64) * np.array([1, 5, 0.2, 3, 1, 2])  # scales matter for cosine: no standardising
+    (Xtr, ytr), (Xq, yq) = (X[:200], y[:200]), (X[200:], y[200:])
+    for k, T in ((20, 0.07), (5, 1.0), (1, 0.07)):
+        ref = knn_reference(Xtr, ytr, Xq, k, T)
+        knn = KNNProbe(k=k, temperature=T, batch_size=16).fit(Xtr, ytr)  # batches of 16: 4 and a rest
+        assert np.array_equal(knn.predict(Xq), ref), (k, T)
+        assert knn.score(Xq, yq) == np.mean(ref == yq)
+    # the temperature weights the votes: one near neighbour outvotes two far ones when T is small
+    Xtr = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    far = KNNProbe(k=3, temperature=0.07).fit(Xtr, ["a", "b", "b"])
+    assert list(far.predict([[1.0, 0.3]])) == ["a"]
+    assert list(KNNProbe(k=3, temperature=100.0).fit(Xtr, ["a", "b", "b"]).predict([[1.0, 0.3]])) == ["b"]
+    assert list(KNNProbe(k=50).fit(Xtr, [0, 1, 1]).predict([[0.1, 1.0]])) == [1]  # k above n: all of them
+    with pytest.raises(ValueError, match="temperature"):
+        KNNProbe(temperature=0).fit(Xtr, [0, 1, 1])
 
 
 def test_probe_layers_rows():
@@ -144,6 +239,14 @@ def test_probe_layers_rows():
     r = rows[0]
     assert r["dim"] == 8 and r["n_test"] == 90 and r["C"] in (0.1, 1.0) and len(r["val_acc_by_C"]) == 2
     assert r["test_stderr"] == pytest.approx(np.sqrt(r["test_acc"] * (1 - r["test_acc"]) / 90))
+    for r in rows:  # the kNN read-out in the same row, fitted on train, scored on val and test
+        Xtr = feats["train"][r["layer"]]
+        for split in ("val", "test"):
+            ref = knn_reference(Xtr, labels["train"], feats[split][r["layer"]])
+            assert r[f"knn_{split}_acc"] == np.mean(ref == labels[split])
+        assert r["knn_test_stderr"] == pytest.approx(np.sqrt(r["knn_test_acc"] * (1 - r["knn_test_acc"]) / 90))
+        assert (r["knn_k"], r["knn_temperature"]) == (20, 0.07)
+    assert "knn_test_acc" not in probe_layers(feats, labels, Cs=[1.0], knn_k=None)[0]
     json.dumps(rows)  # plain types only
 
 
@@ -165,6 +268,30 @@ def test_probe_summary_picks_layers_on_validation_and_measures_margins():
     assert s["beats_all"] is True
     table.append(row("pixels", "pixels", 0.76, 0.83))  # a baseline within one s.e.
     assert probe_summary(table)["beats_all"] is False
+
+
+def test_depth_shape_finds_a_middle_peak_and_measures_the_fall():
+    def rows(vals, tests, n=400, **kw):
+        return [{"kind": "trained", "layer": f"l{d}", "depth": d, "val_acc": v, "test_acc": t,
+                 "test_stderr": float(np.sqrt(t * (1 - t) / n)), "knn_val_acc": v, "knn_test_acc": t - 0.2,
+                 "knn_test_stderr": float(np.sqrt((t - 0.2) * (1.2 - t) / n)), **kw} for d, (v, t) in
+                enumerate(zip(vals, tests))]
+    # the peak is chosen on validation (l2), not on test (l3 reads higher there)
+    table = rows([0.3, 0.6, 0.8, 0.7, 0.6], [0.32, 0.62, 0.78, 0.80, 0.66])
+    s = depth_shape(table)
+    se = lambda a: np.sqrt(a * (1 - a) / 400)  # noqa: E731
+    assert (s["peak"], s["first"], s["last"], s["inside"], s["shape"]) == ("l2", "l0", "l4", True, True)
+    assert s["fall_points"] == pytest.approx(12.0) and s["fall_z"] == pytest.approx(0.12 / np.hypot(se(0.78), se(0.66)))
+    assert s["rise_z"] == pytest.approx(0.46 / np.hypot(se(0.78), se(0.32)))
+    k = depth_shape(table, "knn")
+    assert k["fall_z"] == pytest.approx(0.12 / np.hypot(se(0.58), se(0.46))) and k["peak"] == "l2"
+    # a fall within noise, or a peak at the last layer, is not the shape
+    assert not depth_shape(rows([0.3, 0.6, 0.8, 0.7], [0.3, 0.6, 0.8, 0.78]))["shape"]
+    flat = depth_shape(rows([0.3, 0.6, 0.8, 0.9], [0.3, 0.6, 0.8, 0.9]))
+    assert flat["peak"] == "l3" and not flat["inside"] and not flat["shape"]
+    # over checkpoints: the latest step unless one is named
+    over = rows([0.3, 0.9, 0.5], [0.3, 0.9, 0.5], step=1) + rows([0.3, 0.5, 0.9], [0.3, 0.5, 0.9], step=2)
+    assert depth_shape(over)["peak"] == "l2" and depth_shape(over, step=1)["peak"] == "l1"
 
 
 # ---- probe_model: results always come with their baselines ----
@@ -191,13 +318,16 @@ def test_probe_model_table_holds_the_baselines(digits_ckpt):
 
 
 def test_probe_checkpoints_over_a_run(tmp_path, grey_palette):
+    # a history as training writes it: step 100 was evaluated (and 50, which has no checkpoint), 200 was not
+    history = [{"step": 50, "val_bpd": 2.5}, {"step": 100, "val_bpd": 2.25}]
     for step, seed in ((100, 2), (200, 3)):
         save_checkpoint(tmp_path / "run" / f"step-{step:06d}", tiny_model(seed=seed, height=8, width=8), grey_palette,
-                        {"dataset": "digits"})
+                        {"dataset": "digits", "training": {"step": step, "history": history}})
     table = probe_checkpoints(tmp_path / "run", limit=20, Cs=[1.0], layers=["embed", "blocks.1"])
     trained = [r for r in table if r["kind"] == "trained"]
     assert [(r["step"], r["layer"]) for r in trained] == [(100, "embed"), (100, "blocks.1"), (200, "embed"),
                                                           (200, "blocks.1")]
+    assert [r["val_bpd"] for r in trained] == [2.25, 2.25, None, None]  # that step's own evaluation only
     assert {r["kind"] for r in table} == KINDS and sum(r["kind"] == "pixels" for r in table) == 1
     fig = plots.probe_checkpoints_chart(table)
     assert len([t for t in fig.data if t.name.startswith("step")]) == 2
@@ -232,6 +362,25 @@ def test_plots_build_from_plain_tables(rng):
                  if r["kind"] == "trained" or s == 10]
     assert [t.name for t in plots.probe_checkpoints_chart(over_time).data][-2:] == ["step 10", "step 20"]
     assert plots.probe_depth_chart(over_time).data[-1].name == "trained (step 20)"
+    # the kNN read-out, where the rows have it, is drawn beside the linear curve
+    with_knn = [dict(r, knn_val_acc=r["val_acc"] - 0.1, knn_test_acc=r["test_acc"] - 0.05, knn_test_stderr=0.03,
+                     knn_k=20) if r["kind"] == "trained" else r for r in table]
+    fig = plots.probe_depth_chart(with_knn)
+    assert [t.name for t in fig.data][-2:] == ["trained", "trained, kNN (k = 20)"]
+    assert list(fig.data[-1].y) == pytest.approx([55.0, 75.0, 65.0]) and list(fig.data[-1].error_y.array) == [3, 3, 3]
+    # accuracy against bits/dim: one point per step, the layer chosen on validation (not on test)
+    steps = []
+    for step, bpd, accs in ((100, 3.0, [(0.6, 0.7), (0.5, 0.9)]), (200, 2.5, [(0.7, 0.6), (0.8, 0.75)])):
+        for depth, (val, test) in enumerate(accs):
+            steps.append(dict(kind="trained", layer=f"blocks.{depth}", depth=depth, step=step, val_bpd=bpd,
+                              val_acc=val, test_acc=test, test_stderr=0.02, knn_val_acc=val, knn_test_acc=test - 0.1,
+                              knn_test_stderr=0.02, n_test=500))
+    steps.append(dict(kind="random", layer="blocks.0", depth=0, val_acc=0.3, test_acc=0.31, test_stderr=0.02))
+    fig = plots.probe_bits_chart(steps)
+    linear, knn = fig.data
+    assert list(linear.x) == [3.0, 2.5] and list(linear.y) == pytest.approx([70.0, 75.0])
+    assert list(knn.y) == pytest.approx([60.0, 65.0]) and list(linear.text) == ["100", "200"]
+    assert fig.layout.xaxis.autorange == "reversed" and "random weights" in fig.layout.annotations[0].text
     fig = plots.umap_scatter(rng.standard_normal((40, 2)), np.arange(40) % 3, class_names=["a", "b", "c"])
     assert [t.name for t in fig.data] == ["a", "b", "c"]
     assert "plotly" in plots.figures_html([fig])
@@ -270,7 +419,7 @@ def test_cli_probe_json_carries_every_number(digits_ckpt, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["dataset"] == "digits" and out["Cs"] == [0.1, 1.0] and out["seed"] == 0 and out["umap"] is None
     direct = probe_model(digits_ckpt, limit=25, Cs=[0.1, 1.0], layers=["embed", "blocks.1", "ln_f"])
-    drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    drop = lambda rows: [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in rows]  # noqa: E731
     assert drop(out["table"]) == drop(direct)  # every row, every number
     assert all(isinstance(r["seconds"], float) for r in out["table"])
     best = best_row(direct)
@@ -282,7 +431,7 @@ def test_cli_probe_json_carries_every_number(digits_ckpt, tmp_path, capsys):
     assert "test_acc" in text and "palette" in text and "random" in text
     assert "best layer minus baselines: random" in text and "s.e.)" in text
     assert main(["probe", "--model", str(digits_ckpt), "--layers", "blocks.9"]) == 2
-    assert "unknown layers" in capsys.readouterr().err
+    assert "unknown layer" in capsys.readouterr().err
 
 
 @pytest.mark.slow

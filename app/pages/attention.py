@@ -28,9 +28,9 @@ st.caption(f"{ck.summary().name}: {cfg.n_layer} layers × {cfg.n_head} heads ove
            "Choose a query pixel by clicking the image or typing its row and column: each map shows how much "
            "attention that pixel pays to every other pixel.")
 
-for key, top in (("attention_row", cfg.height), ("attention_col", cfg.width)):
-    if st.session_state.get(key, 0) >= top:  # a smaller model than before
-        st.session_state[key] = top // 2
+for key, top in (("attention_row", cfg.height), ("attention_col", cfg.width), ("attention_index", len(images))):
+    if st.session_state.get(key, 0) >= top:  # a smaller model or test set than before
+        st.session_state[key] = top // 2 if key != "attention_index" else 0
 st.session_state.setdefault("attention_row", cfg.height // 2)
 st.session_state.setdefault("attention_col", cfg.width // 2)
 
@@ -43,7 +43,7 @@ def on_click():
 
 left, right = st.columns([1, 2])
 with left:
-    index = st.number_input(f"Test image (0–{len(images) - 1})", 0, len(images) - 1, 0, key="attention_index")
+    index = st.number_input(f"Test image (0–{len(images) - 1})", 0, len(images) - 1, key="attention_index")
     image = images[index]
     st.plotly_chart(plots.pixel_picker(image, size_px=300, title=f"{dataset} test image #{index}: click a pixel"),
                     key="attention_click", on_select=on_click, selection_mode="points",
