@@ -31,6 +31,8 @@ SETTINGS = {
 # shipped models probed again with today's probe (trained rows only: no run folder, no baselines)
 MODELS = {
     "mnist-canvas (bundled)": ("mnist-canvas", "mnist-canvas", "the bundled 4 layers × 128, 1000 steps (issue 4)"),
+    "mnist (bundled)": ("mnist", "mnist", "the bundled 6 layers × 128 on 28×28 MNIST, 1500 steps"),
+    "shapes (bundled)": ("shapes", "shapes", "the bundled 4 layers × 128 on 16×16 coloured shapes, 1500 steps"),
 }
 
 
