@@ -604,6 +604,10 @@ def attention_mask_chart(masks: dict, title: str = "Which position may attend to
     from plotly.subplots import make_subplots
 
     masks = {name: np.asarray(m, dtype=bool) for name, m in masks.items()}
+    shapes = {m.shape for m in masks.values()}
+    if not masks or len(shapes) > 1 or len(next(iter(shapes))) != 2:
+        raise ValueError(f"masks must be one or more H×W bool arrays of one shape, got shapes "
+                         f"{ {name: m.shape for name, m in masks.items()} }")
     titles = [f"{name}: {int(m.sum())} of {m.size} pairs allowed" for name, m in masks.items()]
     fig = make_subplots(rows=1, cols=len(masks), subplot_titles=titles, horizontal_spacing=0.08)
     for i, m in enumerate(masks.values()):
@@ -715,8 +719,10 @@ def palette_sweep_chart(reports, current: int | None = None, title: str = "Palet
                              mode="lines+markers", yaxis="y2", line=dict(color="#ff7f0e", width=2.5, dash="dash"),
                              hovertemplate="k=%{x}: %{y:.2f} bits per token<extra></extra>"))
     if current is not None:
-        fig.add_vline(x=current, line=dict(color="grey", width=1, dash="dot"),
-                      annotation_text=f"this model: {current}", annotation_position="top")
+        # a trace, not add_vline: on a log axis plotly places annotations at log10(x) but shapes at x
+        top = max(r.round_trip_error for r in reports)
+        fig.add_trace(go.Scatter(x=[current, current], y=[0, top], mode="lines", name=f"this model: {current} colours",
+                                 line=dict(color="grey", width=1, dash="dot"), hoverinfo="skip"))
     fig.update_layout(title=dict(text=f"{title}<br><sup>fitted on the training split, measured on validation</sup>",
                                  x=0.02, xanchor="left"),
                       xaxis=dict(title="colours k", type="log", tickvals=ks, ticktext=[str(k) for k in ks]),
@@ -794,7 +800,16 @@ class LiveFigure:
     def __init__(self, fig):
         from IPython.display import display
 
-        self.handle = display(fig._repr_mimebundle_(), raw=True, display_id=True)
+        self.handle = display(self._bundle(fig), raw=True, display_id=True)
 
     def update(self, fig) -> None:
-        self.handle.update(fig._repr_mimebundle_(), raw=True)
+        self.handle.update(self._bundle(fig), raw=True)
+
+    @staticmethod
+    def _bundle(fig) -> dict:
+        # what plotly.io.show displays: the default renderers' bundle. (fig._repr_mimebundle_ names the
+        # renderer, which makes plotly re-activate it: with the "notebook" renderer of HTML exports,
+        # a 4.8 MB copy of plotly.js in every redraw.)
+        import plotly.io as pio
+
+        return pio.renderers._build_mime_bundle(fig.to_dict())
