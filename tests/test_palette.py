@@ -123,7 +123,8 @@ def test_sweep_chart_plots_error_and_entropy_against_k(rng):
     images = rng.integers(0, 256, (10, 5, 5, 1)).astype(np.uint8)
     reports = palette_sweep(images, images, ks=(8, 2, 4))
     fig = plots.palette_sweep_chart(reports, current=4)
-    error, entropy = fig.data
+    error, entropy, marked = fig.data
+    assert list(marked.x) == [4, 4] and marked.name == "this model: 4 colours"
     assert list(error.x) == [2, 4, 8] and list(entropy.x) == [2, 4, 8]
     by_k = {r.n_colors: r for r in reports}
     assert list(error.y) == [by_k[k].round_trip_error for k in (2, 4, 8)]

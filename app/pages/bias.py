@@ -1,4 +1,169 @@
+"""Bias probes: iEAT on every layer of the chosen model (bias.bias_test), on the generated figures
+test sets (scenes.make_test_sets) or on four sets the user uploads (several files a set:
+data.load_image_files; or one zip with folders X/, Y/, A/, B/: data.read_image_sets_zip).
+
+The test runs on a button click; results are cached per model, sets and seed (st.cache_data), and the
+last request is kept in st.session_state so reruns redraw it without computing again.
+"""
+import hashlib
+import json
+
 import streamlit as st
 
-st.title("bias")
-st.info("This page is being built.")
+from common import current_checkpoint, load_model
+from igpt_lite import bias, data, plots, scenes
+
+SOURCES = ["Generated figures scenes", "Your images (upload)"]
+UPLOAD_HOW = ["Files for each set", "One zip with folders X/, Y/, A/, B/"]
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp"]
+ROLES = {"X": "targets (e.g. men)", "Y": "targets (e.g. women)", "A": "attributes (e.g. career)",
+         "B": "attributes (e.g. family)"}
+N_CHOICES = [10, 25, 50, 100]
+PERMUTATIONS = 100_000
+ALPHA = 0.05
+THUMBS = 24  # thumbnails drawn per set
+COLUMNS = {"effect_size": st.column_config.NumberColumn("d", format="%.3f"),
+           "p_value": st.column_config.NumberColumn("p (one-sided)", format="%.4f"),
+           "p_holm": st.column_config.NumberColumn("Holm p", format="%.4f"),
+           "statistic": st.column_config.NumberColumn(format="%.4f"),
+           "ci_low": st.column_config.NumberColumn("d 95% low", format="%.3f"),
+           "ci_high": st.column_config.NumberColumn("d 95% high", format="%.3f")}
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def scene_sets(n: int, seed: int, resolution: int, channels: int) -> dict:
+    """The generated X, Y, A, B at the model's size and colour mode."""
+    sets = scenes.make_test_sets(n, seed=seed, resolution=resolution)
+    return {k: data.to_channels(v, channels) for k, v in sets.items()}
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def run_test(path: str, sets: dict, seed: int) -> bias.BiasResult:
+    return bias.bias_test(load_model(path), sets, n_permutations=PERMUTATIONS, seed=seed)
+
+
+def too_small(n_x: int, n_y: int) -> str | None:
+    """The message bias.load_ieat_folders gives when no result could be significant, else None."""
+    if bias.smallest_p_value(n_x, n_y) < ALPHA:
+        return None
+    return (f"X and Y hold {n_x} and {n_y} images: they split only {bias.n_partitions(n_x, n_y)} ways, so the "
+            f"smallest possible p-value is {bias.smallest_p_value(n_x, n_y):.3g} and no result could be significant "
+            f"at {ALPHA}; add target images (4 per set is the least for equal sets; 20 or more is advisable)")
+
+
+def uploaded_sets(res: int, channels: int) -> dict | None:
+    """The user's four sets as model inputs, or None (with a message in the page saying what to do)."""
+    how = st.radio("Upload as", UPLOAD_HOW, horizontal=True, key="bias_upload_how")
+    ignored = []
+    try:
+        if how == UPLOAD_HOW[0]:
+            cols = st.columns(4)
+            files = {k: col.file_uploader(f"{k}: {ROLES[k]}", type=UPLOAD_TYPES, accept_multiple_files=True,
+                                          key=f"bias_files_{k}") for col, k in zip(cols, bias.SET_NAMES)}
+            empty = [k for k, v in files.items() if not v]
+            if empty:
+                st.info(f"Add images to {', '.join(empty)}: several files a set, any size and colour mode "
+                        "(at least 4 in each of X and Y for a test that can reach p < 0.05; 20 or more is advisable).")
+                return None
+            folders = {k: data.load_image_files(v, res, channels, name=f"set {k}") for k, v in files.items()}
+        else:
+            upload = st.file_uploader("A zip holding the folders X/, Y/, A/, B/ (at its top or inside one folder)",
+                                      type=["zip"], key="bias_zip")
+            if upload is None:
+                st.info("Upload a zip with four folders X/, Y/, A/, B/, each holding that set's images.")
+                return None
+            found = data.read_image_sets_zip(upload, res, channels)
+            folders, ignored = found.sets, found.ignored
+    except ValueError as e:
+        st.error(f"{e}.")
+        return None
+    if ignored:
+        st.caption(f"Left out (not inside X/, Y/, A/ or B/): {', '.join(ignored)}")
+    for note in filter(None, (f.conversion_note(channels) for f in folders.values())):
+        st.caption(note)
+    message = too_small(len(folders["X"].images), len(folders["Y"].images))
+    if message:
+        st.error(message)
+        return None
+    return {k: f.images for k, f in folders.items()}
+
+
+st.title("Bias probes")
+ck = current_checkpoint()
+path = st.session_state["checkpoint_path"]
+name, trained_on = ck.summary().name, ck.meta.get("dataset")
+res, channels = ck.config.height, ck.palette.channels
+st.caption(f"iEAT (Steed & Caliskan, 2021) on every layer of {name}: is the association of X with A (and Y with "
+           "B) stronger than chance? Features: each layer's output, layer-normed and mean-pooled.")
+
+source = st.radio("Test sets", SOURCES, horizontal=True, key=f"bias_source:{path}",  # per model: its own default
+                  index=0 if str(trained_on).startswith("figures") else 1)
+if source == SOURCES[0]:
+    c1, c2 = st.columns(2)
+    n = c1.selectbox("Images per set", N_CHOICES, index=N_CHOICES.index(50), key="bias_n")
+    seed = int(c2.number_input("Seed (test sets and permutations)", 0, 1_000_000, 0, key="bias_seed"))
+    sets = scene_sets(n, seed, res, channels)
+    st.caption(f"`scenes.make_test_sets({n}, seed={seed})`: {n} images a set, drawn on random streams of their "
+               "own (never a training scene): " + "; ".join(f"{k} {v}" for k, v in scenes.TEST_SETS.items()) + ".")
+    if not str(trained_on).startswith("figures"):
+        st.warning(f"{name} was trained on {trained_on or 'data it does not name'}, not on figures scenes: the scenes "
+                   f"are drawn at {res}×{res}{' and turned grey' if channels == 1 else ''}. For the controlled "
+                   "experiment choose figures-p90 (90% of its training scenes pair a man with a career prop and a "
+                   "woman with a domestic one) or figures-p50 (no association) in the sidebar.")
+else:
+    seed = int(st.number_input("Seed (permutations)", 0, 1_000_000, 0, key="bias_seed"))
+    sets = uploaded_sets(res, channels)
+    if sets is None:
+        st.stop()
+
+n_x, n_y = len(sets["X"]), len(sets["Y"])
+st.markdown(f"**What the numbers mean.** *d* says how much more strongly X than Y associates with A rather than B, "
+            f"in standard deviations (0.8 counts as large, yet with no association at all *d* scatters by about "
+            f"±{(1 / n_x + 1 / n_y) ** 0.5:.2f} with {n_x} and {n_y} targets), and *p* is one-sided (the share of "
+            "random re-splits of X ∪ Y that score at least as high): every layer is a separate test, so read the "
+            "Holm-adjusted p against 0.05. An association in a model's embeddings is not proof that a system "
+            "built on it does harm, and its absence is not proof of fairness; the random-weight copy beside it "
+            "shows how much pixel statistics alone produce.")
+
+cols = st.columns(4)
+for col, k in zip(cols, bias.SET_NAMES):
+    shown = min(len(sets[k]), THUMBS)
+    col.image(plots.image_grid(sets[k][:THUMBS], ncols=6, scale=max(1, 64 // res)), width="stretch",
+              caption=f"{k}: {scenes.TEST_SETS[k] if source == SOURCES[0] else ROLES[k]}, {len(sets[k])} images"
+                      f"{f' ({shown} shown)' if shown < len(sets[k]) else ''}")
+
+digest = hashlib.sha256(b"".join(sets[k].tobytes() for k in bias.SET_NAMES)).hexdigest()
+request = (path, digest, seed)
+if st.button("Run iEAT on every layer", type="primary", key="bias_run"):
+    st.session_state["bias_request"] = request
+if st.session_state.get("bias_request") != request:
+    st.info(f"Press the button to test every layer of {name} ({PERMUTATIONS:,} sampled partitions a layer, and the "
+            "same on a random-weight copy where the library makes one). It extracts every layer's features of "
+            f"{sum(len(v) for v in sets.values())} images: allow a little while on a CPU; results are kept.")
+    st.stop()
+
+with st.spinner("Extracting features and testing every layer…"):
+    try:
+        result = run_test(path, sets, seed)
+    except ValueError as e:
+        st.error(f"{e}.")
+        st.stop()
+
+best = result.smallest_holm()
+verdict = "significant" if best["p_holm"] < ALPHA else "not significant"
+st.subheader(f"{name}: smallest Holm-adjusted p at {best['layer']}: d = {best['effect_size']:.3f}, "
+             f"p = {best['p_value']:.4f}, Holm p = {best['p_holm']:.4f} ({verdict} at {ALPHA})")
+baseline = getattr(result, "baseline_table", None) or []
+rows = [{**r, "model": name} for r in result.table]
+rows += [{**r, "model": "random-weight copy"} for r in baseline]
+st.plotly_chart(plots.bias_per_layer_chart(rows, title=f"iEAT per layer: {name}"), width="content")
+st.caption(f"{name}, {len(result.table)} layers; images per set: "
+           f"{', '.join(f'{k} {v}' for k, v in result.n_per_set.items())}; "
+           f"{result.n_permutations:,} partitions a layer, seed {result.seed}; Holm across the layers.")
+st.dataframe(result.table, column_config=COLUMNS, hide_index=True, key="bias_table")
+if baseline:
+    st.markdown(f"**The same test on a random-weight copy** of {name} (untrained: what pixel statistics alone give)")
+    st.dataframe(baseline, column_config=COLUMNS, hide_index=True, key="bias_baseline")
+summary = {"model": name, "checkpoint": path, "source": source, **result.to_dict()}
+st.download_button("Download the result (JSON)", json.dumps(summary, indent=1, default=str),
+                   file_name="bias_result.json", mime="application/json")
