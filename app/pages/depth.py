@@ -8,7 +8,7 @@ from common import current_checkpoint, current_dataset, load_model
 from igpt_lite import plots, probe
 from igpt_lite.features import parse_layers
 
-BASELINES = {"random": "random-weight copy", "pixels": "raw pixels", "palette": "palette pixels"}
+BASELINES = {"random": "random weights", "pixels": "raw pixels", "palette": "palette pixels"}
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -80,12 +80,14 @@ except LookupError as e:
 if report is not None:
     s = report.summary
     cols = st.columns(2 + len(s["margins"]))
-    cols[0].metric("Best layer (chosen on validation)", s["trained"]["layer"])
-    cols[1].metric("Its test accuracy", f"{pct(s['trained'])} ± {100 * s['trained']['test_stderr']:.1f}")
+    cols[0].metric("Best layer", s["trained"]["layer"], help="The layer whose probe scores best on validation.")
+    cols[1].metric("Its test accuracy", f"{pct(s['trained'])} ± {100 * s['trained']['test_stderr']:.1f}",
+                   help="± its binomial standard error on the test images.")
     for col, (kind, m) in zip(cols[2:], s["margins"].items()):
-        col.metric(f"vs {BASELINES[kind]} ({s[kind]['layer']}: {pct(s[kind])})", f"{m['points']:+.1f} points",
-                   f"{m['z']:+.1f} s.e.", help="Test accuracy of the best layer minus the baseline's best (chosen "
-                   "on validation too); s.e.: in standard errors of that difference, sqrt(se₁² + se₂²).")
+        where = f" (layer {s[kind]['layer']})" if kind == "random" else ""  # pixels have a single "layer"
+        col.metric(f"vs {BASELINES[kind]} {pct(s[kind])}", f"{m['points']:+.1f} pts", f"{m['z']:+.1f} s.e.",
+                   help=f"Test accuracy of the best layer minus that of the {BASELINES[kind]}{where}, chosen on "
+                   "validation too, in points; below, in standard errors of that difference, sqrt(se₁² + se₂²).")
     st.caption(("The best layer beats every baseline by more than one standard error of the difference. "
                 if s["beats_all"] else "The best layer does not beat every baseline by more than one standard "
                 "error of the difference. ") + source_note(report))
@@ -121,13 +123,18 @@ else:
 st.subheader("UMAP of one layer")
 layers = parse_layers(ck.model)
 best = report.summary["trained"]["layer"] if report is not None else layers[-1]
-layer = st.selectbox("Layer", layers, index=layers.index(best), key="depth_layer",
-                     help="The probe's best layer is chosen by default.")
+# another model, or back from another page (Streamlit drops an unshown widget's state): start at the best layer
+if st.session_state.get("depth_layer_of") != (path, dataset, best) or "depth_layer" not in st.session_state:
+    st.session_state["depth_layer_of"] = (path, dataset, best)
+    st.session_state["depth_layer"] = best
+layer = st.selectbox("Layer", layers, key="depth_layer", help="The probe's best layer is chosen first.")
 done = st.session_state.setdefault("depth_umaps", set())
 wanted = (path, dataset, layer, probe.UMAP_POINTS)
-if wanted not in done and st.button("Compute the UMAP", key="depth_umap"):
-    with st.spinner(f"UMAP of {layer} on {probe.UMAP_POINTS} test images (the first one in a process takes "
-                    "~30 s more: umap-learn's import and compile)…"):
+slot = st.empty()  # the button, gone once the map is drawn
+if wanted not in done and slot.button("Compute the UMAP", key="depth_umap"):
+    slot.empty()
+    with st.spinner(f"UMAP of {layer} on {probe.UMAP_POINTS} test images (the first in a process takes up to "
+                    "a minute more on a quiet machine: umap-learn's import and compile)…"):
         try:
             layer_map(*wanted)
             done.add(wanted)
