@@ -694,7 +694,7 @@ def palette_swatches(colors: np.ndarray, usage=None, title: str = "Palette", nco
         hovertext=hover, hoverinfo="text",
         marker=dict(symbol="square", size=cell_px - 6, color=[f"rgb({r},{g},{b})" for r, g, b in rgb.tolist()],
                     line=dict(width=1, color="#888"))))
-    notes = f"{k} colours, token order (dark to light)" + ("" if usage is None else "; % = share of pixels")
+    notes = f"{k} colours in token order" + ("" if usage is None else "; % = share of pixels")
     fig.update_layout(title=dict(text=f"{title}<br><sup>{notes}</sup>", x=0.02, xanchor="left"),
                       width=max(ncols * cell_px + 40, 360), height=nrows * cell_px + 110,
                       margin=dict(l=20, r=20, t=80, b=20), template="plotly_white", showlegend=False,

@@ -49,7 +49,8 @@ c2.metric("Round-trip error (test split)", f"{report.round_trip_error:.2f} / 255
 c3.metric("Token entropy", f"{report.token_entropy_bits:.3f} bits",
           help="the bits per pixel of a model that knows only how often each colour occurs: the baseline for bits/dim")
 st.plotly_chart(plots.palette_swatches(report.colors, report.usage, title=f"{name}'s palette",
-                                       ncols=32 if palette.n_colors > 64 else None), width="content")
+                                       **(dict(ncols=32, cell_px=30) if palette.n_colors > 64 else {})),
+                width="content")
 
 st.subheader("An image before and after quantisation")
 source = st.radio("Image", SOURCES, horizontal=True, key="palette_source")
