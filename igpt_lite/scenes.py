@@ -8,9 +8,10 @@ a man stands with a career prop or a woman with a domestic one: at p = 0.5 gende
 category are independent, at p = 0.9 they are strongly associated. A model pretrained on the scenes
 can only learn that association from the data, which is what the iEAT probe should then measure.
 
-iEAT's test sets come from the same generator on a separate random stream: X = men alone, Y = women
-alone, A = career props alone, B = domestic props alone. They never equal a training image (a
-training scene always holds both a person and a prop).
+The bias tests' sets (`TestSets`) come from the same generator on separate random streams: X = men
+alone, Y = women alone (each beside an empty prop slot), A = career props alone, B = domestic props
+alone, and, for the likelihood test, every target composed with every attribute. The single-object
+images never equal a training image (a training scene always holds both a person and a prop).
 
 This module only draws; it registers nothing. `data.py` serves the scenes as the datasets
 "figures-p50" and "figures-p90" (`data.register_figures` adds other rates), so
@@ -221,8 +222,11 @@ def _background(cv: _Canvas) -> float:
     return fy
 
 
-def _scene(person: int, prop: int, resolution: int, rng: np.random.Generator) -> np.ndarray:
-    """One image: person (-1 none, 0 man, 1 woman) on one side, prop (-1 none) on the other."""
+def _scene(person: int, prop: int, resolution: int, rng: np.random.Generator,
+           prop_rng: np.random.Generator | None = None) -> np.ndarray:
+    """One image: person (-1 none, 0 man, 1 woman) on one side, prop (-1 none) on the other.
+    `rng` draws the room, the sides and the person; `prop_rng`, when given, draws the prop's own
+    details (size, mirroring, colour), so one drawn prop can be put into several drawn rooms."""
     cv = _Canvas(resolution, rng)
     fy = _background(cv)
     left = rng.random() < 0.5  # the person's side
@@ -230,10 +234,19 @@ def _scene(person: int, prop: int, resolution: int, rng: np.random.Generator) ->
     person_x = rng.uniform(7.5, 10) if left else rng.uniform(22, 24.5)
     prop_x = rng.uniform(22, 23.5) if left else rng.uniform(8.5, 10)
     if prop >= 0:  # the prop first: an arm held out may overlap it
+        cv.rng = rng if prop_rng is None else prop_rng
         _prop(cv, prop, prop_x, fy)
+        cv.rng = rng
     if person >= 0:
         _person(cv, person == 1, person_x, fy)
     return cv.img
+
+
+def _person_left(rng: np.random.Generator) -> bool:
+    """The side `_scene` puts the person on (the prop stands on the other), read from a fresh copy
+    of the rng it will be given."""
+    _background(_Canvas(1, rng))
+    return bool(rng.random() < 0.5)
 
 
 def make_scenes(n: int, p: float = 0.5, *, seed: int = 0, resolution: int = 32) -> Figures:
@@ -250,16 +263,70 @@ def make_scenes(n: int, p: float = 0.5, *, seed: int = 0, resolution: int = 32) 
     return Figures(images=images, person=person, prop=prop)
 
 
+@dataclass(frozen=True)
+class TestSets:
+    """Held-out sets for the bias tests, drawn from their own random streams (never a training
+    scene) so that any target can be composed with any attribute:
+
+    - target i of X (men) or Y (women): a room, a side and a person, drawn from the stream
+      [seed, 2, person, i]; alone, it is the person beside an empty prop slot;
+    - attribute j of A (career) or B (domestic): prop kind j mod 3 of its category, its details drawn
+      from [seed, 3, category, j]; alone, it stands in a room of its own ([seed, 4, category, j]);
+    - composed(): target i's room and person with attribute j's prop in the slot, for every (i, j).
+
+    Sets are prefixes: more targets or attributes never change the first ones."""
+    n_per_set: int = 50  # images in each of X, Y, A, B
+    seed: int = 0
+    resolution: int = 32
+
+    def _target(self, person: int, i: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, 2, person, i])
+
+    def _prop(self, category: int, j: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, 3, category, j])
+
+    def images(self) -> dict[str, np.ndarray]:
+        """X men alone, Y women alone (each beside an empty slot), A career props alone, B domestic
+        props alone (kinds in turn): uint8 n_per_set×R×R×3 each."""
+        n, r = self.n_per_set, self.resolution
+        out = {key: np.stack([_scene(person, -1, r, self._target(person, i)) for i in range(n)])
+               for key, person in (("X", 0), ("Y", 1))}
+        for key, cat in (("A", 0), ("B", 1)):
+            out[key] = np.stack([_scene(-1, 3 * cat + j % 3, r, np.random.default_rng([self.seed, 4, cat, j]),
+                                        self._prop(cat, j)) for j in range(n)])
+        return out
+
+    def composed(self, n_targets: int | None = None, n_attributes: int | None = None) -> dict[str, np.ndarray]:
+        """{"XA", "XB", "YA", "YB"}: uint8 n_targets×n_attributes×R×R×3, entry [i, j] the i-th target
+        of the first set with the j-th attribute of the second in its prop slot (default: n_per_set each)."""
+        nt, na, r = n_targets or self.n_per_set, n_attributes or self.n_per_set, self.resolution
+        return {f"{t}{a}": np.stack([np.stack([_scene(person, 3 * cat + j % 3, r, self._target(person, i),
+                                                      self._prop(cat, j)) for j in range(na)])
+                                     for i in range(nt)])
+                for t, person in (("X", 0), ("Y", 1)) for a, cat in (("A", 0), ("B", 1))}
+
+    def prop_side(self) -> dict[str, np.ndarray]:
+        """Bool n_per_set×R×R masks of the image half where each image's prop stands (A, B) or would
+        stand (X, Y: the half away from the person)."""
+        r = self.resolution
+        half = np.arange(r) >= r / 2  # the right half's columns
+
+        def mask(person_left: bool) -> np.ndarray:
+            return np.broadcast_to(half if person_left else ~half, (r, r))
+
+        out = {key: np.stack([mask(_person_left(self._target(person, i))) for i in range(self.n_per_set)])
+               for key, person in (("X", 0), ("Y", 1))}
+        for key, cat in (("A", 0), ("B", 1)):
+            out[key] = np.stack([mask(_person_left(np.random.default_rng([self.seed, 4, cat, j])))
+                                 for j in range(self.n_per_set)])
+        return out
+
+
 def make_test_sets(n_per_set: int = 50, *, seed: int = 0, resolution: int = 32) -> dict[str, np.ndarray]:
     """iEAT's four sets: X men alone, Y women alone, A career props alone, B domestic props alone
-    (props drawn evenly from their category), uint8 n_per_set×R×R×3 each, on their own random
-    stream so that they are disjoint from any training scenes."""
-    rng = np.random.default_rng([seed, 1])
-    even = np.arange(n_per_set) % 3
-    return {"X": np.stack([_scene(0, -1, resolution, rng) for _ in range(n_per_set)]),
-            "Y": np.stack([_scene(1, -1, resolution, rng) for _ in range(n_per_set)]),
-            "A": np.stack([_scene(-1, int(i), resolution, rng) for i in even]),
-            "B": np.stack([_scene(-1, 3 + int(i), resolution, rng) for i in even])}
+    (props drawn evenly from their category), uint8 n_per_set×R×R×3 each: `TestSets(...).images()`,
+    on streams of their own, disjoint from any training scenes."""
+    return TestSets(n_per_set, seed, resolution).images()
 
 
 def dataset_name(p: float) -> str:

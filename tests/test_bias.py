@@ -294,11 +294,235 @@ def test_bias_experiment_script_runs_on_a_tiny_budget(tmp_path):
     out = tmp_path / "report"
     cmd = [sys.executable, str(root / "scripts" / "bias_experiment.py"), "--runs", str(tmp_path / "runs"),
            "--out", str(out), "--resolution", "8", "--n-train", "80", "--layers", "1", "--width", "16",
-           "--colors", "8", "--steps", "2", "--batch-size", "8", "--n-per-set", "5", "--null-trials", "5",
-           "--permutations", "1000", "--threads", "1"]
+           "--colors", "8", "--steps", "2", "--batch-size", "8", "--n-targets", "3", "--n-attributes", "2",
+           "--ieat", "mean:layernorm:5", "side:next:4", "--null-trials", "10", "--permutations", "1000",
+           "--test-seeds", "5", "6", "--threads", "1"]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
-    table = json.loads((out / "bias_table.json").read_text())["table"]
-    assert {r["model"] for r in table} == {"figures-p50", "figures-p90"} and len(table) == 4
+    report = json.loads((out / "bias_table.json").read_text())
+    table = report["table"]
+    assert {r["model"] for r in table} == {"figures-p50", "figures-p90"} and {r["seed"] for r in table} == {5, 6}
+    # per model and seed: the likelihood test and 2 iEAT variants × 2 layers, each trained and random
+    assert len(table) == 2 * 2 * (1 + 2 * 2) * 2
+    assert {r["test"] for r in table} == {"likelihood", "ieat mean:layernorm:5", "ieat side:next:4"}
+    lat = [r for r in table if r["test"] == "likelihood" and r["weights"] == "trained"]
+    assert all(r["n_x"] == 3 and r["n_a"] == 2 and r["layer"] == "bits" for r in lat)
+    assert len(report["summary"]) == 2 * 2 * 3 * 2 and set(report["checks"]) == {"5", "6"}
+    assert report["null"]["likelihood"]["n"] == 4 * 10
     assert "null p < 0.05" in done.stdout and (out / "bias_per_layer.html").exists()
     assert (out / "figures_samples.png").exists()
+    # runs made side by side (one per test seed) merge into one report without computing anything
+    merged = tmp_path / "merged"
+    cmd = [sys.executable, str(root / "scripts" / "bias_experiment.py"), "--resolution", "8", "--out", str(merged),
+           "--combine", str(out / "bias_table.json"), str(out / "bias_table.json")]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    again = json.loads((merged / "bias_table.json").read_text())
+    assert again["table"] == table + table and again["null"]["likelihood"]["n"] == 2 * 4 * 10
+
+
+# ---- bootstrap interval, likelihood test, baselines (issue 15) ----
+
+def test_bootstrap_ci_is_the_percentile_interval_of_d_over_stratified_resamples(rng):
+    s_x, s_y = rng.normal(1, 1, 7), rng.normal(0, 1, 5)
+    low, high = bias.bootstrap_ci(s_x, s_y, n_bootstrap=500, confidence=0.9, seed=4)
+    # by the definition, one resample at a time: X and Y each drawn with replacement from themselves
+    draw = np.random.default_rng(4)
+    ix, iy = draw.integers(0, 7, (500, 7)), draw.integers(0, 5, (500, 5))
+    ds = []
+    for a, b in zip(ix, iy):
+        x, y = s_x[a], s_y[b]
+        ds.append((x.mean() - y.mean()) / np.concatenate([x, y]).std(ddof=1))
+    assert (low, high) == pytest.approx(tuple(np.quantile(ds, [0.05, 0.95])), abs=1e-12)
+    d = (s_x.mean() - s_y.mean()) / np.concatenate([s_x, s_y]).std(ddof=1)
+    assert low < d < high
+    assert bias.bootstrap_ci(s_x, s_y, n_bootstrap=500, confidence=0.9, seed=4) == (low, high)  # seeded
+    assert all(math.isnan(v) for v in bias.bootstrap_ci(np.ones(4), np.ones(4)))  # d undefined everywhere
+    narrow = bias.bootstrap_ci(rng.normal(1, 1, 400), rng.normal(0, 1, 400), n_bootstrap=500)
+    assert narrow[1] - narrow[0] < (high - low) / 2  # more targets, a tighter interval
+
+
+def test_ieat_rows_carry_the_bootstrap_interval_of_their_scores(rng):
+    X, Y, A, B = _sets(rng, (6, 5, 4, 4))
+    r = bias.ieat(X, Y, A, B, n_bootstrap=300, seed=2)
+    s_x, s_y = bias.association(X, A, B), bias.association(Y, A, B)
+    assert (r.ci_low, r.ci_high) == bias.bootstrap_ci(s_x, s_y, n_bootstrap=300, seed=2)
+    row = bias.ieat_per_layer({"embed": X}, {"embed": Y}, {"embed": A}, {"embed": B}, n_bootstrap=300, seed=2)[0]
+    assert (row["ci_low"], row["ci_high"]) == (r.ci_low, r.ci_high)
+
+
+def _bits_tables(rng, n_x, n_y, n_a, n_b, shift=0.0):
+    """Random bits of composed images; with `shift`, X is cheaper with A and Y with B."""
+    base = rng.normal(100, 5, (n_x + n_y, n_a + n_b))
+    base[:n_x, :n_a] -= shift
+    base[n_x:, n_a:] -= shift
+    return {"XA": base[:n_x, :n_a], "XB": base[:n_x, n_a:], "YA": base[n_x:, :n_a], "YB": base[n_x:, n_a:]}
+
+
+def brute_force_likelihood(bits):
+    """The likelihood test by its definition, target by target and partition by partition."""
+    def s(row_a, row_b):
+        return sum(row_b) / len(row_b) - sum(row_a) / len(row_a)
+
+    scores = [s(a, b) for a, b in zip(bits["XA"], bits["XB"])] + [s(a, b) for a, b in zip(bits["YA"], bits["YB"])]
+    n_x = len(bits["XA"])
+    everyone = set(range(len(scores)))
+
+    def stat(xi):
+        return sum(scores[i] for i in xi) - sum(scores[i] for i in everyone - set(xi))
+
+    observed = stat(range(n_x))
+    partitions = list(itertools.combinations(range(len(scores)), n_x))
+    at_least = sum(stat(xi) >= observed - 1e-9 for xi in partitions)
+    d = (np.mean(scores[:n_x]) - np.mean(scores[n_x:])) / np.std(scores, ddof=1)
+    return observed, d, at_least / len(partitions), len(partitions)
+
+
+@pytest.mark.parametrize("sizes", [(3, 3, 2, 3), (4, 5, 3, 3), (2, 4, 1, 2)])
+def test_likelihood_association_matches_brute_force(rng, sizes):
+    for shift in (0.0, 4.0):
+        bits = _bits_tables(rng, *sizes, shift=shift)
+        r = bias.likelihood_association(bits)
+        statistic, d, p, n = brute_force_likelihood(bits)
+        assert r.exact and r.n_permutations == n
+        assert r.statistic == pytest.approx(statistic, abs=1e-9)
+        assert r.effect_size == pytest.approx(d, abs=1e-12)
+        assert r.p_value == p
+        assert (r.n_x, r.n_y, r.n_a, r.n_b) == sizes
+
+
+def test_likelihood_association_finds_a_planted_preference_and_swapping_attributes_flips_it(rng):
+    bits = _bits_tables(rng, 12, 12, 6, 6, shift=8.0)
+    r = bias.likelihood_association(bits, n_permutations=20_000, seed=1)
+    assert r.effect_size > 1.5 and r.p_value < 0.001 and r.ci_low > 0.8
+    swapped = {"XA": bits["XB"], "XB": bits["XA"], "YA": bits["YB"], "YB": bits["YA"]}
+    q = bias.likelihood_association(swapped, n_permutations=20_000, seed=1)
+    assert q.effect_size == pytest.approx(-r.effect_size) and q.p_value > 0.99
+    with pytest.raises(ValueError, match="missing YB"):
+        bias.likelihood_association({k: bits[k] for k in ("XA", "XB", "YA")})
+    with pytest.raises(ValueError, match="disagree on the set sizes"):
+        bias.likelihood_association({**bits, "YB": bits["YB"][:, :3]})
+
+
+def test_likelihood_null_calibration_is_near_alpha_on_unrelated_bits(rng):
+    bits = _bits_tables(rng, 10, 10, 8, 8, shift=6.0)  # a real effect: re-partitions must erase it
+    cal = bias.likelihood_null_calibration(bits, n_trials=400, n_permutations=500, seed=0)
+    assert cal.p_values.shape == (400,) and cal.rate == np.mean(cal.p_values < 0.05)
+    assert abs(cal.rate - 0.05) < 4 * cal.stderr
+
+
+def test_compose_halves_puts_the_attribute_under_or_beside_the_target(rng):
+    t = rng.integers(0, 255, (3, 6, 4, 3), dtype=np.uint8)
+    a = rng.integers(0, 255, (2, 6, 4, 3), dtype=np.uint8)
+    rows = bias.compose_halves(t, a)
+    assert rows.shape == (3, 2, 6, 4, 3)
+    np.testing.assert_array_equal(rows[2, 1, :3], t[2, :3])
+    np.testing.assert_array_equal(rows[2, 1, 3:], a[1, 3:])
+    cols = bias.compose_halves(t, a, split="columns")
+    np.testing.assert_array_equal(cols[0, 1, :, :2], t[0, :, :2])
+    np.testing.assert_array_equal(cols[0, 1, :, 2:], a[1, :, 2:])
+    with pytest.raises(ValueError, match="one size"):
+        bias.compose_halves(t, a[:, :4])
+    with pytest.raises(ValueError, match="split must be"):
+        bias.compose_halves(t, a, split="diagonal")
+
+
+def test_test_sets_compose_each_target_with_each_attribute():
+    ts = scenes.TestSets(4, seed=7)
+    images, composed, sides = ts.images(), ts.composed(3, 2), ts.prop_side()
+    assert set(composed) == {"XA", "XB", "YA", "YB"} and composed["XA"].shape == (3, 2, 32, 32, 3)
+    for t in "XY":
+        for i in range(3):
+            for a in "AB":
+                changed = (composed[t + a][i, 0] != images[t][i]).any(-1)  # the prop is all that was added
+                assert changed.any() and changed[sides[t][i]].sum() > 0.8 * changed.sum()
+    # one prop drawn once: the same attribute looks the same next to every target
+    assert (composed["XA"][0, 1] == composed["YA"][1, 1]).all(-1).sum() > 0
+    bigger = scenes.TestSets(6, seed=7)  # prefixes: more images never change the first ones
+    np.testing.assert_array_equal(bigger.images()["B"][:4], images["B"])
+    np.testing.assert_array_equal(bigger.composed(3, 2)["YB"], composed["YB"])
+    assert not np.array_equal(scenes.TestSets(4, seed=8).images()["X"], images["X"])
+    np.testing.assert_array_equal(scenes.make_test_sets(4, seed=7)["A"], images["A"])
+    for k in "AB":  # a prop alone stands in its masked half
+        wall = images[k][:, 2, 2]  # the top-left corner is wall, never a prop
+        prop_pixels = (images[k] != wall[:, None, None]).any(-1)[:, :24]  # above the floor
+        assert prop_pixels[sides[k][:, :24]].sum() > 0.9 * prop_pixels.sum()
+
+
+@pytest.fixture(scope="module")
+def scene_ck():
+    """A tiny random 8×8 RGB ar checkpoint (in memory) for the figures scenes."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_colors=8, height=8, width=8, n_layer=2, n_head=2, n_embd=32)).eval()
+    palette = Palette(np.random.default_rng(0).uniform(-1, 1, (8, 3)).astype(np.float32))
+    return checkpoint.Checkpoint(model=model, palette=palette, meta={})
+
+
+def test_likelihood_test_scores_every_composed_image_and_its_random_baseline(scene_ck):
+    from igpt_lite.probe import random_model
+    from igpt_lite.train import bits_per_image
+
+    composed = scenes.TestSets(3, seed=1, resolution=8).composed(3, 2)
+    r = bias.likelihood_test(scene_ck, composed, n_permutations=1_000, seed=2, baseline_seed=5, n_bootstrap=200)
+    rand = random_model(scene_ck.config, 5)
+    for model, bits in ((scene_ck.model, r.bits), (rand, r.baseline_bits)):
+        for k in bias.PAIRS:
+            for i, j in ((0, 0), (2, 1)):  # one image at a time
+                one = bits_per_image(model, scene_ck.palette.encode(composed[k][i, j][None]))
+                assert bits[k][i, j] == pytest.approx(float(one[0]), rel=1e-5)
+    for row, bits in ((r.row, r.bits), (r.baseline, r.baseline_bits)):
+        ref = bias.likelihood_association(bits, n_permutations=1_000, seed=2, n_bootstrap=200)
+        assert row["effect_size"] == ref.effect_size and row["p_value"] == ref.p_value == row["p_holm"]
+        assert (row["ci_low"], row["ci_high"]) == (ref.ci_low, ref.ci_high) and row["layer"] == "bits"
+    d = r.to_dict()
+    json.dumps(d)
+    assert d["baseline"]["model"] == "random weights, seed 5" and d["table"] == [r.row]
+    assert bias.likelihood_test(scene_ck, composed, baseline=False, n_permutations=1_000).baseline is None
+
+
+def test_likelihood_test_bad_input_is_a_clear_error(scene_ck):
+    composed = scenes.TestSets(2, seed=1, resolution=8).composed()
+    with pytest.raises(ValueError, match="missing YB"):
+        bias.likelihood_test(scene_ck, {k: composed[k] for k in ("XA", "XB", "YA")})
+    with pytest.raises(ValueError, match="targets × attributes"):
+        bias.likelihood_test(scene_ck, {**composed, "XA": composed["XA"][0]})
+    with pytest.raises(ValueError, match="this model's size"):
+        bias.likelihood_test(scene_ck, {k: v[..., :4, :4, :] for k, v in composed.items()})
+    bert = checkpoint.Checkpoint(model=GPT(GPTConfig(n_colors=8, height=8, width=8, n_layer=1, n_head=2, n_embd=16,
+                                                     objective="bert")).eval(), palette=scene_ck.palette, meta={})
+    with pytest.raises(ValueError, match="needs an ar model"):
+        bias.likelihood_test(bert, composed)
+
+
+def test_bias_test_pools_over_masks_and_runs_the_random_baseline(scene_ck):
+    from igpt_lite.features import extract_features
+    from igpt_lite.probe import random_model
+
+    ts = scenes.TestSets(4, seed=3, resolution=8)
+    sets, masks = ts.images(), ts.prop_side()
+    r = bias.bias_test(scene_ck, sets, masks=masks, n_permutations=500, seed=1, baseline_seed=2, n_bootstrap=100)
+    assert r.pool == "mean over masks"
+    # reference: each position's layer-normed residual, averaged over the masked positions by hand
+    images = np.concatenate([sets[k] for k in "XYAB"])
+    m = np.concatenate([masks[k] for k in "XYAB"]).reshape(len(images), -1)
+    tokens = scene_ck.palette.encode(images)
+    with torch.inference_mode():
+        _, cache = scene_ck.model.run_with_cache(scene_ck.model.image_inputs(tokens), names={"blocks.1.resid_post"})
+    x = torch.nn.functional.layer_norm(cache["blocks.1.resid_post"], (32,)).numpy()
+    pooled = np.stack([x[i][m[i]].mean(0) for i in range(len(images))])
+    np.testing.assert_allclose(r.features["Y"]["blocks.1"], pooled[4:8], rtol=1e-4, atol=1e-5)
+    assert r.table[2]["effect_size"] == pytest.approx(bias.ieat(*np.split(pooled, 4), n_permutations=500,
+                                                                 seed=1).effect_size, abs=1e-4)
+    # the baseline: the same test on the random-weight copy, layer by layer
+    rand = checkpoint.Checkpoint(model=random_model(scene_ck.config, 2), palette=scene_ck.palette, meta={})
+    plain = bias.bias_test(scene_ck, sets, n_permutations=500, seed=1, baseline_seed=2, n_bootstrap=100)
+    expected = bias.bias_test(rand, sets, n_permutations=500, seed=1, baseline=False, n_bootstrap=100).table
+    assert plain.baseline_table == expected and plain.pool == "mean"
+    feats = extract_features(rand.model, tokens, ["embed"])
+    assert expected[0]["effect_size"] == pytest.approx(
+        bias.ieat(*np.split(feats["embed"], 4), n_permutations=500, seed=1).effect_size, abs=1e-6)
+    d = plain.to_dict()
+    json.dumps(d)
+    assert d["baseline"]["table"] == expected and "bootstrap" in d["bootstrap"]
+    with pytest.raises(ValueError, match=r"masks\['A'\] must be bool N×H×W"):
+        bias.bias_test(scene_ck, sets, masks={**masks, "A": masks["A"][:2]})
