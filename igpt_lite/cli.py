@@ -237,7 +237,7 @@ def cmd_export_hf(args) -> dict:
 
 
 def cmd_bias(args) -> dict:
-    from .bias import EXTRACTIONS, bias_test, load_ieat_folders
+    from .bias import EXTRACTIONS, bias_test, compose_halves, likelihood_test, load_ieat_folders
 
     ck = checkpoint.load_checkpoint(args.model)
     cfg = ck.config
@@ -248,9 +248,19 @@ def cmd_bias(args) -> dict:
         raise ValueError(f"the images are cropped square, but this model reads {cfg.height}×{cfg.width} images")
     folders = load_ieat_folders(args.x, args.y, args.a, args.b, cfg.height, ck.palette.channels, crop)
     sets = list(folders.values())
+    images = {k.upper(): f.images for k, f in folders.items()}
     t0 = time.perf_counter()
-    result = bias_test(ck, {k.upper(): f.images for k, f in folders.items()}, layers=args.layers, norm=norm,
-                       n_permutations=args.permutations, seed=args.seed)
+    # the test that asks a generative model what it expects leads: it found the association planted in
+    # figures-p90 where iEAT on embeddings did not (README, "The controlled bias experiment")
+    likelihood = {"skipped": "not asked (--compose none)"}
+    if args.compose != "none" and cfg.objective != "ar":
+        likelihood = {"skipped": "a bert model gives no likelihood of a whole image"}
+    elif args.compose != "none":
+        composed = {t + a: compose_halves(images[t], images[a], split=args.compose) for t in "XY" for a in "AB"}
+        likelihood = likelihood_test(ck, composed, n_permutations=args.permutations, seed=args.seed,
+                                     baseline=not args.no_baseline, baseline_seed=args.seed).to_dict()
+    result = bias_test(ck, images, layers=args.layers, norm=norm, n_permutations=args.permutations, seed=args.seed,
+                       baseline=not args.no_baseline, baseline_seed=args.seed)
     table = result.table
     seconds = time.perf_counter() - t0
     html = None
@@ -265,7 +275,8 @@ def cmd_bias(args) -> dict:
                                                   "resize": "area average (PIL box)", "pool": "mean"},
             "sets": {name: {"folder": str(f.path), "images": len(f.files), "modes": f.modes}
                      for name, f in folders.items()},
-            "notes": notes, "seed": args.seed, "seconds": seconds, "html": html, "table": table}
+            "notes": notes, "seed": args.seed, "seconds": seconds, "html": html,
+            "likelihood": likelihood, "ieat": result.to_dict(), "table": table, "baseline_table": result.baseline_table}
 
 
 def cmd_probe(args) -> dict:
@@ -379,6 +390,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--permutations", type=_count(1), default=100_000,
                    help="exact test when X u Y has at most this many partitions, else this many random ones")
     p.add_argument("--seed", type=_SEED, default=0, help="seed of the random partitions")
+    p.add_argument("--compose", default="rows", choices=["rows", "columns", "none"],
+                   help="likelihood test (ar models): each target composed with each attribute, the target's top "
+                   "half over the attribute's bottom half (rows) or its left half beside the attribute's right "
+                   "half (columns), scored in bits; meaningful only where targets' subjects sit in their top "
+                   "(left) half and attributes' in their bottom (right) half; none: iEAT only")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="skip the same tests on a random-weight copy of the model (what pixel statistics alone give)")
     p.add_argument("--html", default=None, help="write the per-layer plot (d, adjusted p) to this HTML file")
     _overwrite_arg(p, "--html")
     p.set_defaults(func=cmd_bias)
@@ -441,8 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_TABLE_COLUMNS = ("kind", "layer", "effect_size", "p_value", "p_holm", "n_permutations",  # bias
-                  "train_acc", "val_acc", "test_acc", "test_stderr", "C")  # probe; the rest is in --json
+_TABLE_COLUMNS = ("kind", "layer", "effect_size", "ci_low", "ci_high", "p_value", "p_holm", "n_permutations",  # bias
+                  "train_acc", "val_acc", "test_acc", "test_stderr", "C", "C_at_edge",  # probe
+                  "knn_test_acc")  # the rest is in --json
 
 
 def _table_text(rows: list[dict]) -> str:
@@ -455,6 +474,18 @@ def _table_text(rows: list[dict]) -> str:
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells)
 
 
+def _likelihood_text(value: dict) -> str:
+    if "skipped" in value:
+        return f"likelihood test: skipped ({value['skipped']})"
+    def one(r):
+        return (f"d {r['effect_size']:.2f} (95% CI {r['ci_low']:.2f} to {r['ci_high']:.2f}), p {r['p_value']:.2g}")
+
+    text = f"likelihood test: {one(value['table'][0])}"
+    if value.get("baseline"):
+        text += f"; random-weight copy: {one(value['baseline']['table'][0])}"
+    return text
+
+
 def _human(result: dict) -> str:
     lines = []
     for key, value in result.items():
@@ -464,8 +495,13 @@ def _human(result: dict) -> str:
             lines.append("best layer minus baselines: " + ", ".join(
                 f"{kind} {m['points']:+.1f} points ({m['z']:.1f} s.e.)" for kind, m in value["margins"].items()))
             continue
-        if key == "table":  # per-layer rows (bias): one aligned line each
-            lines.append(_table_text(value))
+        if key in ("table", "baseline_table") and value:  # per-layer rows: one aligned line each
+            lines.append(("random-weight copy:\n" if key == "baseline_table" else "") + _table_text(value))
+            continue
+        if key == "likelihood":  # bias: the likelihood test's one row, and its baseline's
+            lines.append(_likelihood_text(value))
+            continue
+        if key == "ieat":
             continue
         if isinstance(value, float):
             value = f"{value:.4g}"

@@ -242,6 +242,29 @@ def test_cli_bias_per_layer(tiny_setup, capsys, tmp_path):
 
     rc, out, _ = _run(capsys, "--model", root / "model", *_folders(root))
     assert rc == 0 and "effect_size" in out and "blocks.1" in out  # the human table
+    assert out.startswith("model:") and "likelihood test: d " in out and "random-weight copy" in out
+
+
+def test_cli_bias_leads_with_the_likelihood_test_of_composed_folders(tiny_setup, capsys):
+    root = tiny_setup
+    rc, out, err = _run(capsys, "--model", root / "model", *_folders(root), "--json", "--permutations", "200")
+    assert rc == 0, err
+    result = json.loads(out)
+    ck = checkpoint.load_checkpoint(root / "model")
+    folders = bias.load_ieat_folders(*(root / k for k in "XYAB"), ck.config.height, ck.palette.channels)
+    images = {k.upper(): f.images for k, f in folders.items()}
+    composed = {t + a: bias.compose_halves(images[t], images[a]) for t in "XY" for a in "AB"}
+    expected = bias.likelihood_test(ck, composed, n_permutations=200, seed=0, baseline_seed=0)
+    got = result["likelihood"]["table"][0]
+    assert got["effect_size"] == pytest.approx(expected.row["effect_size"])
+    assert got["p_value"] == expected.row["p_value"]
+    assert result["likelihood"]["baseline"]["table"][0]["effect_size"] == pytest.approx(
+        expected.baseline["effect_size"])
+    assert len(result["baseline_table"]) == len(result["table"])  # iEAT on the random-weight copy too
+    rc, out, _ = _run(capsys, "--model", root / "model", *_folders(root), "--json", "--compose", "none",
+                      "--no-baseline")
+    result = json.loads(out)
+    assert result["likelihood"] == {"skipped": "not asked (--compose none)"} and not result["baseline_table"]
 
 
 def test_cli_bias_bad_folders_are_clear_errors(tiny_setup, capsys, tmp_path):
