@@ -562,6 +562,9 @@ IGPT_S_CIFAR10 = {
 # ---- the probe report of a checkpoint: shipped beside it, cached on disk, or computed ----
 
 REPORT_FORMAT = "igpt-lite-probe-report/1"
+# bump when the probes compute something else for the same settings (2: pixel baselines choose on
+# validation whether to whiten), so stored reports of the old computation read as stale
+PROBE_VERSION = 2
 REPORT_FILE = "probe.json"  # a report shipped inside a checkpoint folder: data/models/<name>/probe.json
 # images per split (train, val, test) of the shipped reports and of those the app computes: all the
 # bundled models' tables are made in ~15 min on one thread (scripts/probe_tables.py)
@@ -656,7 +659,7 @@ def _settings(limit, norm, pool, Cs, max_iter, seed) -> dict:
     """probe_model's arguments, and the probes' own defaults that the table depends on too."""
     knn = inspect.signature(probe_layers).parameters
     linear = {k: v for k, v in vars(LinearProbe()).items() if k not in ("Cs", "max_iter")}
-    return {"limit": limit, "norm": norm, "pool": pool, "Cs": sorted(float(c) for c in np.atleast_1d(Cs)),
+    return {"version": PROBE_VERSION, "limit": limit, "norm": norm, "pool": pool, "Cs": sorted(float(c) for c in np.atleast_1d(Cs)),
             "max_iter": int(max_iter), "seed": int(seed), "linear_probe": linear,
             "knn": {k: knn[k].default for k in ("knn_k", "knn_temperature") if k in knn}}
 
