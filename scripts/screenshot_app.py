@@ -64,14 +64,16 @@ def app_server(env: dict | None = None, log=None):
 
 
 @contextlib.contextmanager
-def chromium(width: int = 1400, height: int = 1000):
-    """A new headless Chromium page (one browser per context: sessions do not share state)."""
+def chromium(n_pages: int = 1, width: int = 1400, height: int = 1000):
+    """Headless Chromium: one page, or a list of `n_pages` pages each in its own browser context
+    (separate cookies and storage: separate app sessions)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
-            yield browser.new_page(viewport={"width": width, "height": height})
+            pages = [browser.new_page(viewport={"width": width, "height": height}) for _ in range(n_pages)]
+            yield pages[0] if n_pages == 1 else pages
         finally:
             browser.close()
 
