@@ -5,11 +5,11 @@ import streamlit as st
 from common import model_sidebar
 
 st.set_page_config(page_title="igpt-lite", layout="wide")
-pages = [st.Page("pages/complete.py", title="Complete an image", default=True),
-         st.Page("pages/attention.py", title="Attention"),
-         st.Page("pages/depth.py", title="Feature quality versus depth"),
-         st.Page("pages/bias.py", title="Bias probes"),
-         st.Page("pages/palette.py", title="Palette")]
+pages = [st.Page("views/complete.py", title="Complete an image", default=True),
+         st.Page("views/attention.py", title="Attention"),
+         st.Page("views/depth.py", title="Feature quality versus depth"),
+         st.Page("views/bias.py", title="Bias probes"),
+         st.Page("views/palette.py", title="Palette")]
 page = st.navigation(pages)
 model_sidebar()
 page.run()

@@ -19,23 +19,6 @@ APP = Path(__file__).resolve().parent.parent / "app"
 pytestmark = pytest.mark.skipif(not (BUNDLED_DIR / "mnist-small").exists(), reason="bundled models missing")
 
 
-@pytest.fixture(autouse=True)
-def navigation_mode(monkeypatch):
-    """Run main.py (navigation + sidebar) on every rerun, as the server does. app/ holds a pages/
-    folder, and AppTest resets PagesManager.uses_pages_directory before each run, so Streamlit
-    re-detects its legacy pages/ mode and a rerun on a page executes that page file alone (no
-    sidebar). st.navigation turns the flag off on the server; keep it off here too."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    init = PagesManager.__init__
-
-    def navigation_init(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", navigation_init)
-
-
 def app() -> AppTest:
     """The app as a browser opens it: main.py (navigation + sidebar), first page "Complete an image"."""
     return AppTest.from_file(str(APP / "main.py"), default_timeout=120)

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from igpt_lite import attention, checkpoint, plots
 from igpt_lite.data import load_dataset
-from test_app import navigation_mode, weights_digest  # noqa: F401 (an autouse fixture)
+from test_app import weights_digest
 
 APP = Path(__file__).resolve().parent.parent / "app"
 pytestmark = pytest.mark.skipif(not (checkpoint.BUNDLED_DIR / "mnist-small").exists(), reason="bundled models missing")
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not (checkpoint.BUNDLED_DIR / "mnist-small").exi
 
 def attention_page() -> AppTest:
     at = AppTest.from_file(str(APP / "main.py"), default_timeout=120).run()
-    at.switch_page(str(APP / "pages" / "attention.py")).run()
+    at.switch_page(str(APP / "views" / "attention.py")).run()
     assert not at.exception, at.exception
     return at
 

@@ -12,7 +12,6 @@ from streamlit.testing.v1 import AppTest
 
 from igpt_lite import bias, data, scenes
 from igpt_lite.checkpoint import BUNDLED_DIR, load_checkpoint
-from test_app import navigation_mode  # noqa: F401  (autouse: main.py runs on every rerun, as on the server)
 from test_images import _bomb_png
 
 APP = Path(__file__).resolve().parent.parent / "app"
@@ -20,11 +19,11 @@ pytestmark = pytest.mark.skipif(not (BUNDLED_DIR / "figures-p90").exists(), reas
 
 
 def open_page(page: str, title: str, model: str | None = None) -> AppTest:
-    """The app opened as a browser does (main.py), `model` chosen in the sidebar, then app/pages/`page`."""
+    """The app opened as a browser does (main.py), `model` chosen in the sidebar, then app/views/`page`."""
     at = AppTest.from_file(str(APP / "main.py"), default_timeout=300).run()
     if model:
         at.sidebar.selectbox(key="model_label").set_value(f"{model} (bundled)").run()
-    at.switch_page(str(APP / "pages" / page)).run()
+    at.switch_page(str(APP / "views" / page)).run()
     assert not at.exception, at.exception
     assert at.title[0].value == title
     return at
@@ -91,8 +90,16 @@ def test_figures_p90_table_is_bias_test_on_the_same_generated_sets():
                               n_permutations=100_000, seed=0)
     table_equals(at.dataframe[0].value, expected.table)
     best = expected.smallest_holm()
-    assert at.subheader[0].value.startswith(f"figures-p90: smallest Holm-adjusted p at {best['layer']}: "
+    assert [h.value for h in at.subheader[:2]] == ["Likelihood association test", "iEAT on every layer"]
+    assert at.subheader[2].value.startswith(f"figures-p90: smallest Holm-adjusted p at {best['layer']}: "
                                             f"d = {best['effect_size']:.3f}")
+    # the likelihood test leads: 16 men and 16 women, each with 6 career and 6 domestic props, seed 0
+    composed = scenes.TestSets(16, seed=0, resolution=32).composed(16, 6)
+    lik = bias.likelihood_test(load_checkpoint("figures-p90"), composed, n_permutations=100_000, seed=0)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["d (95% CI)"] == f"{lik.row['effect_size']:.2f}"
+    assert metrics["p (one-sided)"] == f"{lik.row['p_value']:.2g}"
+    assert metrics["random-weight copy: d, p"] == f"{lik.baseline['effect_size']:.2f}, {lik.baseline['p_value']:.2g}"
     if getattr(expected, "baseline_table", None):
         table_equals(at.dataframe[1].value, expected.baseline_table)
     assert len(at.get("plotly_chart")) == 1

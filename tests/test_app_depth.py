@@ -11,7 +11,6 @@ from igpt_lite import probe
 from igpt_lite.checkpoint import BUNDLED_DIR, load_checkpoint, save_checkpoint
 from igpt_lite.probe import REPORT_FILE, probe_model, probe_report, probe_summary
 from conftest import tiny_model
-from test_app import navigation_mode  # noqa: F401  (autouse: main.py's sidebar runs on every rerun)
 
 APP = Path(__file__).resolve().parent.parent / "app"
 TINY = dict(limit=30, Cs=[0.1, 1.0])  # a tiny limit and C grid: seconds, not minutes
@@ -107,7 +106,7 @@ def test_layer_umap_of_held_out_images(digits_model, cache):
 
 def depth_page(**model) -> AppTest:
     at = AppTest.from_file(str(APP / "main.py"), default_timeout=120).run()
-    at.switch_page(str(APP / "pages" / "depth.py")).run()
+    at.switch_page(str(APP / "views" / "depth.py")).run()
     if "label" in model:
         at.sidebar.selectbox(key="model_label").set_value(model["label"]).run()
     if "path" in model:
@@ -149,8 +148,8 @@ def test_a_bundled_model_shows_its_shipped_table(name):
     assert any("no training run beside it" in i.value for i in at.info)  # bundled: no run folder
     assert at.selectbox(key="depth_layer").value == summary["trained"]["layer"]  # UMAP of the best layer
     assert len(at.get("plotly_chart")) == 1
-    at.switch_page(str(APP / "pages" / "attention.py")).run()
-    at.switch_page(str(APP / "pages" / "depth.py")).run()  # back again: still the best layer first
+    at.switch_page(str(APP / "views" / "attention.py")).run()
+    at.switch_page(str(APP / "views" / "depth.py")).run()  # back again: still the best layer first
     assert at.selectbox(key="depth_layer").value == summary["trained"]["layer"] and shown(at) == expected(summary)
 
 

@@ -12,7 +12,6 @@ from streamlit.testing.v1 import AppTest
 from igpt_lite import data
 from igpt_lite.checkpoint import BUNDLED_DIR, load_checkpoint
 from igpt_lite.palette import Palette, palette_sweep
-from test_app import navigation_mode  # noqa: F401  (autouse: main.py runs on every rerun, as on the server)
 from test_app_bias import open_page
 from test_images import _bomb_png
 pytestmark = pytest.mark.skipif(not (BUNDLED_DIR / "mnist-small").exists(), reason="bundled models missing")

@@ -1,4 +1,6 @@
-"""Bias probes: iEAT on every layer of the chosen model (bias.bias_test), on the generated figures
+"""Bias probes. First the likelihood association test (bias.likelihood_test: every target composed
+with every attribute, scored in bits by the model; it found the association planted in figures-p90
+where iEAT did not), then iEAT on every layer of the chosen model (bias.bias_test), on the generated figures
 test sets (scenes.make_test_sets) or on four sets the user uploads (several files a set:
 data.load_image_files; or one zip with folders X/, Y/, A/, B/: data.read_image_sets_zip).
 
@@ -19,6 +21,8 @@ UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp"]
 ROLES = {"X": "targets (e.g. men)", "Y": "targets (e.g. women)", "A": "attributes (e.g. career)",
          "B": "attributes (e.g. family)"}
 N_CHOICES = [10, 25, 50, 100]
+# the likelihood test composes each target with each attribute: (2 × targets) × (2 × attributes) scenes
+LIKELIHOOD_TARGETS, LIKELIHOOD_ATTRIBUTES = 16, 6
 PERMUTATIONS = 100_000
 ALPHA = 0.05
 THUMBS = 24  # thumbnails drawn per set
@@ -40,6 +44,20 @@ def scene_sets(n: int, seed: int, resolution: int, channels: int) -> dict:
 @st.cache_data(show_spinner=False, max_entries=16)
 def run_test(path: str, sets: dict, seed: int) -> bias.BiasResult:
     return bias.bias_test(load_model(path), sets, n_permutations=PERMUTATIONS, seed=seed)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def composed_scenes(seed: int, resolution: int, channels: int) -> dict:
+    """Each generated target (a person beside an empty prop slot) with each prop in that slot."""
+    sets = scenes.TestSets(max(LIKELIHOOD_TARGETS, LIKELIHOOD_ATTRIBUTES), seed=seed, resolution=resolution)
+    composed = sets.composed(LIKELIHOOD_TARGETS, LIKELIHOOD_ATTRIBUTES)
+    return {k: data.to_channels(v.reshape(-1, *v.shape[2:]), channels).reshape(*v.shape[:4], channels)
+            for k, v in composed.items()}
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def run_likelihood(path: str, composed: dict, seed: int) -> bias.LikelihoodResult:
+    return bias.likelihood_test(load_model(path), composed, n_permutations=PERMUTATIONS, seed=seed)
 
 
 def too_small(n_x: int, n_y: int) -> str | None:
@@ -134,7 +152,7 @@ for col, k in zip(cols, bias.SET_NAMES):
 
 digest = hashlib.sha256(b"".join(sets[k].tobytes() for k in bias.SET_NAMES)).hexdigest()
 request = (path, digest, seed)
-if st.button("Run iEAT on every layer", type="primary", key="bias_run"):
+if st.button("Run the tests", type="primary", key="bias_run"):
     st.session_state["bias_request"] = request
 if st.session_state.get("bias_request") != request:
     st.info(f"Press the button to test every layer of {name} ({PERMUTATIONS:,} sampled partitions a layer, and the "
@@ -142,6 +160,31 @@ if st.session_state.get("bias_request") != request:
             f"{sum(len(v) for v in sets.values())} images: allow a little while on a CPU; results are kept.")
     st.stop()
 
+st.subheader("Likelihood association test")
+if ck.config.objective != "ar":
+    st.info("A BERT model gives no likelihood of a whole image: only iEAT applies (below).")
+else:
+    if source == SOURCES[0]:
+        composed = composed_scenes(seed, res, channels)
+        how = (f"each of {LIKELIHOOD_TARGETS} men and {LIKELIHOOD_TARGETS} women (`scenes.TestSets`, seed {seed}) beside "
+               f"each of {LIKELIHOOD_ATTRIBUTES} career and {LIKELIHOOD_ATTRIBUTES} domestic props")
+    else:
+        composed = {t + a: bias.compose_halves(sets[t], sets[a]) for t in "XY" for a in "AB"}
+        how = ("each target image's top half above each attribute image's bottom half (meaningful only when the "
+               "targets' subject sits in their top half and the attributes' in their bottom half)")
+    with st.spinner("Scoring every composed image in bits…"):
+        lik = run_likelihood(path, composed, seed)
+    r, b = lik.row, lik.baseline
+    verdict = "significant" if r["p_value"] < ALPHA else "not significant"
+    m1, m2, m3 = st.columns(3)
+    m1.metric("d (95% CI)", f"{r['effect_size']:.2f}", help=f"bootstrap interval {r['ci_low']:.2f} to {r['ci_high']:.2f}")
+    m2.metric("p (one-sided)", f"{r['p_value']:.2g}")
+    m3.metric("random-weight copy: d, p", f"{b['effect_size']:.2f}, {b['p_value']:.2g}" if b else "not run")
+    st.caption(f"{name}: {verdict} at {ALPHA}; d's 95% bootstrap interval {r['ci_low']:.2f} to {r['ci_high']:.2f}. "
+               f"Composed scenes: {how}. s(x) = mean bits with a B attribute minus mean bits with an A "
+               "attribute, then the same statistic, effect size and permutation test as iEAT.")
+
+st.subheader("iEAT on every layer")
 with st.spinner("Extracting features and testing every layer…"):
     try:
         result = run_test(path, sets, seed)
@@ -164,6 +207,7 @@ st.dataframe(result.table, column_config=COLUMNS, hide_index=True, key="bias_tab
 if baseline:
     st.markdown(f"**The same test on a random-weight copy** of {name} (untrained: what pixel statistics alone give)")
     st.dataframe(baseline, column_config=COLUMNS, hide_index=True, key="bias_baseline")
-summary = {"model": name, "checkpoint": path, "source": source, **result.to_dict()}
+summary = {"model": name, "checkpoint": path, "source": source, **result.to_dict(),
+           "likelihood": lik.to_dict() if ck.config.objective == "ar" else None}
 st.download_button("Download the result (JSON)", json.dumps(summary, indent=1, default=str),
                    file_name="bias_result.json", mime="application/json")
