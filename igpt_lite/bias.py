@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .model import random_model
+
 # Partition sums that differ by less than this (relative to sum |s|) are ties: the same partition
 # summed in another order can differ in the last bits, and it must still count as ">= observed".
 _TIE_TOLERANCE = 1e-10
@@ -318,11 +320,9 @@ def bias_test(checkpoint, sets: dict, *, layers=None, norm: str = "layernorm", n
     normalised (`norm`, see features.py) and mean-pooled, from one forward pass over all images;
     with `masks` ({"X": bool N×H×W, ...}) pooled over the chosen positions only (e.g.
     `scenes.TestSets.prop_side()`: where the prop stands or would stand).
-    `baseline`: the same test on a random-weight copy (`probe.random_model`, seed `baseline_seed`).
+    `baseline`: the same test on a random-weight copy (`model.random_model`, seed `baseline_seed`).
     Each row carries a bootstrap interval for d (see `bootstrap_ci`)."""
     from .features import extract_features, parse_layers
-    from .probe import random_model
-
     _check_images(checkpoint, sets, SET_NAMES)
     for k in SET_NAMES:
         if np.ndim(sets[k]) != 4:
@@ -435,8 +435,6 @@ def likelihood_test(checkpoint, composed: dict, *, n_permutations: int = 100_000
     uint8 n_x×n_a×H×W×C (target i of X with attribute j of A), "XB", "YA", "YB"}, e.g.
     `scenes.TestSets(...).composed()` or `compose_halves`. Every image is scored once by the model
     (and once by a random-weight copy when `baseline`)."""
-    from .probe import random_model
-
     if checkpoint.config.objective != "ar":
         raise ValueError("the likelihood test needs an ar model: a bert model gives no likelihood of a whole "
                          "image; use bias_test (iEAT) instead")

@@ -296,3 +296,11 @@ class GPT(nn.Module):
 
     def new_kv_cache(self, batch_size: int) -> KVCache:
         return KVCache(self.config, batch_size, device=self.device, dtype=self.wte.weight.dtype)
+
+
+def random_model(config: GPTConfig, seed: int = 0) -> GPT:
+    """The same architecture with fresh random weights (GPT's own init), seeded without touching
+    the caller's global torch RNG: the baseline of the probes and of the bias tests."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return GPT(config).eval()

@@ -30,7 +30,7 @@ import torch
 from . import data
 from .checkpoint import Checkpoint, load_checkpoint, step_dirs
 from .features import extract_features, feature_layers, features_key, parse_layers
-from .model import GPT, GPTConfig
+from .model import GPT, GPTConfig, random_model  # noqa: F401 (random_model: the baselines; also imported from here)
 from .palette import Palette
 
 # inverse regularisation strengths, weakest last; wide on purpose: a chosen C at either end of
@@ -313,14 +313,6 @@ def _counter(on_step, total: int):
         if on_step is not None:
             on_step(done, total)
     return tick
-
-
-def random_model(config: GPTConfig, seed: int = 0) -> GPT:
-    """The same architecture with fresh random weights (GPT's own init), seeded without touching
-    the caller's global torch RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return GPT(config).eval()
 
 
 def _pixels(images: np.ndarray) -> np.ndarray:

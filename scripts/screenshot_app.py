@@ -23,6 +23,11 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run"]
 # url path of each page (st.navigation names them after their files), and the file stem for screenshots
 PAGES = {"complete": "", "attention": "attention", "depth": "depth", "bias": "bias", "palette": "palette"}
+TITLES = {"complete": "Complete an image", "attention": "Attention", "depth": "Feature quality versus depth",
+          "bias": "Bias probes", "palette": "Palette"}
+# what the screenshots press first, so that each shows a result: (page, sidebar model or None, buttons)
+SHOTS = {"complete": (None, ["Complete (same seed)"]), "attention": (None, []), "depth": (None, []),
+         "bias": ("figures-p90", ["Run the tests"]), "palette": ("figures-p90", ["Fit palettes"])}
 
 
 def free_port() -> int:
@@ -95,9 +100,20 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     with app_server() as (url, _), chromium() as page:
         for name in args.pages:
-            page.goto(f"{url}/{PAGES[name]}")
+            model, buttons = SHOTS[name]
+            page.goto(url)  # through main.py, as a person opens the app
             settle(page)
-            page.wait_for_timeout(1000)  # let charts finish drawing
+            if model:
+                page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").first.click()
+                page.get_by_role("option", name=f"{model} (bundled)").click()
+                settle(page)
+            if PAGES[name]:
+                page.get_by_role("link", name=TITLES[name]).click()
+                settle(page)
+            for label in buttons:
+                page.get_by_role("button", name=label).click()
+                settle(page, timeout_ms=600_000)
+            page.wait_for_timeout(1500)  # let charts finish drawing
             page.screenshot(path=str(out / f"{name}.png"), full_page=True)
             print(out / f"{name}.png")
 

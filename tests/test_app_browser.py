@@ -28,8 +28,7 @@ def _harness():
 
 
 H = _harness()
-TITLES = {"complete": "Complete an image", "attention": "Attention", "depth": "Feature quality versus depth",
-          "bias": "Bias probes", "palette": "Palette"}
+TITLES = H.TITLES
 
 
 @pytest.fixture(scope="module")
