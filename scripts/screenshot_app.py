@@ -95,10 +95,12 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="docs/app")
     p.add_argument("--pages", nargs="*", default=list(PAGES), choices=list(PAGES))
+    p.add_argument("--height", type=int, default=2600, help="window height in pixels")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with app_server() as (url, _), chromium() as page:
+    # a tall window: Streamlit scrolls inside the page, so a full-page shot is only as tall as the window
+    with app_server() as (url, _), chromium(height=args.height) as page:
         for name in args.pages:
             model, buttons = SHOTS[name]
             page.goto(url)  # through main.py, as a person opens the app

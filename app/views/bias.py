@@ -111,8 +111,9 @@ ck = current_checkpoint()
 path = st.session_state["checkpoint_path"]
 name, trained_on = ck.summary().name, ck.meta.get("dataset")
 res, channels = ck.config.height, ck.palette.channels
-st.caption(f"iEAT (Steed & Caliskan, 2021) on every layer of {name}: is the association of X with A (and Y with "
-           "B) stronger than chance? Features: each layer's output, layer-normed and mean-pooled.")
+st.caption(f"Is the association of X with A (and Y with B) in {name} stronger than chance? First the likelihood "
+           "association test (every target composed with every attribute, scored by the model in bits), then "
+           "iEAT (Steed & Caliskan, 2021) on every layer's features (layer-normed, mean-pooled).")
 
 source = st.radio("Test sets", SOURCES, horizontal=True, key=f"bias_source:{path}",  # per model: its own default
                   index=0 if str(trained_on).startswith("figures") else 1)
