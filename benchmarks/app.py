@@ -59,6 +59,7 @@ def completion(page, seed: int) -> float:
 
 def attention_click(page, row: int, col: int, width: int) -> float:
     point = page.locator(".st-key-attention_click path.point").nth(row * width + col)
+    point.wait_for(state="attached", timeout=60_000)  # plotly draws after the script run ends
     box = point.bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     t0 = time.perf_counter()

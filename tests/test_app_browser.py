@@ -104,7 +104,8 @@ def test_clicking_a_pixel_redraws_the_attention_from_it(app, shots):
     with H.chromium() as page:
         _open(page, app, "attention")
         points = page.locator(".st-key-attention_click path.point")
-        assert points.count() > 100  # one square marker per pixel
+        points.first.wait_for(state="attached", timeout=60_000)  # plotly draws after the script run ends
+        assert points.count() == 28 * 28  # one square marker per pixel
         target = points.nth(3 * 28 + 5)  # raster order: row 3, column 5 of a 28-wide image
         box = target.bounding_box()
         page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
