@@ -471,6 +471,12 @@ def likelihood_null_calibration(bits: dict, *, n_trials: int = 1_000, n_permutat
                            stderr=math.sqrt(alpha * (1 - alpha) / n_trials))
 
 
+def compose_sets(sets: dict, split: str = "rows") -> dict:
+    """{"XA", "XB", "YA", "YB"}: `compose_halves` of each target set of `sets` (X, Y) with each
+    attribute set (A, B): the `composed` argument of `likelihood_test` for users' images."""
+    return {t + a: compose_halves(sets[t], sets[a], split=split) for t in "XY" for a in "AB"}
+
+
 def compose_halves(targets, attributes, split: str = "rows") -> np.ndarray:
     """Users' images composed for the likelihood test: uint8 n_t×n_a×H×W×C, entry [i, j] target i's
     top half over attribute j's bottom half (split="rows"), or target i's left half beside attribute
@@ -503,10 +509,16 @@ def load_ieat_folders(x, y, a, b, resolution: int, channels: int, crop: str = "c
     from .data import load_image_folder
 
     folders = {name: load_image_folder(p, resolution, channels, crop) for name, p in dict(x=x, y=y, a=a, b=b).items()}
-    n_x, n_y = len(folders["x"].files), len(folders["y"].files)
-    if smallest_p_value(n_x, n_y) >= alpha:
-        raise ValueError(f"{folders['x'].path} and {folders['y'].path} hold {n_x} and {n_y} images: they split "
-                         f"only {n_partitions(n_x, n_y)} ways, so the smallest possible p-value is "
-                         f"{smallest_p_value(n_x, n_y):.3g} and no result could be significant at {alpha}; "
-                         "add target images (4 per set is the least for equal sets; 20 or more is advisable)")
+    check_target_sizes(len(folders["x"].files), len(folders["y"].files), alpha,
+                       f"{folders['x'].path} and {folders['y'].path}")
     return folders
+
+
+def check_target_sizes(n_x: int, n_y: int, alpha: float = 0.05, what: str = "X and Y") -> None:
+    """Refuse target sets too small for the permutation test ever to give p < alpha (two images
+    each, for instance, allow only 6 partitions: p is never below 1/6)."""
+    if smallest_p_value(n_x, n_y) >= alpha:
+        raise ValueError(f"{what} hold {n_x} and {n_y} images: they split only {n_partitions(n_x, n_y)} ways, so the "
+                         f"smallest possible p-value is {smallest_p_value(n_x, n_y):.3g} and no result could be "
+                         f"significant at {alpha}; add target images (4 per set is the least for equal sets; 20 or "
+                         "more is advisable)")

@@ -237,7 +237,7 @@ def cmd_export_hf(args) -> dict:
 
 
 def cmd_bias(args) -> dict:
-    from .bias import EXTRACTIONS, bias_test, compose_halves, likelihood_test, load_ieat_folders
+    from .bias import EXTRACTIONS, bias_test, compose_sets, likelihood_test, load_ieat_folders
 
     ck = checkpoint.load_checkpoint(args.model)
     cfg = ck.config
@@ -256,8 +256,7 @@ def cmd_bias(args) -> dict:
     if args.compose != "none" and cfg.objective != "ar":
         likelihood = {"skipped": "a bert model gives no likelihood of a whole image"}
     elif args.compose != "none":
-        composed = {t + a: compose_halves(images[t], images[a], split=args.compose) for t in "XY" for a in "AB"}
-        likelihood = likelihood_test(ck, composed, n_permutations=args.permutations, seed=args.seed,
+        likelihood = likelihood_test(ck, compose_sets(images, split=args.compose), n_permutations=args.permutations, seed=args.seed,
                                      baseline=not args.no_baseline, baseline_seed=args.seed).to_dict()
     result = bias_test(ck, images, layers=args.layers, norm=norm, n_permutations=args.permutations, seed=args.seed,
                        baseline=not args.no_baseline, baseline_seed=args.seed)

@@ -493,17 +493,23 @@ def umap_scatter(embedding: np.ndarray, labels, class_names=None, title: str = "
 
 # ---- teaching figures (notebooks 04 and 05) ----
 
+def _bool_panels(masks: dict) -> dict:
+    """{name: 2-D bool array}, all of one shape, or a ValueError saying what came instead."""
+    masks = {name: np.asarray(m, dtype=bool) for name, m in masks.items()}
+    shapes = {m.shape for m in masks.values()}
+    if not masks or len(shapes) > 1 or len(next(iter(shapes))) != 2:
+        raise ValueError(f"masks must be one or more H×W bool arrays of one shape, got shapes "
+                         f"{ {name: m.shape for name, m in masks.items()} }")
+    return masks
+
+
 def visibility_figure(masks: dict, pixel, image: np.ndarray | None = None, panel_px: int = 260):
     """What one query pixel may attend to, a panel per objective, e.g. {"ar": H×W bool, "bert": H×W
     bool} from attention.visible_pixels: the image where the query can see, greyed where it cannot,
     the query marked. Panel titles count the pixels seen."""
     from plotly.subplots import make_subplots
 
-    masks = {name: np.asarray(m, dtype=bool) for name, m in masks.items()}
-    shapes = {m.shape for m in masks.values()}
-    if not masks or len(shapes) > 1 or len(next(iter(shapes))) != 2:
-        raise ValueError(f"masks must be one or more H×W bool arrays of one shape, got shapes "
-                         f"{ {name: m.shape for name, m in masks.items()} }")
+    masks = _bool_panels(masks)
     titles = [f"{name}: sees {int(m.sum())} of {m.size} pixels" for name, m in masks.items()]
     h, w = next(iter(masks.values())).shape
     gap = 30
@@ -603,11 +609,7 @@ def attention_mask_chart(masks: dict, title: str = "Which position may attend to
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    masks = {name: np.asarray(m, dtype=bool) for name, m in masks.items()}
-    shapes = {m.shape for m in masks.values()}
-    if not masks or len(shapes) > 1 or len(next(iter(shapes))) != 2:
-        raise ValueError(f"masks must be one or more H×W bool arrays of one shape, got shapes "
-                         f"{ {name: m.shape for name, m in masks.items()} }")
+    masks = _bool_panels(masks)
     titles = [f"{name}: {int(m.sum())} of {m.size} pairs allowed" for name, m in masks.items()]
     fig = make_subplots(rows=1, cols=len(masks), subplot_titles=titles, horizontal_spacing=0.08)
     for i, m in enumerate(masks.values()):

@@ -30,7 +30,7 @@ import torch
 from . import data
 from .checkpoint import Checkpoint, load_checkpoint, step_dirs
 from .features import extract_features, feature_layers, features_key, parse_layers
-from .model import GPT, GPTConfig, random_model  # noqa: F401 (random_model: the baselines; also imported from here)
+from .model import GPT, GPTConfig, random_model
 from .palette import Palette
 
 # inverse regularisation strengths, weakest last; wide on purpose: a chosen C at either end of
@@ -390,7 +390,8 @@ def probe_model(checkpoint, dataset: str | None = None, *, layers=None, limit: i
                             device=ck.model.device, on_step=lambda done, total: tick(), **opts)
 
 
-def _step_of(path: Path) -> int:
+def step_of(path: Path) -> int:
+    """The training step of a run's checkpoint folder: step-000500 -> 500."""
     return int(path.name.split("-", 1)[1])
 
 
@@ -412,7 +413,7 @@ def probe_checkpoints(run_dir, dataset: str | None = None, *, layers=None, steps
     validation bits/dim training recorded at that step: `checkpoint_val_bpd`) columns, then the
     baselines once (a run's checkpoints share architecture and palette, so they share baselines).
     on_step(done, total): progress, as in probe_model."""
-    dirs = [d for d in step_dirs(run_dir) if steps is None or _step_of(d) in set(steps)]
+    dirs = [d for d in step_dirs(run_dir) if steps is None or step_of(d) in set(steps)]
     if not dirs:
         raise FileNotFoundError(f"{run_dir}: no step-* checkpoints{' for steps ' + str(list(steps)) if steps else ''}"
                                 " (train with --keep 0 to keep every saved step)")
@@ -427,7 +428,7 @@ def probe_checkpoints(run_dir, dataset: str | None = None, *, layers=None, steps
     for d in dirs:
         ck = last if d == dirs[-1] else load_checkpoint(d)
         ck.check_palette(last.palette)  # same tokens for every step
-        extra = {"step": _step_of(d), "checkpoint": str(d), "val_bpd": checkpoint_val_bpd(ck, _step_of(d))}
+        extra = {"step": step_of(d), "checkpoint": str(d), "val_bpd": checkpoint_val_bpd(ck, step_of(d))}
         rows += [{**r, **extra} for r in _trained_rows(ck, tokens, labels, layers, tick=tick, **opts)]
     return rows + baselines(images, labels, last.palette, last.config, tokens_by_split=tokens, layers=layers,
                             seed=seed, device=last.model.device, on_step=lambda done, total: tick(), **opts)
@@ -700,7 +701,7 @@ def probe_report(checkpoint, dataset: str | None = None, *, limit: int | None = 
                          "with `igpt-lite train --keep 0`): there is nothing to probe over training")
     models = [model_hash(ck if d == ck.path else load_checkpoint(d)) for d in steps] if steps else [model_hash(ck)]
     wanted = {"format": REPORT_FORMAT, "models": models, "dataset": name, "settings": settings,
-              "steps": [_step_of(d) for d in steps] if steps else None}
+              "steps": [step_of(d) for d in steps] if steps else None}
     root = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
     cached = root / "probes" / f"{_report_key(wanted)}.json"
     stored = [] if over_training or ck.path is None else [("shipped", ck.path / REPORT_FILE)]

@@ -253,7 +253,7 @@ def test_cli_bias_leads_with_the_likelihood_test_of_composed_folders(tiny_setup,
     ck = checkpoint.load_checkpoint(root / "model")
     folders = bias.load_ieat_folders(*(root / k for k in "XYAB"), ck.config.height, ck.palette.channels)
     images = {k.upper(): f.images for k, f in folders.items()}
-    composed = {t + a: bias.compose_halves(images[t], images[a]) for t in "XY" for a in "AB"}
+    composed = {t + a: bias.compose_halves(images[t], images[a]) for t in "XY" for a in "AB"}  # by hand
     expected = bias.likelihood_test(ck, composed, n_permutations=200, seed=0, baseline_seed=0)
     got = result["likelihood"]["table"][0]
     assert got["effect_size"] == pytest.approx(expected.row["effect_size"])
@@ -482,7 +482,7 @@ def scene_ck():
 
 
 def test_likelihood_test_scores_every_composed_image_and_its_random_baseline(scene_ck):
-    from igpt_lite.probe import random_model
+    from igpt_lite.model import random_model
     from igpt_lite.train import bits_per_image
 
     composed = scenes.TestSets(3, seed=1, resolution=8).composed(3, 2)
@@ -519,7 +519,7 @@ def test_likelihood_test_bad_input_is_a_clear_error(scene_ck):
 
 def test_bias_test_pools_over_masks_and_runs_the_random_baseline(scene_ck):
     from igpt_lite.features import extract_features
-    from igpt_lite.probe import random_model
+    from igpt_lite.model import random_model
 
     ts = scenes.TestSets(4, seed=3, resolution=8)
     sets, masks = ts.images(), ts.prop_side()

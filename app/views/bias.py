@@ -60,15 +60,6 @@ def run_likelihood(path: str, composed: dict, seed: int) -> bias.LikelihoodResul
     return bias.likelihood_test(load_model(path), composed, n_permutations=PERMUTATIONS, seed=seed)
 
 
-def too_small(n_x: int, n_y: int) -> str | None:
-    """The message bias.load_ieat_folders gives when no result could be significant, else None."""
-    if bias.smallest_p_value(n_x, n_y) < ALPHA:
-        return None
-    return (f"X and Y hold {n_x} and {n_y} images: they split only {bias.n_partitions(n_x, n_y)} ways, so the "
-            f"smallest possible p-value is {bias.smallest_p_value(n_x, n_y):.3g} and no result could be significant "
-            f"at {ALPHA}; add target images (4 per set is the least for equal sets; 20 or more is advisable)")
-
-
 def uploaded_sets(res: int, channels: int) -> dict | None:
     """The user's four sets as model inputs, or None (with a message in the page saying what to do)."""
     how = st.radio("Upload as", UPLOAD_HOW, horizontal=True, key="bias_upload_how")
@@ -99,9 +90,10 @@ def uploaded_sets(res: int, channels: int) -> dict | None:
         st.caption(f"Left out (not inside X/, Y/, A/ or B/): {', '.join(ignored)}")
     for note in filter(None, (f.conversion_note(channels) for f in folders.values())):
         st.caption(note)
-    message = too_small(len(folders["X"].images), len(folders["Y"].images))
-    if message:
-        st.error(message)
+    try:
+        bias.check_target_sizes(len(folders["X"].images), len(folders["Y"].images), ALPHA)
+    except ValueError as e:
+        st.error(str(e))
         return None
     return {k: f.images for k, f in folders.items()}
 
@@ -170,7 +162,7 @@ else:
         how = (f"each of {LIKELIHOOD_TARGETS} men and {LIKELIHOOD_TARGETS} women (`scenes.TestSets`, seed {seed}) beside "
                f"each of {LIKELIHOOD_ATTRIBUTES} career and {LIKELIHOOD_ATTRIBUTES} domestic props")
     else:
-        composed = {t + a: bias.compose_halves(sets[t], sets[a]) for t in "XY" for a in "AB"}
+        composed = bias.compose_sets(sets)
         how = ("each target image's top half above each attribute image's bottom half (meaningful only when the "
                "targets' subject sits in their top half and the attributes' in their bottom half)")
     with st.spinner("Scoring every composed image in bits…"):

@@ -62,7 +62,7 @@ def read_upload() -> tuple[np.ndarray, str] | None:
     how = "area average" if s >= res else "bicubic"
     a, b, _ = st.columns([1, 1, 2])
     a.image(full if channels == 3 else full[..., 0], caption=f"{upload.name}: {w}×{h}", width=220)
-    b.image(plots.image_grid(palette.decode(palette.encode(image[None]), res, res), scale=max(1, 220 // res), pad=0),
+    b.image(plots.image_grid(palette.quantise(image[None]), scale=max(1, 220 // res), pad=0),
             caption=f"what the model sees: {res}×{res}, {palette.n_colors} colours", width=220)
     st.caption(f"Prepared as: EXIF orientation applied, transparency on white, {crop}, resized to {res}×{res} "
                f"({how}), {'grey (luma)' if channels == 1 else 'RGB'}, each pixel mapped to the nearest palette colour.")
@@ -117,7 +117,7 @@ b2.button("New seed", key="complete_new_seed", on_click=new_seed, help="Draw a n
 go = go or st.session_state.pop("complete_go", False)
 
 left, right = st.columns([1, 3])
-left.image(plots.cut_preview(palette.decode(palette.encode(image[None]), res, res)[0], keep_rows),
+left.image(plots.cut_preview(palette.quantise(image[None])[0], keep_rows),
            caption=f"{image_name}: rows 0–{keep_rows - 1} kept" if keep_rows else f"{image_name}: nothing kept")
 
 if go:

@@ -111,7 +111,7 @@ else:
         history = stored_report(path, dataset, limit, over_training=True)
     except LookupError:
         st.caption(f"The run {ck.path.parent} kept {len(steps)} checkpoints (steps "
-                   f"{', '.join(d.name.split('-')[1].lstrip('0') or '0' for d in steps)}).")
+                   f"{', '.join(str(probe.step_of(d)) for d in steps)}).")
         if st.button(f"Probe all {len(steps)} checkpoints", key="depth_over_training"):
             history = compute_report(ck, dataset, over_training=True)
     if history is not None:
