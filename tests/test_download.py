@@ -221,6 +221,30 @@ def test_an_incomplete_dataset_folder_is_refused_and_not_touched(server, cifar, 
     assert (folder / "data_batch_1.bin").read_bytes() == b"user's own"
 
 
+def test_unpacking_that_fails_or_is_interrupted_leaves_no_dataset_folder(server, cifar, tmp_path, monkeypatch):
+    _, archive = cifar
+    cut = archive[:len(archive) * 2 // 3]  # a damaged archive whose checksum matches (a mirror's own)
+    server.files[CIFAR] = cut
+    with pytest.raises(dl.DownloadError, match=re.escape(f"{CIFAR} cannot be unpacked (")):
+        fetch(server, tmp_path, checksums={CIFAR: md5(cut)})
+    assert not (tmp_path / "cifar-10-batches-bin").exists() and not leftovers(tmp_path)
+
+    server.files[CIFAR] = archive
+    extractall = tarfile.TarFile.extractall
+
+    def killed_after_unpacking(self, *args, **kw):  # Ctrl-C between the last file written and the rename
+        extractall(self, *args, **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", killed_after_unpacking)
+    with pytest.raises(KeyboardInterrupt):
+        fetch(server, tmp_path / "b", checksums={CIFAR: md5(archive)})
+    assert not (tmp_path / "b" / "cifar-10-batches-bin").exists() and not leftovers(tmp_path / "b")
+    monkeypatch.setattr(tarfile.TarFile, "extractall", extractall)
+    result = fetch(server, tmp_path / "b", checksums={CIFAR: md5(archive)})  # the verified archive is reused
+    assert result.files[0].transferred == 0 and (result.path / "test_batch.bin").is_file()
+
+
 def _link(name, target, hard=False):
     info = tarfile.TarInfo(name)
     info.type = tarfile.LNKTYPE if hard else tarfile.SYMTYPE
@@ -295,6 +319,12 @@ def test_unknown_names_and_the_default_root(tmp_path, monkeypatch):
     monkeypatch.setenv("IGPT_LITE_DATA", str(tmp_path))
     result = dl.download("cifar100", progress=False)  # already there: nothing is fetched, no network
     assert result.already_present and result.path == folder
+    idx = tmp_path / "mnist"  # IDX files count gunzipped too: the readers read both
+    idx.mkdir()
+    for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"):
+        (idx / f).write_bytes(b"")
+    (idx / "t10k-labels-idx1-ubyte.gz").write_bytes(b"")
+    assert dl.download("mnist-idx", progress=False).already_present
 
 
 def test_the_published_table_is_well_formed():
