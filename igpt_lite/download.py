@@ -115,6 +115,8 @@ def download(name: str, root: str | Path | None = None, *, mirrors: list[str] | 
     ones (for a mirror serving other bytes, and for tests)."""
     if name not in SOURCES:
         raise ValueError(f"no download for {name!r}; choose one of {', '.join(SOURCES)}")
+    if isinstance(mirrors, str):
+        raise ValueError(f"mirrors must be a list of base URLs, got the string {mirrors!r}")
     source = SOURCES[name]
     root = Path(root) if root is not None else _default_root()
     final = root / source.folder
