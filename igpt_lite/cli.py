@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint, data, validate
+from . import checkpoint, data, download, validate
 from .model import PRESETS, GPTConfig, preset
 from .palette import Palette
 
@@ -315,6 +315,17 @@ def cmd_probe(args) -> dict:
             "summary": probe_summary(table), "html": html, "umap": embedding, "table": table}
 
 
+def cmd_data_download(args) -> dict:
+    result = download.download(args.name, args.root, progress=not args.json)
+    if args.json:
+        return result.to_dict()
+    if result.already_present:
+        return {"dataset": args.name, "path": str(result.path), "status": "already present and complete; nothing fetched"}
+    return {"dataset": args.name, "path": str(result.path), "status": "fetched, checked and unpacked",
+            **{f.file: f"{f.bytes} bytes, MD5 {f.md5} as published"
+               + (f" (resumed at byte {f.resumed_from})" if f.resumed_from else "") for f in result.files}}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="igpt-lite", description="A compact Image GPT.")
     sub = parser.add_subparsers(dest="verb", required=True)
@@ -453,7 +464,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace those three files in OUT; other files there are left alone")
     p.set_defaults(func=cmd_export_hf)
 
-    for action in sub.choices.values():
+    p = sub.add_parser("data", help="datasets you bring: download")
+    data_verbs = p.add_subparsers(dest="data_verb", required=True)
+    q = data_verbs.add_parser("download", help="fetch a published dataset, check its checksum, unpack it (resumable)",
+                              description="Fetch the official archive, check its published MD5 before unpacking, "
+                              "and put the dataset folder in place whole; an interrupted download resumes when the "
+                              "same command runs again, and a dataset already there is left alone.")
+    q.add_argument("name", choices=list(download.SOURCES))
+    q.add_argument("--root", default=None, metavar="DIR",
+                   help="where datasets live (default: $IGPT_LITE_DATA, else data/datasets/)")
+    q.set_defaults(func=cmd_data_download)
+
+    # --json on every verb that runs (data's: on its sub-commands, where argparse reads the flags)
+    for action in [*(v for k, v in sub.choices.items() if k != "data"), *data_verbs.choices.values()]:
         action.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return parser
 
