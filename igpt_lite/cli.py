@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint, data, validate
+from . import checkpoint, data, formats, validate
 from .model import PRESETS, GPTConfig, preset
 from .palette import Palette
 
@@ -67,8 +67,8 @@ def _existing_file(text):
 
 def _data_args(p, default=None, help="dataset (default: the model's own)"):
     p.add_argument("--data", type=_DATA, default=default,
-                   help=f"{help}: an embedded one, cifar10, cifar100, cifar100-coarse, stl10, mnist-idx, "
-                        "fashion-mnist, or folder:PATH (one sub-folder per class)")
+                   help=f"{help}: an embedded one, {', '.join(formats.DATASETS)} (files under --root), or "
+                        "folder:PATH (one sub-folder of images per class)")
     p.add_argument("--root", default=None, metavar="DIR",
                    help="where the datasets you bring live (default: $IGPT_LITE_DATA, else data/datasets/)")
 

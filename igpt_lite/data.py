@@ -341,6 +341,7 @@ def check_datasets(root=None) -> list[DatasetStatus]:
 
 
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+MIN_FOLDER_DATASET = 10  # the fewest images whose 80/10/10 split leaves no split empty
 
 
 @lru_cache(maxsize=2)
@@ -353,6 +354,9 @@ def _read_classes(path: str, resolution: int, stamp: tuple) -> tuple:
     images = np.concatenate([p.images for p in parts])
     if all(set(p.modes) <= GREY_MODES for p in parts):  # every file grey: keep one channel
         images = images[..., :1]
+    if len(images) < MIN_FOLDER_DATASET:
+        raise ValueError(f"{folder}: {len(images)} images; a folder dataset needs at least {MIN_FOLDER_DATASET} "
+                         "so that its 80/10/10 train/val/test split leaves none empty")
     labels = np.concatenate([np.full(len(p.images), i, dtype=np.int64) for i, p in enumerate(parts)])
     return images, labels, classes
 

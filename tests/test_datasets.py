@@ -207,7 +207,7 @@ def test_mnist_idx_is_not_the_embedded_mnist(tmp_path):
 def write_folder(root, grey_class=False):
     folder = root / "pics"
     expected = {}
-    for name, ids in (("zebra", [1, 2, 3]), ("ant", [4, 5])):
+    for name, ids in (("zebra", [1, 2, 3, 6, 7, 8, 9]), ("ant", [4, 5, 10])):
         (folder / name).mkdir(parents=True)
         for i in ids:
             img = picture(i, 32)
@@ -221,19 +221,23 @@ def test_folder_dataset_one_sub_folder_per_class(tmp_path):
     folder, expected = write_folder(tmp_path)
     name = data.check_dataset_name(f"folder:{folder}")
     parts = [data.load_dataset(name, s) for s in data.SPLITS]
-    assert [len(p) for p in parts] == [len(data.split_indices(5, s)) for s in data.SPLITS]
+    assert [len(p) for p in parts] == [8, 1, 1]
     assert parts[0].class_names == ["ant", "zebra"]
     for ds in parts:
         for img, label in zip(ds.images, ds.labels):
             i = int(img[-1, -1, 2])
             np.testing.assert_array_equal(img, expected[i])
-            assert label == (0 if i in (4, 5) else 1)
+            assert label == (0 if i in (4, 5, 10) else 1)
     assert data.load_dataset(name, "train", resolution=8).images.shape[1:] == (8, 8, 3)
     grey, _ = write_folder(tmp_path / "g", grey_class=True)
     assert data.load_dataset(f"folder:{grey}", "train").images.shape[-1] == 1  # every file grey: one channel
     (folder / "ant" / "notes.txt").write_text("not an image")
     with pytest.raises(ValueError, match="notes.txt: not an image file"):
         data.load_dataset(name, "train")
+    few, _ = write_folder(tmp_path / "few")
+    (few / "zebra" / "9.png").unlink()
+    with pytest.raises(ValueError, match="pics: 9 images; a folder dataset needs at least 10"):
+        data.load_dataset(f"folder:{few}", "test")
 
 
 def test_folder_names_are_made_absolute_and_checkpoints_find_real_datasets_by_name(tmp_path, monkeypatch):
