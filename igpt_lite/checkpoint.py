@@ -41,18 +41,17 @@ class Checkpoint:
         return self.model.config
 
     def dataset_name(self, override: str | None = None) -> str:
-        """The embedded dataset this model's images come from: `override` if given, else the one it
-        was trained on. An imported model (Hugging Face) names none: the caller must choose."""
-        from .data import dataset_names
+        """The dataset this model's images come from: `override` if given, else the one it was
+        trained on (a name `data.load_dataset` takes). An imported model (Hugging Face) names none:
+        the caller must choose."""
+        from .data import check_dataset_name, dataset_names
 
         name = override or self.meta.get("dataset")
         if not name:
             where = f" ({self.path})" if self.path else ""
             raise ValueError(f"this model{where} names no dataset (imported models do not): choose one of "
-                             f"{', '.join(dataset_names())} (--data NAME), or give your own images")
-        if name not in dataset_names():
-            raise ValueError(f"unknown dataset {name!r}; available: {', '.join(dataset_names())}")
-        return name
+                             f"{', '.join(dataset_names())} or folder:PATH (--data NAME), or give your own images")
+        return check_dataset_name(name)
 
     def summary(self) -> "ModelSummary":
         return summarize(self)

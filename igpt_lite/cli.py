@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint, data, download, validate
+from . import checkpoint, data, download, formats, validate
 from .model import PRESETS, GPTConfig, preset
 from .palette import Palette
 
@@ -48,6 +48,7 @@ def _positive(at_most=None):
 
 _SEED = _checked(int, lambda v: validate.seed("", v))
 _DEVICE = _checked(str, lambda v: validate.device(v, name=""))
+_DATA = _checked(str, data.check_dataset_name)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
@@ -62,6 +63,14 @@ def _existing_file(text):
     if not Path(text).is_file():
         raise argparse.ArgumentTypeError(f"{text}: no such file" + (" (it is a folder)" if Path(text).is_dir() else ""))
     return text
+
+
+def _data_args(p, default=None, help="dataset (default: the model's own)"):
+    p.add_argument("--data", type=_DATA, default=default,
+                   help=f"{help}: an embedded one, {', '.join(formats.DATASETS)} (files under --root), or "
+                        "folder:PATH (one sub-folder of images per class)")
+    p.add_argument("--root", default=None, metavar="DIR",
+                   help="where the datasets you bring live (default: $IGPT_LITE_DATA, else data/datasets/)")
 
 
 def _model_arg(p):
@@ -95,8 +104,8 @@ def _write_text(path, text: str) -> str:
 
 
 def cmd_palette(args) -> dict:
-    ds = data.load_dataset(args.data, "train", resolution=args.resolution)
-    val = data.load_dataset(args.data, "val", resolution=args.resolution)
+    ds = data.load_dataset(args.data, "train", resolution=args.resolution, root=args.root)
+    val = data.load_dataset(args.data, "val", resolution=args.resolution, root=args.root)
     out = Path(args.out)
     pal = Palette.fit(ds.images, args.colors, seed=args.seed)
     report = pal.report(val.images)  # measured on the validation split
@@ -107,7 +116,7 @@ def cmd_palette(args) -> dict:
 def cmd_train(args) -> dict:
     from .train import TrainConfig, pretrain
 
-    res = args.resolution if args.resolution is not None else data.NATIVE_RESOLUTION.get(args.data)
+    res = args.resolution if args.resolution is not None else data.native_resolution(args.data)
     sizes = {k: v for k, v in dict(n_layer=args.layers, n_head=args.heads, n_embd=args.width).items() if v is not None}
     if args.resume:  # resume means resume: a run with nothing to resume from is not started over silently
         steps = checkpoint.step_dirs(args.out)
@@ -125,7 +134,7 @@ def cmd_train(args) -> dict:
     palette = Palette.load(args.palette) if args.palette else None
     t0 = time.perf_counter()
     model, palette, history = pretrain(args.data, args.out, model_cfg=cfg, train_cfg=tcfg, palette=palette,
-                                       resume=args.resume, progress=not args.json)
+                                       resume=args.resume, progress=not args.json, root=args.root)
     last = checkpoint.step_dirs(args.out)[-1]
     return {"out": str(last), "dataset": args.data, "parameters": model.num_params(), "steps": args.steps,
             "seconds": time.perf_counter() - t0, "val_bpd": history[-1]["val_bpd"] if history else None,
@@ -154,14 +163,14 @@ def cmd_sample(args) -> dict:
 
 
 def _input_images(args, ck, image_files, index) -> tuple[np.ndarray, object]:
-    """The images a verb works on: image files, or images of an embedded split (by default 8
+    """The images a verb works on: image files, or images of a dataset's split (by default 8
     spread over it, so that every class shows), at the model's size; and where they came from."""
     cfg = ck.config
     if image_files:
         images = np.stack([data.load_image(p, cfg.height, ck.palette.channels) for p in image_files])
         return images, [str(p) for p in image_files]
     name = ck.dataset_name(args.data)
-    ds = data.load_dataset(name, args.split, resolution=cfg.height)
+    ds = data.load_dataset(name, args.split, resolution=cfg.height, root=args.root)
     idx = [i for i in index if i is not None] or np.linspace(0, len(ds) - 1, 8).astype(int).tolist()
     bad = [i for i in idx if not 0 <= i < len(ds)]
     if bad:
@@ -286,7 +295,7 @@ def cmd_probe(args) -> dict:
     Cs = sorted(args.C) if args.C else list(DEFAULT_CS)
     t0 = time.perf_counter()
     table = probe_model(ck, name, layers=args.layers, limit=args.limit, norm=args.norm, pool=args.pool,
-                        Cs=Cs, seed=args.seed, cache_dir=args.cache, progress=not args.json)
+                        Cs=Cs, seed=args.seed, cache_dir=args.cache, progress=not args.json, root=args.root)
     seconds = time.perf_counter() - t0
     best = best_row(table)  # the layer is chosen on validation; its test accuracy is the headline
     embedding = None
@@ -294,7 +303,7 @@ def cmd_probe(args) -> dict:
         from .features import extract_features, parse_layers
 
         layer = best["layer"] if args.umap == "best" else parse_layers(ck.model, [args.umap])[0]
-        _, tokens, labels = load_split(name, "test", ck.palette, ck.config.height, args.limit)
+        _, tokens, labels = load_split(name, "test", ck.palette, ck.config.height, args.limit, args.root)
         feats = extract_features(ck.model, tokens, [layer], norm=args.norm, pool=args.pool, cache_dir=args.cache)
         xy = umap_embedding(feats[layer], seed=args.seed)
         embedding = {"layer": layer, "split": "test", "seed": args.seed, "x": xy[:, 0].tolist(),
@@ -306,7 +315,7 @@ def cmd_probe(args) -> dict:
         figs = [probe_depth_chart(table, title=f"Linear probes: {ck.path.name} on {name}")]
         if embedding:
             figs.append(umap_scatter(np.c_[embedding["x"], embedding["y"]], embedding["labels"],
-                                     data.load_dataset(name, "test", limit=1).class_names or None,
+                                     data.load_dataset(name, "test", limit=1, root=args.root).class_names or None,
                                      title=f"UMAP of {embedding['layer']} (test split, seed {args.seed})"))
         html = _write_text(args.html, figures_html(figs, title="igpt-lite probe"))
     return {"model": str(ck.path), "dataset": name, "resolution": ck.config.height, "limit": args.limit,
@@ -326,12 +335,26 @@ def cmd_data_download(args) -> dict:
                + (f" (resumed at byte {f.resumed_from})" if f.resumed_from else "") for f in result.files}}
 
 
+def cmd_data_check(args) -> dict:
+    statuses = data.check_datasets(args.root)
+    return {"root": str(data.data_root(args.root)), "datasets": [s.to_dict() for s in statuses]}
+
+
+def _check_text(rows: list[dict]) -> str:
+    lines = []
+    for r in rows:
+        counts = ", ".join(f"{k} {v:,}" for k, v in r["counts"].items())
+        lines.append(f"{r['name']:<16} {r['status']:<8} {counts or r['folder']}")
+        lines += [f"    {text}" for text in ([r["problem"]] if r["status"] == "broken" else []) + r["notes"]]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="igpt-lite", description="A compact Image GPT.")
     sub = parser.add_subparsers(dest="verb", required=True)
 
     p = sub.add_parser("palette", help="fit a k-means colour palette on a dataset")
-    p.add_argument("--data", default="digits", choices=data.dataset_names())
+    _data_args(p, "digits", "dataset (default digits)")
     p.add_argument("--colors", type=_count(2), default=8)
     p.add_argument("--resolution", type=_count(1), default=None)
     p.add_argument("--seed", type=_SEED, default=0)
@@ -340,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_palette)
 
     p = sub.add_parser("train", help="pretrain a model (resumable)")
-    p.add_argument("--data", default="digits", choices=data.dataset_names())
+    _data_args(p, "digits", "dataset (default digits)")
     p.add_argument("--out", required=True, help="run folder; checkpoints go to OUT/step-NNNNNN/")
     p.add_argument("--preset", default="small", choices=list(PRESETS))
     p.add_argument("--layers", type=_count(1)), p.add_argument("--heads", type=_count(1))
@@ -374,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_arg(p)
     p.add_argument("--image", type=_existing_file, nargs="+", default=None,
                    help="image files (centre-cropped and resized)")
-    p.add_argument("--data", default=None, help="embedded dataset (default: the model's own)")
+    _data_args(p)
     p.add_argument("--split", default="test", choices=data.SPLITS)
     p.add_argument("--index", type=_count(0), nargs="+", default=None,
                    help="images of the split (default: 8 spread over it)")
@@ -417,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "pooled over positions), next to the same architecture with random weights, raw pixels and "
                        "palette pixels, all on the same splits.")
     _model_arg(p)
-    p.add_argument("--data", default=None, help="embedded dataset (default: the model's own)")
+    _data_args(p)
     p.add_argument("--layers", nargs="+", default=None, help="layers (embed, blocks.3 or 3, ln_f); default: all")
     p.add_argument("--limit", type=_count(1), default=None, help="at most this many images per split")
     p.add_argument("--norm", default="layernorm", choices=["layernorm", "next", "none"],
@@ -437,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("attention", help="attention maps of every layer and head from one pixel, and rollout")
     _model_arg(p)
     p.add_argument("--image", type=_existing_file, default=None, help="an image file (centre-cropped and resized)")
-    p.add_argument("--data", default=None, help="embedded dataset (default: the model's own)")
+    _data_args(p)
     p.add_argument("--split", default="test", choices=data.SPLITS)
     p.add_argument("--index", type=_count(0), default=0, help="image of the split (default 0)")
     p.add_argument("--pixel", type=_count(0), nargs=2, required=True, metavar=("ROW", "COL"), help="the query pixel")
@@ -464,8 +487,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace those three files in OUT; other files there are left alone")
     p.set_defaults(func=cmd_export_hf)
 
-    p = sub.add_parser("data", help="datasets you bring: download")
+    p = sub.add_parser("data", help="the datasets you bring: check them, download them")
     data_verbs = p.add_subparsers(dest="data_verb", required=True)
+    p = data_verbs.add_parser("check", help="which datasets are under the data root and whole, with counts per split",
+                              description="Checks every file of cifar10, cifar100, stl10, mnist-idx and "
+                              "fashion-mnist under the data root as loading them does (sizes, headers, labels) and "
+                              "prints each one's status (ok, missing, broken: what is wrong) and images per split. "
+                              "Where each file goes: data/README.md.")
+    p.add_argument("--root", default=None, metavar="DIR",
+                   help="the data root (default: $IGPT_LITE_DATA, else data/datasets/)")
+    p.set_defaults(func=cmd_data_check)
+
     q = data_verbs.add_parser("download", help="fetch a published dataset, check its checksum, unpack it (resumable)",
                               description="Fetch the official archive, check its published MD5 before unpacking, "
                               "and put the dataset folder in place whole; an interrupted download resumes when the "
@@ -476,8 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_data_download)
 
     # --json on every verb that runs (data's: on its sub-commands, where argparse reads the flags)
-    for action in [*(v for k, v in sub.choices.items() if k != "data"), *data_verbs.choices.values()]:
-        action.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    for action in [*sub.choices.values(), *data_verbs.choices.values()]:
+        if action is not sub.choices["data"]:
+            action.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return parser
 
 
@@ -525,6 +558,9 @@ def _human(result: dict) -> str:
             continue
         if key == "ieat":
             continue
+        if key == "datasets" and value and isinstance(value[0], dict):  # data check: one line per dataset
+            lines.append(_check_text(value))
+            continue
         if isinstance(value, float):
             value = f"{value:.4g}"
         lines.append(f"{key}: {value}")
@@ -536,14 +572,15 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # argparse has printed the usage error (2) or the help (0)
         return e.code
+    verb = " ".join(v for v in (args.verb, getattr(args, "data_verb", None)) if v)
     try:
         _check_outputs(args)  # before any work
         result = args.func(args)
     except (ValueError, OSError, FloatingPointError) as e:  # OSError: missing, existing, unwritable, full
-        print(f"igpt-lite {args.verb}: error: {e}", file=sys.stderr)
+        print(f"igpt-lite {verb}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"igpt-lite {args.verb}: interrupted" + (" (continue with --resume)" if args.verb == "train" else ""),
+        print(f"igpt-lite {verb}: interrupted" + (" (continue with --resume)" if args.verb == "train" else ""),
               file=sys.stderr)
         return 130
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one report

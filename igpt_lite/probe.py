@@ -265,9 +265,9 @@ def probe_layers(features_by_split: dict, labels_by_split: dict, layers=None, *,
 
 # ---- data for a model ----
 
-def load_split(dataset: str, split: str, palette: Palette, resolution: int, limit: int | None = None):
+def load_split(dataset: str, split: str, palette: Palette, resolution: int, limit: int | None = None, root=None):
     """(images uint8 N×H×W×C at the model's resolution, tokens N×T, labels N) of one split."""
-    ds = data.load_dataset(dataset, split, resolution=resolution, limit=limit, channels=palette.channels)
+    ds = data.load_dataset(dataset, split, resolution=resolution, limit=limit, channels=palette.channels, root=root)
     return ds.images, palette.encode(ds.images), ds.labels
 
 
@@ -277,9 +277,9 @@ def _model_resolution(config: GPTConfig) -> int:
     return config.height
 
 
-def _load_splits(dataset: str, palette: Palette, config: GPTConfig, limit: int | None):
+def _load_splits(dataset: str, palette: Palette, config: GPTConfig, limit: int | None, root=None):
     res = _model_resolution(config)
-    out = {s: load_split(dataset, s, palette, res, limit) for s in ("train", "val", "test")}
+    out = {s: load_split(dataset, s, palette, res, limit, root) for s in ("train", "val", "test")}
     images, tokens, labels = ({s: v[i] for s, v in out.items()} for i in range(3))
     return images, tokens, labels
 
@@ -370,9 +370,10 @@ def _trained_rows(ck: Checkpoint, tokens: dict, labels: dict, layers, *, norm, p
 def probe_model(checkpoint, dataset: str | None = None, *, layers=None, limit: int | None = None,
                 norm: str = "layernorm", pool: str = "mean", Cs=DEFAULT_CS, max_iter: int = DEFAULT_MAX_ITER,
                 seed: int = 0, batch_size: int = 64, cache_dir=None, progress: bool = False,
-                on_step=None) -> list[dict]:
+                on_step=None, root=None) -> list[dict]:
     """Probe every layer of a checkpoint (path, name or Checkpoint) on a dataset's train/val/test
-    splits (default: the dataset it was trained on; `limit` images per split), with the baselines.
+    splits (default: the dataset it was trained on; `limit` images per split; `root`: where real
+    datasets live, as in `data.load_dataset`), with the baselines.
 
     One table: the trained model's rows, then the random-weight model's, then pixels and palette;
     the columns of `probe_layers` plus `kind` (and `seed` for the random rows).
@@ -381,7 +382,7 @@ def probe_model(checkpoint, dataset: str | None = None, *, layers=None, limit: i
     ck = _as_checkpoint(checkpoint)
     name = ck.dataset_name(dataset)
     layers = _check_layers(ck.model, layers)
-    images, tokens, labels = _load_splits(name, ck.palette, ck.config, limit)
+    images, tokens, labels = _load_splits(name, ck.palette, ck.config, limit, root)
     tick = _counter(on_step, _TRAINED_STEPS + len(images) + 2)
     opts = dict(norm=norm, pool=pool, Cs=Cs, max_iter=max_iter, batch_size=batch_size, cache_dir=cache_dir,
                 progress=progress)

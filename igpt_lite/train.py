@@ -392,9 +392,10 @@ def train(model: GPT, palette: Palette, train_tokens: torch.Tensor, val_tokens: 
 @_owns_run_folder
 def pretrain(dataset: str, out_dir, *, model_cfg: "GPTConfig", train_cfg: TrainConfig, resolution: int | None = None,
              palette: Palette | None = None, resume: bool = False, progress: bool = True,
-             on_eval: Callable[[list[dict], GPT], None] | None = None) -> tuple[GPT, Palette, list]:
-    """The whole recipe on an embedded dataset: palette (fitted on the training split unless given
-    or resumed), model, training (on_eval: see `train`). Returns (model, palette, history)."""
+             on_eval: Callable[[list[dict], GPT], None] | None = None, root=None) -> tuple[GPT, Palette, list]:
+    """The whole recipe on a dataset (`data.load_dataset`'s name; `root`: where real datasets
+    live): palette (fitted on the training split unless given or resumed), model, training
+    (on_eval: see `train`). Returns (model, palette, history)."""
     from .data import load_dataset
 
     res = resolution or model_cfg.height
@@ -403,8 +404,8 @@ def pretrain(dataset: str, out_dir, *, model_cfg: "GPTConfig", train_cfg: TrainC
     existing = _run_steps(out_dir, resume)
     if existing:  # before any work: the run's dataset, model and palette are this one's
         check_resume(existing[-1], model_cfg, {"dataset": dataset, "resolution": res}, palette)
-    train_set = load_dataset(dataset, "train", resolution=res)
-    val_set = load_dataset(dataset, "val", resolution=res)
+    train_set = load_dataset(dataset, "train", resolution=res, root=root)
+    val_set = load_dataset(dataset, "val", resolution=res, root=root)
     if existing:
         palette = load_checkpoint(existing[-1]).palette
     elif palette is None:

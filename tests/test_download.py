@@ -361,7 +361,7 @@ def test_cli_data_download(server, cifar, tmp_path, capsys, monkeypatch):
     server.mode = "corrupt"
     assert main(["data", "download", "cifar10", "--root", str(tmp_path / "other")]) == 2
     err = capsys.readouterr().err.splitlines()[-1]  # after the progress bar
-    assert err.startswith(f"igpt-lite data: error: {CIFAR} from {server.base}/{CIFAR} is damaged")
+    assert err.startswith(f"igpt-lite data download: error: {CIFAR} from {server.base}/{CIFAR} is damaged")
     server.mode = "good"
     assert main(["data", "download", "cifar10", "--root", str(tmp_path / "other")]) == 0
     text = capsys.readouterr().out

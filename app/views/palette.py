@@ -84,7 +84,7 @@ st.caption(f"k-means over a sample of pixels of a dataset's training split at {n
            f"{'grey' if channels == 1 else 'RGB'}); each palette is measured on the validation split. More colours: "
            "a smaller error, but longer odds per token (higher entropy) for the model to learn.")
 c1, c2, c3 = st.columns([2, 3, 1])
-names = data.dataset_names()
+names = data.available_datasets()
 model_key = st.session_state["checkpoint_path"]  # a new model starts from its own dataset and palette size
 fit_on = c1.selectbox("Dataset", names, index=names.index(dataset) if dataset in names else 0,
                       key=f"palette_dataset:{model_key}")
