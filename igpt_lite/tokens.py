@@ -59,11 +59,12 @@ def _open_checked(path: Path, tokens_per_image: int, n_colors: int) -> np.memmap
 
 
 def encoded_split(dataset: str, split: str, palette: Palette, resolution: int, *, root=None,
-                  cache_dir=None) -> np.memmap:
+                  cache_dir=None) -> np.ndarray:
     """The split's images encoded with `palette` (exactly `palette.encode(images)`) as a read-only
     uint16 N×(resolution²) memmap, built on first use under `cache_dir` (default
     `cache_root()/tokens`, i.e. $IGPT_LITE_CACHE/tokens or ~/.cache/igpt-lite/tokens) and
-    reused after. `root`: the data root the dataset is read from (default: the readers' own)."""
+    reused after; where the cache cannot be written, an array in memory, with a warning.
+    `root`: the data root the dataset is read from (default: the readers' own)."""
     if palette.n_colors > 2**16:
         raise ValueError(f"a {palette.n_colors}-colour palette does not fit uint16 tokens (at most 65,536 colours)")
     path = token_cache_path(dataset, split, palette, resolution, root, cache_dir)
@@ -76,17 +77,22 @@ def encoded_split(dataset: str, split: str, palette: Palette, resolution: int, *
     images = load_dataset(dataset, split, resolution=resolution, **({"root": root} if root is not None else {})).images
     if len(images) == 0:
         raise ValueError(f"the {split} split of {dataset} holds no images: nothing to encode")
-
-    def write(tmp):
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint16, shape=(len(images), resolution * resolution))
-        for i in range(0, len(images), ENCODE_CHUNK):
-            out[i : i + ENCODE_CHUNK] = palette.encode(images[i : i + ENCODE_CHUNK]).numpy()
-        out.flush()
-        del out
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_file_atomically(path, write)
+    shape = (len(images), resolution * resolution)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_file_atomically(path, lambda tmp: _encode(images, palette, np.lib.format.open_memmap(
+            tmp, mode="w+", dtype=np.uint16, shape=shape)).flush())
+    except OSError as e:  # a read-only or full disk costs speed, not the run
+        warnings.warn(f"cannot write the token cache {path} ({e}); encoding in memory instead (set "
+                      "IGPT_LITE_CACHE to a writable folder)", stacklevel=2)
+        return _encode(images, palette, np.empty(shape, dtype=np.uint16))
     return _open_checked(path, resolution * resolution, palette.n_colors)
+
+
+def _encode(images: np.ndarray, palette: Palette, out: np.ndarray) -> np.ndarray:
+    for i in range(0, len(images), ENCODE_CHUNK):
+        out[i : i + ENCODE_CHUNK] = palette.encode(images[i : i + ENCODE_CHUNK]).numpy()
+    return out
 
 
 def token_batch(tokens, idx) -> torch.Tensor:

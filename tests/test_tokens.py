@@ -96,6 +96,14 @@ def test_a_damaged_cache_is_rebuilt_with_a_warning(tmp_path, grey_palette, damag
         encoded_split("digits", "val", grey_palette, 8, cache_dir=tmp_path)
 
 
+def test_an_unwritable_cache_encodes_in_memory_with_a_warning(tmp_path, grey_palette):
+    (tmp_path / "file").write_text("a file where the cache folder would go")
+    with pytest.warns(UserWarning, match="cannot write the token cache .*encoding in memory instead"):
+        got = encoded_split("digits", "val", grey_palette, 8, cache_dir=tmp_path / "file")
+    ref = grey_palette.encode(load_dataset("digits", "val").images)
+    assert got.dtype == np.uint16 and torch.equal(torch.from_numpy(got.astype(np.int64)), ref)
+
+
 def test_a_batch_is_read_in_the_order_asked_as_long(tmp_path, grey_palette):
     arr = encoded_split("digits", "val", grey_palette, 8, cache_dir=tmp_path)
     idx = torch.tensor([5, 0, 17, 5])
