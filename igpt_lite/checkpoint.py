@@ -29,6 +29,12 @@ BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
 USER_DIR = Path(os.environ.get("IGPT_LITE_MODELS", Path.home() / ".cache" / "igpt-lite" / "models"))
 
 
+def cache_root() -> Path:
+    """Where computed things are kept: probe reports (probes/), features (features/), encoded
+    datasets (tokens/): $IGPT_LITE_CACHE, else ~/.cache/igpt-lite."""
+    return Path(os.environ.get("IGPT_LITE_CACHE") or Path.home() / ".cache" / "igpt-lite").expanduser()
+
+
 @dataclass
 class Checkpoint:
     model: GPT
@@ -143,10 +149,13 @@ def check_new_output(path: str | Path, overwrite: bool = False, flag: str = "--o
     return path
 
 
-def _write_checkpoint_files(folder: Path, model: GPT, palette: Palette, meta: dict) -> None:
+def _write_checkpoint_files(folder: Path, model: GPT, palette: Palette, meta: dict,
+                            state: dict[str, torch.Tensor] | None = None) -> None:
+    """state: the model's weights when not `model.state_dict()` (a sharded model's, gathered whole)."""
     if palette.n_colors != model.config.n_colors:
         raise ValueError(f"palette has {palette.n_colors} colours but the model predicts {model.config.n_colors}")
-    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu", torch.float32).contiguous()
+             for k, v in (model.state_dict() if state is None else state).items()}
     save_file(state, str(folder / "model.safetensors"), metadata={"format": FORMAT})
     config = {"format": FORMAT, "model": model.config.to_dict(), "palette_fingerprint": palette.fingerprint, **meta}
     (folder / "config.json").write_text(json.dumps(config, indent=2))
@@ -349,17 +358,20 @@ def summarize(ck: Checkpoint) -> ModelSummary:
 
 # ---- training state, kept apart from the model ----
 
-def save_training_state(folder: Path, optimizer: torch.optim.Optimizer, state: dict) -> None:
+def save_training_state(folder: Path, optimizer_state: dict, state: dict) -> None:
+    """Write an optimizer's state dict (`optimizer.state_dict()`'s layout: state keyed by parameter
+    index) and the run's `state` (step, history, ...) to `folder`, with the torch RNG state."""
     folder.mkdir(parents=True, exist_ok=True)
-    sd = optimizer.state_dict()
     tensors = {f"state.{i}.{k}": v.detach().cpu().contiguous()
-               for i, s in sd["state"].items() for k, v in s.items()}
+               for i, s in optimizer_state["state"].items() for k, v in s.items()}
     tensors["rng.torch"] = torch.get_rng_state()
     save_file(tensors, str(folder / "optimizer.safetensors"))
-    (folder / "state.json").write_text(json.dumps({**state, "param_groups": sd["param_groups"]}, indent=1))
+    (folder / "state.json").write_text(json.dumps({**state, "param_groups": optimizer_state["param_groups"]}, indent=1))
 
 
-def load_training_state(folder: Path, optimizer: torch.optim.Optimizer) -> dict:
+def load_training_state(folder: Path) -> tuple[dict, dict]:
+    """(the optimizer's state dict, the run's state) as `save_training_state` wrote them; restores the
+    torch RNG state."""
     state = json.loads((folder / "state.json").read_text())
     tensors = load_file(str(folder / "optimizer.safetensors"))
     torch.set_rng_state(tensors.pop("rng.torch"))
@@ -367,5 +379,4 @@ def load_training_state(folder: Path, optimizer: torch.optim.Optimizer) -> dict:
     for key, value in tensors.items():
         _, idx, name = key.split(".", 2)
         opt_state.setdefault(int(idx), {})[name] = value
-    optimizer.load_state_dict({"state": opt_state, "param_groups": state.pop("param_groups")})
-    return state
+    return {"state": opt_state, "param_groups": state.pop("param_groups")}, state

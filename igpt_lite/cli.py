@@ -130,11 +130,13 @@ def cmd_train(args) -> dict:
     cfg = preset(args.preset, n_colors=args.colors, height=res, width=res, objective=args.objective, **sizes)
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
                        min_lr=args.lr / 10, warmup_steps=min(args.warmup, args.steps), eval_every=args.eval_every,
-                       save_every=args.save_every, keep_checkpoints=args.keep, seed=args.seed, device=args.device)
+                       save_every=args.save_every, keep_checkpoints=args.keep, seed=args.seed, device=args.device,
+                       compile=args.compile, fsdp=args.fsdp, activation_checkpointing=args.activation_checkpointing)
     palette = Palette.load(args.palette) if args.palette else None
     t0 = time.perf_counter()
     model, palette, history = pretrain(args.data, args.out, model_cfg=cfg, train_cfg=tcfg, palette=palette,
-                                       resume=args.resume, progress=not args.json, root=args.root)
+                                       resume=args.resume, progress=not args.json, root=args.root,
+                                       token_cache=not args.no_token_cache)
     last = checkpoint.step_dirs(args.out)[-1]
     return {"out": str(last), "dataset": args.data, "parameters": model.num_params(), "steps": args.steps,
             "seconds": time.perf_counter() - t0, "val_bpd": history[-1]["val_bpd"] if history else None,
@@ -385,6 +387,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", type=_DEVICE, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its latest checkpoint (same data, model and palette)")
+    p.add_argument("--no-token-cache", action="store_true",
+                   help="encode the training split in memory instead of reading it from the token cache "
+                        "($IGPT_LITE_CACHE/tokens, default ~/.cache/igpt-lite/tokens)")
+    p.add_argument("--fsdp", action="store_true",
+                   help="under torchrun: shard weights, gradients and optimizer state (FSDP2) instead of DDP")
+    p.add_argument("--activation-checkpointing", action="store_true",
+                   help="recompute each block's activations in backward: less memory, about a third more compute")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model's loss (GPUs; no gain on CPU)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="sample whole images")

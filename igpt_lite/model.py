@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from . import validate
 
@@ -200,6 +201,9 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList([Block(cfg, i) for i in range(cfg.n_layer)])
         self.ln_f = Norm(cfg)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.n_colors, bias=False)
+        # training memory for compute: keep only each block's input and recompute the rest in backward
+        # (a training setting, not part of the model: not saved, no effect on outputs)
+        self.checkpoint_activations = False
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
             if name.endswith("proj.weight"):
@@ -251,8 +255,13 @@ class GPT(nn.Module):
         if want("embed"):
             store["embed"] = x
         causal = self.config.objective == "ar"
+        recompute = (self.checkpoint_activations and self.training and torch.is_grad_enabled() and kv is None
+                     and names is None)
         for i, block in enumerate(self.blocks):
-            x, pattern = block(x, causal, kv, want_pattern=want(f"blocks.{i}.attn.pattern"))
+            if recompute:
+                x, pattern = checkpoint(block, x, causal, use_reentrant=False)
+            else:
+                x, pattern = block(x, causal, kv, want_pattern=want(f"blocks.{i}.attn.pattern"))
             if pattern is not None:
                 store[f"blocks.{i}.attn.pattern"] = pattern
             if want(f"blocks.{i}.resid_post"):

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from . import data
-from .checkpoint import Checkpoint, load_checkpoint, step_dirs
+from .checkpoint import Checkpoint, cache_root, load_checkpoint, step_dirs
 from .features import extract_features, feature_layers, features_key, parse_layers
 from .model import GPT, GPTConfig, random_model
 from .palette import Palette
@@ -564,12 +564,6 @@ REPORT_FILE = "probe.json"  # a report shipped inside a checkpoint folder: data/
 # bundled models' tables are made in ~15 min on one thread (scripts/probe_tables.py)
 REPORT_LIMIT = 500
 UMAP_POINTS = 400  # test images in the app's UMAP of a layer
-
-
-def cache_root() -> Path:
-    """Where computed probe reports (probes/) and features (features/) are kept: $IGPT_LITE_CACHE,
-    else ~/.cache/igpt-lite."""
-    return Path(os.environ.get("IGPT_LITE_CACHE") or Path.home() / ".cache" / "igpt-lite").expanduser()
 
 
 def model_hash(ck: Checkpoint) -> str:

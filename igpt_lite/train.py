@@ -32,6 +32,7 @@ from .checkpoint import (_write_checkpoint_files, write_folder_atomically, load_
                          save_training_state, step_dirs)
 from .model import GPT, GPTConfig
 from .palette import Palette
+from .tokens import encoded_split, token_batch
 
 
 @dataclass
@@ -51,7 +52,9 @@ class TrainConfig:
     keep_checkpoints: int = 2  # 0 keeps every saved step (for probes over training)
     seed: int = 0
     device: str = "auto"
-    compile: bool = False
+    compile: bool = False  # torch.compile the loss (measured: no gain on CPU; for GPUs)
+    fsdp: bool = False  # under torchrun: shard weights, gradients and Adam moments (FSDP2) instead of DDP
+    activation_checkpointing: bool = False  # recompute each block in backward: less memory, ~1/3 more compute
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_images"):
@@ -91,6 +94,8 @@ def distributed() -> tuple[int, int]:
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return 0, 1
     if not dist.is_initialized():
+        if torch.cuda.is_available():  # before NCCL starts: a process's collectives use its own GPU
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), dist.get_world_size()
 
@@ -266,61 +271,130 @@ def bits_per_image(model: GPT, tokens: torch.Tensor, batch_size: int = 64) -> to
     return torch.cat(out) / math.log(2)
 
 
+def _param_names(model: GPT) -> list[str]:
+    """Parameter names in the optimizer's order (its state dict numbers them so): matrices and
+    embeddings (weight-decayed), then vectors."""
+    named = list(model.named_parameters())
+    return [n for n, p in named if p.dim() >= 2] + [n for n, p in named if p.dim() < 2]
+
+
 def _optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    params = dict(model.named_parameters())
+    names = _param_names(model)
+    decay = [params[n] for n in names if params[n].dim() >= 2]
+    no_decay = [params[n] for n in names if params[n].dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     fused = pick_device(cfg.device).type == "cuda"
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=fused)
 
 
+def _shard(model: GPT, device: torch.device) -> None:
+    """FSDP2 (`fully_shard`) in place: each block is one group, the rest (embeddings, final norm,
+    head) the root's. Weights, gradients and Adam moments are split over the processes; a block's
+    weights are gathered whole only while it runs."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh(device.type, (dist.get_world_size(),))
+    for block in model.blocks:
+        fully_shard(block, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+
+
+def _full_states(model: GPT, opt: torch.optim.Optimizer, sharded: bool) -> tuple[dict, dict]:
+    """The model's weights and the optimizer's state dict, whole and in the unsharded layout (state
+    keyed by parameter index), so that a checkpoint reads the same however it was trained. Sharded:
+    a collective every process calls; rank 0 gets them (on CPU), the others empty dicts."""
+    if not sharded:
+        return model.state_dict(), opt.state_dict()
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                         get_optimizer_state_dict)
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    weights, osd = get_model_state_dict(model, options=options), get_optimizer_state_dict(model, opt, options=options)
+    if not osd:
+        return weights, osd
+    index = {name: i for i, name in enumerate(_param_names(model))}
+    return weights, {"state": {index[k]: v for k, v in osd["state"].items()},
+                     "param_groups": [{**g, "params": [index[k] for k in g["params"]]} for g in osd["param_groups"]]}
+
+
+def _load_optimizer(model: GPT, opt: torch.optim.Optimizer, osd: dict, sharded: bool) -> None:
+    """Load a whole optimizer state dict (indexed, as `_full_states` gives it); each process keeps its shard."""
+    if not sharded:
+        opt.load_state_dict(osd)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    names = _param_names(model)
+    by_name = {"state": {names[i]: v for i, v in osd["state"].items()},
+               "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in osd["param_groups"]]}
+    set_optimizer_state_dict(model, opt, by_name, options=StateDictOptions(full_state_dict=True))
+
+
 @_owns_run_folder
-def train(model: GPT, palette: Palette, train_tokens: torch.Tensor, val_tokens: torch.Tensor, out_dir,
-          cfg: TrainConfig, meta: dict | None = None, resume: bool = False, progress: bool = True,
+def train(model: GPT, palette: Palette, train_tokens, val_tokens, out_dir, cfg: TrainConfig, meta: dict | None = None,
+          resume: bool = False, progress: bool = True,
           on_eval: Callable[[list[dict], GPT], None] | None = None) -> list[dict]:
     """Train `model` in place on token sequences; checkpoints go to `out_dir/step-NNNNNN/`.
 
+    train_tokens, val_tokens: N×T token ids, a long tensor or any integer array (e.g. the uint16
+    memmap of `tokens.encoded_split`), read a batch at a time.
     Returns the history: one dict per evaluation (step, train and val bits/dim, lr, tokens/s).
     on_eval(history so far, model): called after each evaluation (rank 0), with the model in eval
     mode, e.g. to redraw a live loss plot or sample; its time is left out of tokens/s.
 
     Under torchrun each process takes an equal share of every batch (so `batch_size` stays the
     global batch and the data order is the same as in one process); gradients are averaged by
-    DistributedDataParallel; rank 0 evaluates and writes the checkpoints.
+    DistributedDataParallel, or with `cfg.fsdp` by FSDP2, which also shards the weights and the
+    optimizer (the model stays sharded after training: load the checkpoint for a whole one). Rank 0
+    writes the checkpoints (in the same format either way) and reports.
     """
     out_dir = Path(out_dir)
     rank, world = distributed()
+    sharded = cfg.fsdp and world > 1  # one process has nothing to shard over: it trains as always
     if cfg.batch_size % world:
         raise ValueError(f"batch size {cfg.batch_size} must be divisible by the {world} processes")
+    if sharded and on_eval is not None:
+        raise ValueError("on_eval cannot be used with fsdp: the sharded model runs only in all processes at once")
     batch_indices(len(train_tokens), cfg.batch_size, 0, cfg.seed)  # refuses a batch larger than the data
+    val_tokens = token_batch(val_tokens, torch.arange(min(cfg.eval_images, len(val_tokens))))
     device = pick_device(cfg.device)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
     progress = progress and rank == 0
     model.to(device).train()
-    opt = _optimizer(model, cfg)
+    model.checkpoint_activations = cfg.activation_checkpointing
     existing = _run_steps(out_dir, resume)
     step, history, running = 0, [], None
     if resume and not existing and progress:  # said, not silent (the CLI's --resume refuses instead)
         print(f"resume: {out_dir} holds no checkpoint yet; starting at step 0", file=sys.stderr)
-    if existing:
+    if existing:  # whole weights into every process, before any sharding
         last = existing[-1]
         check_resume(last, model.config, meta, palette)
-        ckpt = load_checkpoint(last, device=device)
-        model.load_state_dict(ckpt.model.state_dict())
-        state = load_training_state(last / "training", opt)
-        step, history, running = state["step"], state["history"], state["running_loss"]
+        model.load_state_dict(load_checkpoint(last, device=device).model.state_dict())
     meta = dict(meta or {})
     if rank == 0:
         _check_free_space(out_dir, model, cfg.keep_checkpoints)
+    if sharded:
+        _shard(model, device)
+    opt = _optimizer(model, cfg)
+    if existing:
+        osd, state = load_training_state(last / "training")
+        _load_optimizer(model, opt, osd, sharded)
+        step, history, running = state["step"], state["history"], state["running_loss"]
 
     def save(step: int):
+        weights, osd = _full_states(model, opt, sharded)  # sharded: every process takes part
+        if rank != 0:
+            return
+
         def write(folder):
             _write_checkpoint_files(folder, model, palette,
-                                    {**meta, "training": {"step": step, "config": asdict(cfg), "history": history}})
-            save_training_state(folder / "training", opt,
-                                {"step": step, "history": history, "running_loss": running})
+                                    {**meta, "training": {"step": step, "config": asdict(cfg), "history": history}},
+                                    state=weights)
+            save_training_state(folder / "training", osd, {"step": step, "history": history, "running_loss": running})
         write_folder_atomically(out_dir / f"step-{step:06d}", write)
         if cfg.keep_checkpoints:
             for old in step_dirs(out_dir)[: -cfg.keep_checkpoints]:
@@ -328,7 +402,7 @@ def train(model: GPT, palette: Palette, train_tokens: torch.Tensor, val_tokens: 
 
     use_amp = device.type == "cuda"
     loss_module = _Loss(model)
-    if world > 1:
+    if world > 1 and not sharded:
         loss_module = DistributedDataParallel(loss_module, device_ids=[device.index] if device.type == "cuda" else None)
     loss_fn = torch.compile(loss_module) if cfg.compile else loss_module  # measured: no gain on CPU
     tokens_per_step = cfg.batch_size * cfg.grad_accum * train_tokens.shape[1]
@@ -342,9 +416,11 @@ def train(model: GPT, palette: Palette, train_tokens: torch.Tensor, val_tokens: 
         for micro in range(cfg.grad_accum):
             g_idx = step * cfg.grad_accum + micro
             idx = batch_indices(len(train_tokens), cfg.batch_size, g_idx, cfg.seed)[rank::world]
-            batch = train_tokens[idx].to(device)
+            batch = token_batch(train_tokens, idx).to(device)
             last_micro = micro == cfg.grad_accum - 1
-            with nullcontext() if world == 1 or last_micro else loss_module.no_sync():  # one all-reduce a step
+            if sharded:  # one reduce-scatter a step
+                model.set_requires_gradient_sync(last_micro)
+            with nullcontext() if world == 1 or sharded or last_micro else loss_module.no_sync():  # one all-reduce
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                     loss = loss_fn(batch, generator=torch.Generator().manual_seed(cfg.seed * 7919 + g_idx))
                 (loss / cfg.grad_accum).backward()
@@ -367,11 +443,13 @@ def train(model: GPT, palette: Palette, train_tokens: torch.Tensor, val_tokens: 
         running = loss_sum if running is None else 0.95 * running + 0.05 * loss_sum
         bar.update(1)
         bar.set_postfix(bpd=f"{running / math.log(2):.3f}", lr=f"{lr:.1e}")
-        if rank == 0 and (step % cfg.eval_every == 0 or step == cfg.steps):
+        # a sharded model runs only in all processes at once: they all evaluate (the same images)
+        if (rank == 0 or sharded) and (step % cfg.eval_every == 0 or step == cfg.steps):
             elapsed = time.perf_counter() - t0
-            val = evaluate_bits_per_dim(model, val_tokens[: cfg.eval_images], seed=cfg.seed)
-            history.append({"step": step, "train_bpd": running / math.log(2), "val_bpd": val, "lr": lr,
-                            "tokens_per_s": tokens_per_step * steps_timed / elapsed})
+            val = evaluate_bits_per_dim(model, val_tokens, seed=cfg.seed)
+            if rank == 0:
+                history.append({"step": step, "train_bpd": running / math.log(2), "val_bpd": val, "lr": lr,
+                                "tokens_per_s": tokens_per_step * steps_timed / elapsed})
             if progress:  # on stderr: stdout is kept for the CLI's JSON
                 bar.write(f"step {step}: train {history[-1]['train_bpd']:.4f} val {val:.4f} bits/dim, "
                           f"{history[-1]['tokens_per_s']:.0f} tokens/s", file=sys.stderr)
@@ -380,7 +458,7 @@ def train(model: GPT, palette: Palette, train_tokens: torch.Tensor, val_tokens: 
                 on_eval(list(history), model)
                 model.train()
             t0, steps_timed = time.perf_counter(), 0
-        if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+        if (rank == 0 or sharded) and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
             save(step)
     bar.close()
     if world > 1:
@@ -389,13 +467,26 @@ def train(model: GPT, palette: Palette, train_tokens: torch.Tensor, val_tokens: 
     return history
 
 
+@contextmanager
+def _rank_zero_first(rank: int, world: int):
+    """Under torchrun, rank 0 runs the body first (e.g. builds a cache) and the others after it."""
+    if world > 1 and rank != 0:
+        dist.barrier()
+    yield
+    if world > 1 and rank == 0:
+        dist.barrier()
+
+
 @_owns_run_folder
 def pretrain(dataset: str, out_dir, *, model_cfg: "GPTConfig", train_cfg: TrainConfig, resolution: int | None = None,
-             palette: Palette | None = None, resume: bool = False, progress: bool = True,
-             on_eval: Callable[[list[dict], GPT], None] | None = None, root=None) -> tuple[GPT, Palette, list]:
-    """The whole recipe on a dataset (`data.load_dataset`'s name; `root`: where real datasets
-    live): palette (fitted on the training split unless given or resumed), model, training
-    (on_eval: see `train`). Returns (model, palette, history)."""
+             palette: Palette | None = None, resume: bool = False, progress: bool = True, token_cache: bool = True,
+             root=None, on_eval: Callable[[list[dict], GPT], None] | None = None) -> tuple[GPT, Palette, list]:
+    """The whole recipe on a dataset (`data.load_dataset`'s name): palette (fitted on the training split unless given or
+    resumed), model, training (on_eval: see `train`). Returns (model, palette, history).
+
+    token_cache: train from the split encoded once and kept on disk (`tokens.encoded_split`, a
+    uint16 memmap read a batch at a time); False encodes it in memory, as long ids, every run.
+    root: where real datasets live (`data.data_root`)."""
     from .data import load_dataset
 
     res = resolution or model_cfg.height
@@ -404,20 +495,26 @@ def pretrain(dataset: str, out_dir, *, model_cfg: "GPTConfig", train_cfg: TrainC
     existing = _run_steps(out_dir, resume)
     if existing:  # before any work: the run's dataset, model and palette are this one's
         check_resume(existing[-1], model_cfg, {"dataset": dataset, "resolution": res}, palette)
-    train_set = load_dataset(dataset, "train", resolution=res, root=root)
     val_set = load_dataset(dataset, "val", resolution=res, root=root)
     if existing:
         palette = load_checkpoint(existing[-1]).palette
     elif palette is None:
-        palette = Palette.fit(train_set.images, model_cfg.n_colors, seed=train_cfg.seed)
-    if palette.n_colors != model_cfg.n_colors or palette.channels != train_set.channels:
+        palette = Palette.fit(load_dataset(dataset, "train", resolution=res, root=root).images, model_cfg.n_colors,
+                              seed=train_cfg.seed)
+    if palette.n_colors != model_cfg.n_colors or palette.channels != val_set.channels:
         raise ValueError(f"palette ({palette.n_colors} colours, {palette.channels} channel(s)) does not fit a "
-                         f"{model_cfg.n_colors}-colour model of {dataset} ({train_set.channels} channel(s))")
-    train_tokens, val_tokens = palette.encode(train_set.images), palette.encode(val_set.images)
+                         f"{model_cfg.n_colors}-colour model of {dataset} ({val_set.channels} channel(s))")
+    if token_cache:
+        rank, world = distributed()
+        with _rank_zero_first(rank, world):  # one process encodes; the others open its file
+            train_tokens = encoded_split(dataset, "train", palette, res, root=root)
+    else:
+        train_tokens = palette.encode(load_dataset(dataset, "train", resolution=res, root=root).images)
+    val_tokens = palette.encode(val_set.images)
     torch.manual_seed(train_cfg.seed)
     model = GPT(model_cfg)
-    meta = {"dataset": dataset, "resolution": res, "channels": train_set.channels,
-            "class_names": train_set.class_names,
+    meta = {"dataset": dataset, "resolution": res, "channels": val_set.channels,
+            "class_names": val_set.class_names,
             "baseline_bpd": palette.token_entropy_bits(val_tokens),
             "palette_error": palette.round_trip_error(val_set.images)}
     history = train(model, palette, train_tokens, val_tokens, Path(out_dir), train_cfg, meta=meta, resume=resume,

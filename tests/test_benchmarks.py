@@ -8,6 +8,7 @@ import torch
 
 from igpt_lite.checkpoint import save_checkpoint
 from igpt_lite.features import extract_features, feature_layers
+from igpt_lite.model import GPT, preset
 from igpt_lite.probe import load_split, probe_layers
 from conftest import tiny_model
 
@@ -48,3 +49,33 @@ def test_sampling_benchmark_times_all_three_samplers_on_one_config():
     assert (row["config"], row["batch"], row["steps"]) == ("tiny", 2, 16 - 6)
     assert row["speedup_vs_hf"] == pytest.approx(row["hf_generate_s"] / row["ours_s"])
     assert row["speedup_vs_nocache"] == pytest.approx(row["nocache_s"] / row["ours_s"])
+
+
+def test_train_benchmark_counts_flops_the_nanogpt_way():
+    bench = load_script("train")
+    cfg = preset("igpt-s")  # 24 layers, width 512, 8 heads, 512 colours, 1,024 positions
+    with torch.device("meta"):
+        model = GPT(cfg)
+    d, L, T = 512, 24, 1024
+    # by hand: per block qkv (d×3d + 3d), attention out (d×d + d), MLP (d×4d + 4d, 4d×d + d), two
+    # RMS norms (d); then the final norm (d) and the head (d × 512); embeddings are lookups, not counted
+    n = L * (12 * d * d + 9 * d + 2 * d) + d + d * 512
+    assert bench.flops_per_token(model) == 6 * n + 12 * L * d * T
+    assert bench.peak_flops_for("NVIDIA H200") == bench.peak_flops_for("NVIDIA H100 80GB HBM3") == 989e12
+    assert bench.peak_flops_for("NVIDIA A100-SXM4-80GB") == 312e12 and bench.peak_flops_for("cpu") is None
+
+
+def test_train_benchmark_reports_pipeline_and_model_rows(capsys):
+    bench = load_script("train")
+    result = bench.main(["--device", "cpu", "--preset", "tiny", "--resolution", "8", "--batch-size", "4",
+                         "--steps", "1", "--threads", "1", "--peak-flops", "1e12", "--json"])
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(result))
+    assert [(r["data"], r["resolution"], r["channels"], r["colors"]) for r in result["pipeline"]] == \
+        [("mnist", 28, 1, 8), ("photos", 32, 3, 512)]
+    assert all(r["memmap_tokens_per_s"] > 0 and r["encode_tokens_per_s"] > 0 for r in result["pipeline"])
+    (row,) = result["models"]
+    model = GPT(preset("tiny", n_colors=8, height=8, width=8))
+    assert (row["preset"], row["parameters"], row["batch"], row["tokens"]) == ("tiny", model.num_params(), 4, 64)
+    assert row["tokens_per_s"] == pytest.approx(4 * 64 / (row["step_ms"] / 1000))
+    assert row["mfu"] == pytest.approx(row["tokens_per_s"] * row["flops_per_token"] / 1e12)
+    assert row["peak_memory_mb"] > 0 and row["memory_kind"] == "process peak RSS"

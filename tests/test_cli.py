@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from igpt_lite.checkpoint import load_checkpoint, save_checkpoint
@@ -61,3 +62,18 @@ def test_module_entry_point_prints_one_json_object():
                          check=True).stdout
     info = json.loads(out)
     assert "igpt-s" in info["presets"] and "mnist" in info["datasets"]
+
+
+def test_train_flags_reach_the_training_config_and_no_token_cache_writes_none(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("IGPT_LITE_CACHE", str(tmp_path / "cache"))
+    common = ["train", "--data", "digits", "--colors", "4", "--preset", "tiny", "--steps", "2", "--batch-size", "8",
+              "--eval-every", "2"]
+    run_json(capsys, *common, "--out", str(tmp_path / "a"), "--activation-checkpointing", "--fsdp",
+             "--no-token-cache")
+    cfg = load_checkpoint(tmp_path / "a").meta["training"]["config"]
+    assert (cfg["activation_checkpointing"], cfg["fsdp"], cfg["compile"]) == (True, True, False)
+    assert not (tmp_path / "cache").exists()
+    run_json(capsys, *common, "--out", str(tmp_path / "b"))
+    assert len(list((tmp_path / "cache" / "tokens" / "digits").glob("train-8px-1ch-4c-*.npy"))) == 1
+    a, b = (load_checkpoint(tmp_path / r).model.state_dict() for r in "ab")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # recomputation and the cache change nothing
