@@ -87,14 +87,16 @@ def _attention_panel(fig, z, row, col, pixel, image, visible, zmax, marker_px, c
     per-subplot update_xaxes/add_trace calls made a 4×5 grid take ~1 s to build.)"""
     import plotly.graph_objects as go
 
-    z = np.asarray(z, dtype=float)
+    # float32: plotly sends numpy arrays as typed binary, so a 6×5 grid of float64 maps was ~0.5 MB
+    # for the browser to take in on every click; single precision is far more than a colour needs
+    z = np.asarray(z, dtype=np.float32)
     h, w = z.shape
     traces = [go.Image(z=_rgb(image), hoverinfo="skip")] if image is not None else []
     traces.append(go.Heatmap(z=z, zmin=0, zmax=zmax if zmax > 0 else 1, colorscale=_ATTENTION_SCALE,
                              showscale=colorbar is not None, colorbar=colorbar,
                              hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra></extra>"))
     if visible is not None:
-        hidden = np.where(np.asarray(visible), np.nan, 1.0)
+        hidden = np.where(np.asarray(visible), np.nan, 1.0).astype(np.float32)
         traces.append(go.Heatmap(z=hidden, zmin=0, zmax=1, showscale=False, hoverinfo="skip",
                                  colorscale=[[0, "rgba(128,128,128,0.55)"], [1, "rgba(128,128,128,0.55)"]]))
     traces.append(go.Scatter(x=[pixel[1]], y=[pixel[0]], mode="markers", hoverinfo="skip", showlegend=False,
@@ -161,7 +163,7 @@ def attention_grid(att, layers=None, panel_px: int = 120):
     for l in range(n_layer):
         for k in range(n_col):
             z = panels[l][k]
-            _attention_panel(fig, z, l + 1, k + 1, pixel, image, visible, max(z.max(), floor), marker_px)
+            _attention_panel(fig, z, l + 1, k + 1, pixel, image, visible, float(max(z.max(), floor)), marker_px)
     fig.update_annotations(font_size=10)
     notes = ["each panel scaled to its max (at least 3× the uniform weight)"]
     if start is not None:

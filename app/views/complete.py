@@ -6,6 +6,7 @@ st.session_state so reruns redraw it without sampling again.
 """
 import hashlib
 import io
+import time
 
 import numpy as np
 import streamlit as st
@@ -122,11 +123,13 @@ left.image(plots.cut_preview(palette.quantise(image[None])[0], keep_rows),
 
 if go:
     bar = right.progress(0.0, text="Sampling…")
-    every = max(1, (res - keep_rows) * cfg.width // 50)  # about 50 updates
+    shown = [time.perf_counter()]
 
     def on_step(done, total):
-        if done % every == 0 or done == total:
+        # a few updates a second: each one is redrawn by the browser, which shares the CPU with sampling
+        if time.perf_counter() - shown[0] > 0.25 or done == total:
             bar.progress(done / total, text=f"Sampling pixel {done} of {total}…")
+            shown[0] = time.perf_counter()
 
     seed = int(st.session_state["complete_seed"])
     result = complete_images(ck.model, palette, image[None], keep_rows, n_samples=n_samples, temperature=temperature,
