@@ -400,7 +400,7 @@ def test_cli_refuses_an_unknown_dataset_and_reports_a_missing_one(tmp_path, caps
     assert not (tmp_path / "p.json").exists()
 
 
-def test_cli_trains_on_cifar10_files_and_probes_the_result(tmp_path, capsys, monkeypatch):
+def test_cli_trains_on_cifar10_files_then_probes_and_bias_tests_the_result(tmp_path, capsys, monkeypatch):
     import torch
 
     torch.set_num_threads(1)
@@ -416,3 +416,16 @@ def test_cli_trains_on_cifar10_files_and_probes_the_result(tmp_path, capsys, mon
     assert pr["dataset"] == "cifar10" and pr["resolution"] == 8
     trained = [r for r in pr["table"] if r["kind"] == "trained"]
     assert [r["layer"] for r in trained] == ["blocks.1"] and 0 <= trained[0]["test_acc"] <= 1
+    # and the bias tests run on it: four folders of CIFAR-shaped images as X, Y, A, B
+    from PIL import Image
+
+    _, images, _ = write_cifar10(tmp_path / "sets-source", n_per_batch=1, n_test=16)
+    for k, name in enumerate("XYAB"):
+        (tmp_path / name).mkdir()
+        for i, image in enumerate(images["test"][4 * k : 4 * k + 4]):
+            Image.fromarray(image).save(tmp_path / name / f"{i}.png")
+    assert main(["bias", "--model", str(tmp_path / "run"), *(f"--{k.lower()}={tmp_path / k}" for k in "XYAB"),
+                 "--permutations", "100", "--no-baseline", "--json"]) == 0
+    bi = json.loads(capsys.readouterr().out)
+    rows = bi["table"]
+    assert rows and all(0 < r["p_value"] <= r["p_holm"] <= 1 for r in rows)
