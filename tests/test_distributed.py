@@ -31,7 +31,9 @@ RUN = textwrap.dedent("""
     cfg = TrainConfig(steps=steps, batch_size=8, grad_accum=2, warmup_steps=1, eval_every=2, save_every=2,
                       eval_images=16, fsdp=mode.startswith("fsdp"), activation_checkpointing=mode.startswith("fsdp"))
     train(model, palette, tokens, tokens[:16], out, cfg, progress=False, resume=mode.endswith("resume"))
-    print("parameters:", type(model.wte.weight).__name__)  # DTensor when sharded
+    # one line per process, each written whole (two processes' prints interleaved mid-line)
+    sys.stdout.write(f"parameters: {type(model.wte.weight).__name__}\\n")
+    sys.stdout.flush()
 """)
 
 
