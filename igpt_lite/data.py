@@ -411,6 +411,10 @@ def _open_image(source, channels: int, background: tuple[int, int, int] = (255, 
                 img = Image.new("RGBA", rgba.size, (*background, 255))
                 img.alpha_composite(rgba)
             pixels = np.asarray(img.convert(MODES[channels]))
+    except FileNotFoundError:  # an OSError too: said apart, not as "truncated or corrupt"
+        raise FileNotFoundError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{name}: a folder, not an image file") from None
     except UnidentifiedImageError:
         raise ValueError(f"{name}: not an image file PIL can read (png, jpg, webp, gif, bmp, ...)") from None
     except Image.DecompressionBombError as e:  # PIL's own check, at twice its limit

@@ -79,3 +79,18 @@ def test_train_benchmark_reports_pipeline_and_model_rows(capsys):
     assert row["tokens_per_s"] == pytest.approx(4 * 64 / (row["step_ms"] / 1000))
     assert row["mfu"] == pytest.approx(row["tokens_per_s"] * row["flops_per_token"] / 1e12)
     assert row["peak_memory_mb"] > 0 and row["memory_kind"] == "process peak RSS"
+
+
+def test_readers_benchmark_reads_every_split_of_files_it_writes(capsys):
+    result = load_script("readers").main(["--scale", "0.001", "--stl-unlabeled", "--json"])
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(result))
+    assert result["check"] == {"cifar10": "ok", "cifar100": "ok", "cifar100-coarse": "ok", "stl10": "ok",
+                               "mnist-idx": "ok", "fashion-mnist": "ok"}
+    got = {(r["dataset"], r["split"]): (r["images"], tuple(r["shape"])) for r in result["rows"]}
+    # 0.001 of the official sizes; val is 10% of the official training files, train the rest
+    assert got[("cifar10", "train")] == (45, (32, 32, 3)) and got[("cifar10", "val")] == (5, (32, 32, 3))
+    assert got[("cifar100", "test")] == (10, (32, 32, 3))
+    assert got[("stl10", "train")] == (5, (96, 96, 3))  # 10% of 5 rounds to no val image and got[("stl10", "test")] == (8, (96, 96, 3))
+    assert got[("mnist-idx", "val")] == (6, (28, 28, 1)) and got[("fashion-mnist", "test")] == (10, (28, 28, 1))
+    assert got[("stl10", "unlabeled, 1,000 chosen rows")] == (100, (96, 96, 3))  # all 100 at this scale
+    assert all(r["seconds"] > 0 for r in result["rows"])

@@ -57,6 +57,10 @@ def test_load_image_crops_resizes_and_rejects_non_images(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ValueError, match="notes.txt: not an image file"):
         data.load_image(tmp_path / "notes.txt", 8, 3)
+    with pytest.raises(FileNotFoundError, match=r"gone\.png: no such file$"):  # not "truncated or corrupt"
+        data.read_image(tmp_path / "gone.png")
+    with pytest.raises(ValueError, match="a folder, not an image file"):
+        data.read_image(tmp_path)
 
 
 def test_limit_takes_a_subset_spread_over_the_classes():
