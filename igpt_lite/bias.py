@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from . import validate
 from .model import random_model
 
 # Partition sums that differ by less than this (relative to sum |s|) are ties: the same partition
@@ -136,13 +137,19 @@ def bootstrap_ci(s_x, s_y, *, n_bootstrap: int = 2_000, confidence: float = 0.95
     return float(low), float(high)
 
 
+def _check_test_options(n_permutations, seed, n_bootstrap) -> None:
+    """The options every test takes, checked before any model runs (the messages the CLI gives)."""
+    validate.integer("n_permutations", n_permutations, low=1)
+    validate.seed("seed", seed)
+    validate.integer("n_bootstrap", n_bootstrap, low=0)
+
+
 def permutation_test(s_x, s_y, *, n_permutations: int = 100_000, seed: int = 0, n_bootstrap: int = 2_000,
                      n_a: int = 0, n_b: int = 0) -> IEATResult:
     """The statistic, d, one-sided permutation p-value and bootstrap interval of iEAT (see the module
     docstring) from the association scores of the targets, s_x and s_y; ieat and the likelihood
     test both end here."""
-    if n_permutations < 1:
-        raise ValueError(f"n_permutations must be >= 1, got {n_permutations}")
+    _check_test_options(n_permutations, seed, n_bootstrap)
     s_x, s_y = np.asarray(s_x, dtype=np.float64), np.asarray(s_y, dtype=np.float64)
     n_x, n_y = len(s_x), len(s_y)
     s = np.concatenate([s_x, s_y])
@@ -323,6 +330,7 @@ def bias_test(checkpoint, sets: dict, *, layers=None, norm: str = "layernorm", n
     `baseline`: the same test on a random-weight copy (`model.random_model`, seed `baseline_seed`).
     Each row carries a bootstrap interval for d (see `bootstrap_ci`)."""
     from .features import extract_features, parse_layers
+    _check_test_options(n_permutations, seed, n_bootstrap)
     _check_images(checkpoint, sets, SET_NAMES)
     for k in SET_NAMES:
         if np.ndim(sets[k]) != 4:
@@ -435,6 +443,7 @@ def likelihood_test(checkpoint, composed: dict, *, n_permutations: int = 100_000
     uint8 n_x×n_a×H×W×C (target i of X with attribute j of A), "XB", "YA", "YB"}, e.g.
     `scenes.TestSets(...).composed()` or `compose_halves`. Every image is scored once by the model
     (and once by a random-weight copy when `baseline`)."""
+    _check_test_options(n_permutations, seed, n_bootstrap)
     if checkpoint.config.objective != "ar":
         raise ValueError("the likelihood test needs an ar model: a bert model gives no likelihood of a whole "
                          "image; use bias_test (iEAT) instead")

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from . import formats
+from . import formats, validate
 
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # embedded and folder datasets
@@ -286,6 +286,8 @@ def load_dataset(name: str, split: str = "train", resolution: int | None = None,
     test is the official test split, train/val a hold-out of the official training split
     (`holdout_indices`); stl10 also has `unlabeled`, memory-mapped (a np.memmap at its own size
     and channels, so that it is never read whole into RAM)."""
+    if limit is not None:
+        validate.integer("limit", limit, low=1)
     if name.startswith(FOLDER):
         images, labels, class_names = _image_classes(name[len(FOLDER):], resolution or FOLDER_RESOLUTION)
         idx = _subset(split_indices(len(images), split), limit)

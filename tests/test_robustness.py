@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from conftest import tiny_model
-from igpt_lite import checkpoint, interop, validate
+from igpt_lite import bias, checkpoint, data, interop, validate
 from igpt_lite.checkpoint import load_checkpoint, save_checkpoint, step_dirs
 from igpt_lite.cli import main
 from igpt_lite.palette import Palette
@@ -203,6 +203,13 @@ LIBRARY_CASES = [
     pytest.param("pick_device('cuda')", lambda m: pick_device("cuda"), "CUDA is not available", marks=NO_CUDA,
                  id="pick_device('cuda')"),
     ("a model config that is a list", lambda m: validate.model_config([1]), "must be a JSON object"),
+    ("load_dataset(limit=0)", lambda m: data.load_dataset("digits", "test", limit=0), "limit must be ≥ 1, got 0"),
+    ("ieat(n_permutations=2.5)", lambda m: bias.ieat(*np.eye(4)[None].repeat(4, 0), n_permutations=2.5),
+     "n_permutations must be a whole number (≥ 1), got 2.5"),
+    # checked before the model is touched (None would fail at once otherwise)
+    ("bias_test(seed=-1)", lambda m: bias.bias_test(None, {}, seed=-1), "seed must be between 0 and 4294967295"),
+    ("likelihood_test(n_bootstrap=-1)", lambda m: bias.likelihood_test(None, {}, n_bootstrap=-1),
+     "n_bootstrap must be ≥ 0, got -1"),
 ]
 
 
