@@ -121,10 +121,12 @@ class Palette:
         images = as_nhwc(images)
         return self.decode(self.encode(images), images.shape[1], images.shape[2])
 
-    def round_trip_error(self, images: np.ndarray) -> float:
-        """Mean absolute error (0-255 scale) of encode -> decode over all pixels and channels."""
+    def round_trip_error(self, images: np.ndarray, tokens=None) -> float:
+        """Mean absolute error (0-255 scale) of encode -> decode over all pixels and channels.
+        `tokens`: the images' encoding when already at hand (it is not recomputed)."""
         images = as_nhwc(images)
-        return float(np.abs(self.quantise(images).astype(np.float32) - images.astype(np.float32)).mean())
+        quantised = self.quantise(images) if tokens is None else self.decode(tokens, images.shape[1], images.shape[2])
+        return float(np.abs(quantised.astype(np.float32) - images.astype(np.float32)).mean())
 
     def token_entropy_bits(self, tokens: torch.Tensor) -> float:
         """Entropy of the token frequencies in bits: the unigram baseline for bits/dim."""

@@ -90,8 +90,7 @@ def encoded_split(dataset: str, split: str, palette: Palette, resolution: int, *
             return _open_checked(path, resolution * resolution, palette.n_colors)
         except ValueError as e:
             warnings.warn(f"token cache {path} {e}; rebuilding it", stacklevel=2)
-    # root is passed only when given, so the embedded sets load without knowing about data roots
-    images = load_dataset(dataset, split, resolution=resolution, **({"root": root} if root is not None else {})).images
+    images = load_dataset(dataset, split, resolution=resolution, root=root).images
     if len(images) == 0:
         raise ValueError(f"the {split} split of {dataset} holds no images: nothing to encode")
     shape = (len(images), resolution * resolution)

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -506,17 +507,18 @@ def pretrain(dataset: str, out_dir, *, model_cfg: "GPTConfig", train_cfg: TrainC
                          f"{model_cfg.n_colors}-colour model of {dataset} ({val_set.channels} channel(s))")
     if token_cache:
         rank, world = distributed()
-        with _rank_zero_first(rank, world):  # one process encodes; the others open its file
+        with _rank_zero_first(rank, world):  # one process encodes; the others open its files
             train_tokens = encoded_split(dataset, "train", palette, res, root=root)
+            val_tokens = torch.from_numpy(encoded_split(dataset, "val", palette, res, root=root).astype(np.int64))
     else:
         train_tokens = palette.encode(load_dataset(dataset, "train", resolution=res, root=root).images)
-    val_tokens = palette.encode(val_set.images)
+        val_tokens = palette.encode(val_set.images)
     torch.manual_seed(train_cfg.seed)
     model = GPT(model_cfg)
     meta = {"dataset": dataset, "resolution": res, "channels": val_set.channels,
             "class_names": val_set.class_names,
             "baseline_bpd": palette.token_entropy_bits(val_tokens),
-            "palette_error": palette.round_trip_error(val_set.images)}
+            "palette_error": palette.round_trip_error(val_set.images, tokens=val_tokens)}
     history = train(model, palette, train_tokens, val_tokens, Path(out_dir), train_cfg, meta=meta, resume=resume,
                     progress=progress, on_eval=on_eval)
     return model, palette, history

@@ -35,6 +35,8 @@ def test_grayscale_stack_and_round_trip_error(grey_palette, rng):
     assert tokens.shape == (4, 25)
     back = grey_palette.decode(tokens, 5, 5)[..., 0].astype(float)
     assert grey_palette.round_trip_error(images) == pytest.approx(np.abs(back - images).mean(), rel=1e-6)
+    # the tokens, when at hand, give the same error without encoding again
+    assert grey_palette.round_trip_error(images, tokens=grey_palette.encode(images)) == grey_palette.round_trip_error(images)
     # 8 evenly spaced levels: no pixel is further than half a step (255/7/2) from its level
     assert np.abs(back - images).max() <= 255 / 14 + 1
 

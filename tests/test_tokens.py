@@ -1,5 +1,6 @@
 """The token cache: a split encoded once, on disk as uint16, exactly palette.encode's tokens; damaged
 files are rebuilt, never used; training from it ends with the same weights as from memory."""
+import json
 import warnings
 
 import numpy as np
@@ -136,11 +137,13 @@ def test_pretraining_from_the_cache_equals_pretraining_from_memory(tmp_path, mon
     tcfg = TrainConfig(steps=3, batch_size=16, warmup_steps=1, eval_every=3, save_every=3, eval_images=16)
     runs = {}
     for cached in (True, False):
-        model, pal, history = pretrain("digits", tmp_path / f"run-{cached}", model_cfg=cfg, train_cfg=tcfg,
+        model, pal, history = pretrain("digits", tmp_path / f"run-{int(cached)}", model_cfg=cfg, train_cfg=tcfg,
                                        progress=False, token_cache=cached)
-        runs[cached] = (load_checkpoint(tmp_path / f"run-{cached}").model.state_dict(), history)
-    files = list((tmp_path / "cache" / "tokens" / "digits").glob("*.npy"))
-    assert [f.name for f in files] == [token_cache_path("digits", "train", pal, 8).name]
+        runs[cached] = (load_checkpoint(tmp_path / f"run-{int(cached)}").model.state_dict(), history)
+    files = sorted((tmp_path / "cache" / "tokens" / "digits").glob("*.npy"))
+    assert [f.name for f in files] == [token_cache_path("digits", split, pal, 8).name for split in ("train", "val")]
+    metas = [json.loads((tmp_path / f"run-{cached}" / "step-000003" / "config.json").read_text()) for cached in (1, 0)]
+    assert metas[0]["palette_error"] == metas[1]["palette_error"] and metas[0]["baseline_bpd"] == metas[1]["baseline_bpd"]
     for (name, a), b in zip(runs[True][0].items(), runs[False][0].values()):
         assert torch.equal(a, b), name
     assert runs[True][1][-1]["val_bpd"] == runs[False][1][-1]["val_bpd"]
