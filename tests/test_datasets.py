@@ -401,9 +401,6 @@ def test_cli_refuses_an_unknown_dataset_and_reports_a_missing_one(tmp_path, caps
 
 
 def test_cli_trains_on_cifar10_files_then_probes_and_bias_tests_the_result(tmp_path, capsys, monkeypatch):
-    import torch
-
-    torch.set_num_threads(1)
     write_cifar10(tmp_path / "datasets")
     assert main(["train", "--data", "cifar10", "--root", str(tmp_path / "datasets"), "--preset", "tiny",
                  "--resolution", "8", "--colors", "4", "--steps", "2", "--batch-size", "4", "--eval-every", "2",
