@@ -79,15 +79,13 @@ def current_checkpoint() -> ckpt.Checkpoint:
 def current_dataset(ck: ckpt.Checkpoint) -> str:
     """The dataset whose held-out images a page shows: the model's own, or (for a model that names
     none, e.g. an imported one) one the user picks in the sidebar."""
-    available = data.available_datasets()
     try:
         name = ck.dataset_name()
-        folder = name.startswith(data.FOLDER) and Path(name[len(data.FOLDER):]).is_dir()
-        if name in available or folder:
+        if data.dataset_available(name):
             return name
     except ValueError:  # names none, or one this process does not have (e.g. registered elsewhere)
         pass
-    # or names a dataset whose files are not under this machine's data root
+    # or names a dataset whose files are not on this machine
     named = ck.meta.get("dataset")
     why = f"{named!r} is not available here" if named else "this model names no dataset"
-    return st.sidebar.selectbox(f"Images from ({why})", available, key="dataset")
+    return st.sidebar.selectbox(f"Images from ({why})", data.available_datasets(), key="dataset")

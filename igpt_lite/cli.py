@@ -69,6 +69,10 @@ def _data_args(p, default=None, help="dataset (default: the model's own)"):
     p.add_argument("--data", type=_DATA, default=default,
                    help=f"{help}: an embedded one, {', '.join(formats.DATASETS)} (files under --root), or "
                         "folder:PATH (one sub-folder of images per class)")
+    _root_arg(p)
+
+
+def _root_arg(p):
     p.add_argument("--root", default=None, metavar="DIR",
                    help="where the datasets you bring live (default: $IGPT_LITE_DATA, else data/datasets/)")
 
@@ -504,8 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "fashion-mnist under the data root as loading them does (sizes, headers, labels) and "
                               "prints each one's status (ok, missing, broken: what is wrong) and images per split. "
                               "Where each file goes: data/README.md.")
-    p.add_argument("--root", default=None, metavar="DIR",
-                   help="the data root (default: $IGPT_LITE_DATA, else data/datasets/)")
+    _root_arg(p)
     p.set_defaults(func=cmd_data_check)
 
     q = data_verbs.add_parser("download", help="fetch a published dataset, check its checksum, unpack it (resumable)",
@@ -513,8 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "and put the dataset folder in place whole; an interrupted download resumes when the "
                               "same command runs again, and a dataset already there is left alone.")
     q.add_argument("name", choices=list(download.SOURCES))
-    q.add_argument("--root", default=None, metavar="DIR",
-                   help="where datasets live (default: $IGPT_LITE_DATA, else data/datasets/)")
+    _root_arg(q)
     q.set_defaults(func=cmd_data_download)
 
     # --json on every verb that runs (data's: on its sub-commands, where argparse reads the flags)

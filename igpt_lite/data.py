@@ -204,11 +204,27 @@ def native_resolution(name: str) -> int:
     return FOLDER_RESOLUTION if name.startswith(FOLDER) else NATIVE_RESOLUTION[check_dataset_name(name)]
 
 
+def dataset_folder(name: str, root=None) -> Path | None:
+    """The folder a dataset is read from: a real dataset's under the data root, a folder dataset's
+    own; None for the embedded and registered sets, which no file on disk holds."""
+    if name.startswith(FOLDER):
+        return Path(name[len(FOLDER):]).expanduser()
+    if name in formats.DATASETS:
+        return data_root(root) / formats.DATASETS[name].folder
+    return None
+
+
+def dataset_available(name: str, root=None) -> bool:
+    """Whether `name` can be loaded here: known and in memory, or its folder is there (its files are
+    not checked: `check_datasets` does that)."""
+    folder = dataset_folder(name, root)
+    return name in _LOADERS if folder is None else folder.is_dir()
+
+
 def available_datasets(root=None) -> list[str]:
     """The datasets that can be chosen here: embedded and registered ones, and the real ones whose
-    folder is under the data root (not checked further: `check_datasets` does that)."""
-    base = data_root(root)
-    return [*_LOADERS, *(n for n, spec in formats.DATASETS.items() if (base / spec.folder).is_dir())]
+    folder is under the data root."""
+    return [name for name in dataset_names() if dataset_available(name, root)]
 
 
 @lru_cache(maxsize=8)
@@ -359,8 +375,8 @@ def _read_classes(path: str, resolution: int, stamp: tuple) -> tuple:
     if all(set(p.modes) <= GREY_MODES for p in parts):  # every file grey: keep one channel
         images = images[..., :1]
     if len(images) < MIN_FOLDER_DATASET:
-        raise ValueError(f"{folder}: {len(images)} images; a folder dataset needs at least {MIN_FOLDER_DATASET} "
-                         "so that its 80/10/10 train/val/test split leaves none empty")
+        raise ValueError(f"{folder}: {len(images)} image{'s' if len(images) != 1 else ''}; a folder dataset needs at "
+                         f"least {MIN_FOLDER_DATASET} so that its 80/10/10 train/val/test split leaves none empty")
     labels = np.concatenate([np.full(len(p.images), i, dtype=np.int64) for i, p in enumerate(parts)])
     return images, labels, classes
 

@@ -22,8 +22,7 @@ import numpy as np
 import torch
 
 from .checkpoint import cache_root, write_file_atomically
-from .data import FOLDER, data_root, load_dataset
-from .formats import DATASETS
+from .data import dataset_folder, load_dataset
 from .palette import Palette
 
 ENCODE_CHUNK = 4096  # images encoded at a time: bounds the float32 copy palette.encode makes
@@ -32,11 +31,8 @@ ENCODE_CHUNK = 4096  # images encoded at a time: bounds the float32 copy palette
 def _source_files_id(dataset: str, root) -> str:
     """A short hash of the files a dataset is read from (folder, names, sizes, modification times);
     "" for the embedded and generated sets, which no file on disk changes."""
-    if dataset in DATASETS:
-        folder = data_root(root) / DATASETS[dataset].folder
-    elif dataset.startswith(FOLDER):
-        folder = Path(dataset[len(FOLDER):]).expanduser()
-    else:
+    folder = dataset_folder(dataset, root)
+    if folder is None:
         return ""
     files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
     lines = [str(folder.resolve())] + [f"{p.relative_to(folder)} {p.stat().st_size} {p.stat().st_mtime_ns}"
