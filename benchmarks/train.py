@@ -24,7 +24,7 @@ import torch
 from igpt_lite.data import load_dataset
 from igpt_lite.model import GPT, preset
 from igpt_lite.palette import Palette
-from igpt_lite.tokens import encoded_split, token_batch
+from igpt_lite.data.tokens import encoded_split, token_batch
 from igpt_lite.train import batch_indices
 
 # peak dense bf16 tensor-core FLOPS (no sparsity), from the vendors' data sheets; matched in the device name

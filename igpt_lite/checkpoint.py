@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,16 +21,11 @@ from safetensors.torch import load_file, save_file
 from . import validate
 from .model import GPT, GPTConfig
 from .palette import Palette
+from .storage import occupied, write_folder_atomically
 
 FORMAT = "igpt-lite/1"
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
 USER_DIR = Path(os.environ.get("IGPT_LITE_MODELS", Path.home() / ".cache" / "igpt-lite" / "models"))
-
-
-def cache_root() -> Path:
-    """Where computed things are kept: probe reports (probes/), features (features/), encoded
-    datasets (tokens/): $IGPT_LITE_CACHE, else ~/.cache/igpt-lite."""
-    return Path(os.environ.get("IGPT_LITE_CACHE") or Path.home() / ".cache" / "igpt-lite").expanduser()
 
 
 @dataclass
@@ -59,6 +52,21 @@ class Checkpoint:
                              f"{', '.join(dataset_names())} or folder:PATH (--data NAME), or give your own images")
         return check_dataset_name(name)
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of the images this model reads: the one home of the image shape."""
+        return self.config.height, self.config.width, self.palette.channels
+
+    def square_side(self) -> int:
+        """The side of this model's images where images are loaded square (datasets, image sets), or
+        the one message saying they cannot be."""
+        return validate.square_side(self.config.height, self.config.width)
+
+    def check_images(self, images, *, one: bool = False, name: str = ""):
+        """`images` as an array if they are uint8 N×H×W×C (one H×W×C with `one=True`) at this
+        model's size and colour channels; else the one message saying what was expected."""
+        return validate.images(images, *self.image_shape, one=one, name=name)
+
     def summary(self) -> "ModelSummary":
         return summarize(self)
 
@@ -70,83 +78,6 @@ class Checkpoint:
                 f"with palette {self.palette.fingerprint} ({self.palette.n_colors} colours), not "
                 f"{palette.fingerprint} ({palette.n_colors} colours); encode images with checkpoint.palette"
             )
-
-
-def write_folder_atomically(final: Path, write) -> Path:
-    """Write a folder with `write(tmp_dir)` and put it in place without ever showing a half-written one.
-
-    A new folder appears in one rename. Into an existing folder (an overwrite) each file `write`
-    made replaces the one of the same name in one rename, config.json last (it is removed first,
-    so a folder caught between old and new files reads as incomplete, never as a mix); files it did
-    not write are left alone."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    existing = final.is_dir()
-    if final.exists() and not existing:
-        raise FileExistsError(f"{final} is a file, not a folder; choose another path")
-    tmp = (final if existing else final.parent) / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        write(tmp)
-        if existing:
-            if (tmp / "config.json").exists():
-                (final / "config.json").unlink(missing_ok=True)
-            _move_into(tmp, final)
-        else:
-            os.rename(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return final
-
-
-def _move_into(src: Path, dst: Path) -> None:
-    """Move src's files into dst, replacing those of the same name one rename each; config.json last."""
-    for entry in sorted(src.iterdir(), key=lambda e: e.name == "config.json"):
-        target = dst / entry.name
-        if entry.is_dir():
-            if target.exists() and not target.is_dir():
-                target.unlink()
-            target.mkdir(exist_ok=True)
-            _move_into(entry, target)
-        else:
-            if target.is_dir():
-                raise FileExistsError(f"{target} is a folder where {entry.name} is to be written; move it away")
-            os.replace(entry, target)
-
-
-def occupied(path: str | Path) -> bool:
-    """Whether writing a folder at `path` would touch something: an empty folder is free."""
-    path = Path(path)
-    return path.exists() and (not path.is_dir() or any(path.iterdir()))
-
-
-def write_file_atomically(path: str | Path, write) -> Path:
-    """Write one file with `write(tmp_path)` beside it, then rename it into place: a reader (or a
-    kill) never sees a half-written file, and the old file stays whole until the new one is."""
-    path = Path(path)
-    tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}{path.suffix}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def check_new_output(path: str | Path, overwrite: bool = False, flag: str = "--out") -> Path:
-    """Before any work: `path` can be written (its folder exists) and does not exist unless
-    `overwrite`. The message names the flag the user gave."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{flag} {path} already exists; choose another path or pass --overwrite")
-    if path.is_dir():
-        raise FileExistsError(f"{flag} {path} is a folder; give a file name")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"{flag} {path}: the folder {path.parent} does not exist; create it first")
-    if not os.access(path.parent, os.W_OK):
-        raise PermissionError(f"{flag} {path}: cannot write in {path.parent} (permission denied)")
-    return path
 
 
 def _write_checkpoint_files(folder: Path, model: GPT, palette: Palette, meta: dict,

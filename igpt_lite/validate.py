@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
+
 MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's seeds stop here; torch's accept it too
 
 
@@ -103,3 +105,23 @@ def device(value: str, name: str = "device") -> str:
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"{where}: MPS (Apple GPU) is not available on this machine; use cpu or auto")
     return value
+
+
+def images(value, height: int, width: int, channels: int, *, one: bool = False, name: str = "") -> np.ndarray:
+    """The one check of images against a model: uint8 N×H×W×C (or one H×W×C image with `one=True`)
+    at the model's height, width and colour channels. `name` ("set X") starts the message."""
+    arr = np.asarray(value)
+    want = (height, width, channels)
+    if arr.shape != want if one else (arr.ndim != 4 or arr.shape[1:] != want):
+        raise ValueError(f"{name + ': ' if name else ''}expected {'one image' if one else 'images'} shaped "
+                         f"{'' if one else 'N×'}{height}×{width}×{channels} (this model's size and colour channels), "
+                         f"got {arr.shape}; data.prepare_image crops and resizes an image to it")
+    return arr
+
+
+def square_side(height: int, width: int) -> int:
+    """The side of a square image size: datasets and image sets are loaded square."""
+    if height != width:
+        raise ValueError(f"datasets are loaded square (image sets too), but this model reads {height}×{width} images; "
+                         "give it your own images at that size")
+    return height

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from igpt_lite import checkpoint, data
 from igpt_lite.attention import attend, attention_summary
-from igpt_lite.plots import attention_distance_chart, attention_grid, attention_rollout_figure, save_figures
+from igpt_lite.attention import attention_distance_chart, attention_grid, attention_rollout_figure
+from igpt_lite.figures import save_figures
 
 
 def main(argv=None):

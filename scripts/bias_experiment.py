@@ -38,15 +38,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from igpt_lite import scenes
+from igpt_lite.data import scenes
 from igpt_lite.bias import bias_test, likelihood_null_calibration, likelihood_test, null_calibration
-from igpt_lite.bundled import export_bundled
+from igpt_lite.train.bundled import export_bundled
 from igpt_lite.checkpoint import load_checkpoint
 from igpt_lite.data import register_figures
 from igpt_lite.model import GPTConfig
 from igpt_lite.palette import Palette
-from igpt_lite.plots import bias_per_layer_chart, image_grid, save_figures
-from igpt_lite.train import TrainConfig, bits_per_image, pretrain
+from igpt_lite.bias import bias_per_layer_chart
+from igpt_lite.figures import image_grid, save_figures
+from igpt_lite.scoring import bits_per_image
+from igpt_lite.train import TrainConfig, pretrain
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--rates", type=float, nargs="+", default=[0.5, 0.9], help="co-occurrence rates p")

@@ -19,7 +19,7 @@ import json
 import time
 from pathlib import Path
 
-from igpt_lite import plots
+from igpt_lite import figures, probe
 from igpt_lite.probe import IGPT_S_CIFAR10, depth_shape, probe_checkpoints
 from probe_experiments import open_report  # scripts/, on sys.path when this file runs as a script
 
@@ -114,11 +114,11 @@ def main():
             "about": about, "seconds": time.perf_counter() - t0, "table": table,
             "shape": {"linear": depth_shape(table, "linear"), "knn": depth_shape(table, "knn")}}
         report_path.write_text(json.dumps(report, indent=1))
-        figs = [plots.probe_depth_chart(table, title=f"Probes by depth: {name} on {dataset}"),
-                plots.probe_checkpoints_chart(table, title=f"Linear probes over training: {name}"),
-                plots.probe_bits_chart(table, title=f"Probe accuracy against validation bits/dim: {name}"),
-                plots.probe_reference_chart(table, IGPT_S_CIFAR10, title=f"{name} beside iGPT-S (relative depth)")]
-        print(plots.save_figures(figs, out / f"depth_{name}.html", title=f"igpt-lite depth: {name}"), flush=True)
+        figs = [probe.probe_depth_chart(table, title=f"Probes by depth: {name} on {dataset}"),
+                probe.probe_checkpoints_chart(table, title=f"Linear probes over training: {name}"),
+                probe.probe_bits_chart(table, title=f"Probe accuracy against validation bits/dim: {name}"),
+                probe.probe_reference_chart(table, IGPT_S_CIFAR10, title=f"{name} beside iGPT-S (relative depth)")]
+        print(figures.save_figures(figs, out / f"depth_{name}.html", title=f"igpt-lite depth: {name}"), flush=True)
     for name, (model, dataset, about) in MODELS.items():
         if args.table_only or args.only and name not in args.only:
             continue
@@ -129,7 +129,7 @@ def main():
                         "about": about, "seconds": time.perf_counter() - t0, "table": table,
                         "shape": {"linear": depth_shape(table, "linear"), "knn": depth_shape(table, "knn")}}
         report_path.write_text(json.dumps(report, indent=1))
-        print(plots.save_figures([plots.probe_depth_chart(table, title=f"Probes by depth: {name} on {dataset}")],
+        print(figures.save_figures([probe.probe_depth_chart(table, title=f"Probes by depth: {name} on {dataset}")],
                                  out / f"depth_{model}.html", title=f"igpt-lite depth: {name}"), flush=True)
     md = ["| setting | step | val bits/dim | linear probe, test % by layer (embed … ln_f) | linear: peak (chosen on "
           "val) → last layer, fall (s.e. of the difference) | kNN (k = 20), test % by layer | kNN: peak → last |",

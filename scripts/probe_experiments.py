@@ -20,7 +20,8 @@ import torch
 
 from igpt_lite.checkpoint import load_checkpoint
 from igpt_lite.probe import probe_checkpoints, probe_model, probe_summary
-from igpt_lite.plots import probe_checkpoints_chart, probe_depth_chart, save_figures
+from igpt_lite.figures import save_figures
+from igpt_lite.probe import probe_checkpoints_chart, probe_depth_chart
 
 # name: (model, dataset, images per split, pooling, what it tests); models by bundled name
 SETTINGS = {

@@ -11,10 +11,11 @@ import sys
 import numpy as np
 import torch
 
-from igpt_lite.bundled import RECIPES, export_bundled
+from igpt_lite.train.bundled import RECIPES, export_bundled
 from igpt_lite.checkpoint import load_checkpoint
 from igpt_lite.data import load_dataset
-from igpt_lite.plots import completion_grid, image_grid
+from igpt_lite.figures import image_grid
+from igpt_lite.sample import completion_grid
 from igpt_lite.sample import complete_images, sample
 from igpt_lite.train import pretrain
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from igpt_lite import plots
+from igpt_lite import sample
 from igpt_lite.checkpoint import BUNDLED_DIR, load_checkpoint
 from igpt_lite.sample import complete_images
 
@@ -297,14 +297,14 @@ def test_two_sessions_get_their_own_results_and_leave_the_model_unchanged():
 
 def test_cut_preview_dims_below_the_cut_and_draws_the_line():
     image = np.full((4, 5, 1), 200, dtype=np.uint8)
-    out = np.asarray(plots.cut_preview(image, keep_rows=2, scale=10))
+    out = np.asarray(sample.cut_preview(image, keep_rows=2, scale=10))
     assert out.shape == (40, 50, 3)
     assert (out[:19] == 200).all()  # kept rows as they are
-    assert (out[19:21] == plots.CUT_COLOR).all()  # the line, across the cut
+    assert (out[19:21] == sample.CUT_COLOR).all()  # the line, across the cut
     assert (out[21:] == int(200 * 0.35)).all()  # hidden rows dimmed
-    assert (np.asarray(plots.cut_preview(image, 0, scale=10))[:2] == plots.CUT_COLOR).all()
+    assert (np.asarray(sample.cut_preview(image, 0, scale=10))[:2] == sample.CUT_COLOR).all()
     with pytest.raises(ValueError, match="keep_rows must lie in 0..4"):
-        plots.cut_preview(image, 5)
+        sample.cut_preview(image, 5)
 
 
 def test_a_drawing_is_read_white_on_black_as_the_draw_tab_reads_it():

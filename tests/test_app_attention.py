@@ -10,7 +10,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from igpt_lite import attention, checkpoint, plots
+from igpt_lite import attention, checkpoint
 from igpt_lite.data import load_dataset
 from test_app import weights_digest
 
@@ -147,21 +147,21 @@ def test_rgb_models_and_another_test_image():
     assert title(at, "attention_grid").startswith("Attention from pixel (row 8, col 0)")
 
 
-# ---- the clickable image (plots.pixel_picker) and reading its selection ----
+# ---- the clickable image (attention.pixel_picker) and reading its selection ----
 
 def test_pixel_picker_draws_one_square_per_pixel_and_is_the_same_every_time():
     image = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3) * 10
-    fig = plots.pixel_picker(image, size_px=90)
+    fig = attention.pixel_picker(image, size_px=90)
     points = fig.data[0]
     assert list(points.x) == [0, 1, 2, 0, 1, 2] and list(points.y) == [0, 0, 0, 1, 1, 1]
     assert points.marker.color[4] == "rgb({},{},{})".format(*image[1, 1]) and points.marker.symbol == "square"
     assert list(fig.layout.yaxis.range) == [1.5, -0.5]  # row 0 at the top
-    assert fig.to_json() == plots.pixel_picker(image.copy(), size_px=90).to_json()  # Streamlit keeps the selection
-    grey = plots.pixel_picker(np.full((4, 4, 1), 7, dtype=np.uint8))
+    assert fig.to_json() == attention.pixel_picker(image.copy(), size_px=90).to_json()  # Streamlit keeps the selection
+    grey = attention.pixel_picker(np.full((4, 4, 1), 7, dtype=np.uint8))
     assert set(grey.data[0].marker.color) == {"rgb(7,7,7)"}
 
 
 def test_picked_pixel_reads_the_last_clicked_point():
-    assert plots.picked_pixel({"points": [{"x": 2, "y": 5}, {"x": 7.0, "y": 1.0}]}) == (1, 7)
-    assert plots.picked_pixel({"points": []}) is None
-    assert plots.picked_pixel(None) is None
+    assert attention.picked_pixel({"points": [{"x": 2, "y": 5}, {"x": 7.0, "y": 1.0}]}) == (1, 7)
+    assert attention.picked_pixel({"points": []}) is None
+    assert attention.picked_pixel(None) is None

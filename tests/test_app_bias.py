@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from igpt_lite import bias, data, scenes
+from igpt_lite import bias, data
+from igpt_lite.data import scenes
 from igpt_lite.checkpoint import BUNDLED_DIR, load_checkpoint
 from test_images import _bomb_png
 

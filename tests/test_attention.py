@@ -11,7 +11,8 @@ from igpt_lite.attention import AttentionMaps, attention_maps, attention_summary
 from igpt_lite.checkpoint import save_checkpoint
 from igpt_lite.cli import main
 from igpt_lite.model import GPT, GPTConfig
-from igpt_lite.plots import attention_distance_chart, attention_grid, attention_rollout_figure, figures_html
+from igpt_lite.attention import attention_distance_chart, attention_grid, attention_rollout_figure
+from igpt_lite.figures import figures_html
 
 H, W = 4, 3  # not square, so rows and columns cannot be swapped unnoticed
 OBJECTIVES = ["ar", "bert"]
@@ -142,7 +143,7 @@ def test_distance_entropy_and_start_share_by_hand_ar(monkeypatch):
     model = peaked_model("ar", height=1, width=3, n_layer=1, n_head=1)
     # keys: start, pixel 0, pixel 1 (pixel 2 is never a key)
     pattern = np.array([[[[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.2, 0.3, 0.5]]]])
-    monkeypatch.setattr(attention, "_patterns", fake_patterns(pattern))
+    monkeypatch.setattr(attention.maps, "_patterns", fake_patterns(pattern))
     s = attention_summary(model, image_tokens(model, n=2), batch_size=1)
     # pixel 1 -> pixel 0: 1 px; pixel 2 -> pixel 0: 2 px, -> pixel 1: 1 px; the start token is left out
     assert s.mean_distance[0, 0] == pytest.approx((0.5 * 1 + 0.3 * 2 + 0.5 * 1) / (0.5 + 0.3 + 0.5))
@@ -158,7 +159,7 @@ def test_distance_and_entropy_by_hand_bert_2d(monkeypatch):
     # pixels (0,0) (0,1) (1,0) (1,1); head 0 as below, head 1 always looks at itself
     head0 = np.array([[0, 0, 0, 1.0], [0.5, 0, 0.5, 0], [0, 0, 1.0, 0], [0.25, 0.25, 0.25, 0.25]])
     pattern = np.stack([head0, np.eye(4)])[None]
-    monkeypatch.setattr(attention, "_patterns", fake_patterns(pattern))
+    monkeypatch.setattr(attention.maps, "_patterns", fake_patterns(pattern))
     s = attention_summary(model, image_tokens(model))
     expected = (r2 + (0.5 * 1 + 0.5 * r2) + 0 + 0.25 * (r2 + 1 + 1 + 0)) / 4
     np.testing.assert_allclose(s.mean_distance, [[expected, 0.0]])
@@ -291,7 +292,7 @@ def test_pixel_widget_figure_draws_that_pixels_maps_at_that_layer(attention_chec
 
 
 def test_visibility_figure_ar_sees_the_raster_prefix_bert_everything():
-    from igpt_lite.plots import visibility_figure
+    from igpt_lite.attention import visibility_figure
 
     cfg = GPTConfig(n_colors=5, height=H, width=W, n_layer=1, n_head=1, n_embd=8)
     bert = GPTConfig(**{**cfg.to_dict(), "objective": "bert"})

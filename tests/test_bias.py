@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from igpt_lite import bias, checkpoint, cli, data, scenes
+from igpt_lite import bias, checkpoint, cli, data
+from igpt_lite.data import scenes
 from igpt_lite.model import GPT, GPTConfig
 from igpt_lite.palette import Palette
 
@@ -182,7 +183,7 @@ def test_figures_register_as_datasets():
 def test_bias_chart_draws_d_and_adjusted_p_per_model(rng):
     feats = [{"embed": m, "blocks.0": m * 2} for m in _sets(rng, (4, 4, 3, 3))]
     table = [dict(r, model=name) for name in ("p50", "p90") for r in bias.ieat_per_layer(*feats)]
-    from igpt_lite.plots import bias_per_layer_chart
+    from igpt_lite.bias import bias_per_layer_chart
 
     fig = bias_per_layer_chart(table)
     assert len(fig.data) == 4 and fig.layout.yaxis2.type == "log"
@@ -483,7 +484,7 @@ def scene_ck():
 
 def test_likelihood_test_scores_every_composed_image_and_its_random_baseline(scene_ck):
     from igpt_lite.model import random_model
-    from igpt_lite.train import bits_per_image
+    from igpt_lite.scoring import bits_per_image
 
     composed = scenes.TestSets(3, seed=1, resolution=8).composed(3, 2)
     r = bias.likelihood_test(scene_ck, composed, n_permutations=1_000, seed=2, baseline_seed=5, n_bootstrap=200)

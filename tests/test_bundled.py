@@ -4,7 +4,7 @@ import pytest
 
 from igpt_lite.checkpoint import BUNDLED_DIR, load_checkpoint
 from igpt_lite.data import dataset_names, load_dataset
-from igpt_lite.train import evaluate_bits_per_dim
+from igpt_lite.scoring import evaluate_bits_per_dim
 
 BUNDLED = sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / "config.json").exists()) if BUNDLED_DIR.exists() else []
 

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from igpt_lite import download as dl
+from igpt_lite.data import download as dl
 from igpt_lite.cli import main
 
 CIFAR = "cifar-10-binary.tar.gz"

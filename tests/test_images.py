@@ -109,7 +109,7 @@ def test_to_channels_matches_pil_conversion(rng):
 def test_scenes_register_nothing_on_import_and_data_serves_them():
     import importlib
 
-    import igpt_lite.scenes as scenes
+    from igpt_lite.data import scenes
 
     before = set(data.dataset_names())
     importlib.reload(scenes)

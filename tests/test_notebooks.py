@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from igpt_lite import plots
+from igpt_lite import attention, figures, probe
+from igpt_lite.palette import raster_sequence_figure
 from igpt_lite.probe import IGPT_S_CIFAR10, layer_projections
-from igpt_lite.train import TrainConfig, evaluate_bits_per_dim, train
+from igpt_lite.scoring import evaluate_bits_per_dim
+from igpt_lite.train import TrainConfig, train, training_curve
 
 from conftest import tiny_model
 
@@ -57,12 +59,12 @@ def test_quantise_is_decode_of_encode_and_gives_the_round_trip_error(grey_palett
 
 def test_training_curve_draws_history_and_baseline():
     history = [{"step": 10, "train_bpd": 2.0, "val_bpd": 1.9}, {"step": 20, "train_bpd": 1.5, "val_bpd": 1.4}]
-    fig = plots.training_curve(history, baseline_bpd=1.7)
+    fig = training_curve(history, baseline_bpd=1.7)
     train_line, val_line = fig.data
     assert list(val_line.x) == [10, 20] and list(val_line.y) == [1.9, 1.4] and list(train_line.y) == [2.0, 1.5]
     assert fig.layout.shapes[0].y0 == 1.7 and "1.700" in fig.layout.annotations[0].text
     assert "1.400 bits/dim at step 20" in fig.layout.title.text
-    assert len(plots.training_curve([]).data[0].x) == 0  # the live plot's first frame
+    assert len(training_curve([]).data[0].x) == 0  # the live plot's first frame
 
 
 def test_on_eval_sees_each_evaluation_and_an_eval_mode_model(tmp_path, grey_palette):
@@ -89,7 +91,7 @@ def test_attention_mask_chart_shows_the_models_masks():
             _, cache = model.run_with_cache(model.image_inputs(torch.zeros(1, 6, dtype=torch.long)),
                                             names=["blocks.0.attn.pattern"])
         masks[objective] = cache["blocks.0.attn.pattern"][0, 0].numpy() > 0
-    fig = plots.attention_mask_chart(masks)
+    fig = attention.attention_mask_chart(masks)
     assert np.array_equal(fig.data[0].z, np.tril(np.ones((6, 6), int)))  # ar: causal
     assert np.array_equal(fig.data[1].z, np.ones((6, 6), int))  # bert: everything
     assert [a.text for a in fig.layout.annotations] == ["ar: 21 of 36 pairs allowed", "bert: 36 of 36 pairs allowed"]
@@ -97,7 +99,7 @@ def test_attention_mask_chart_shows_the_models_masks():
 
 def test_raster_sequence_figure_writes_each_token_in_raster_order(grey_palette):
     tokens = np.arange(6).reshape(2, 3)
-    fig = plots.raster_sequence_figure(tokens, grey_palette.colors)
+    fig = raster_sequence_figure(tokens, grey_palette.colors)
     assert [a.text for a in fig.layout.annotations] == [str(i) for i in range(6)]
     assert [(a.y, a.x) for a in fig.layout.annotations][:4] == [(0, 0), (0, 1), (0, 2), (1, 0)]
     assert np.array_equal(np.asarray(fig.data[0].z)[1, 2], grey_palette.colors[5].repeat(3))
@@ -116,11 +118,11 @@ def _table():
 def test_layer_view_titles_the_layers_accuracies(rng):
     table = _table()
     embedding, labels = rng.normal(size=(9, 2)), np.repeat([0, 1, 2], 3)
-    fig = plots.layer_view(table, "blocks.0", embedding, labels, ["a", "b", "c"])
+    fig = probe.layer_view(table, "blocks.0", embedding, labels, ["a", "b", "c"])
     assert fig.layout.title.text == "blocks.0: linear probe 80.0 ± 2.0%, kNN 70.0%, random weights 45.0%"
     assert [t.name for t in fig.data] == ["a", "b", "c"] and sum(len(t.x) for t in fig.data) == 9
     with pytest.raises(ValueError, match="layer 'blocks.7' is not in the table: it has embed, blocks.0, ln_f"):
-        plots.layer_view(table, "blocks.7", embedding, labels)
+        probe.layer_view(table, "blocks.7", embedding, labels)
 
 
 def test_layer_projections_give_each_layer_two_columns(rng):
@@ -136,7 +138,7 @@ def test_layer_projections_give_each_layer_two_columns(rng):
 
 
 def test_probe_reference_chart_puts_both_curves_on_relative_depth():
-    fig = plots.probe_reference_chart(_table(), IGPT_S_CIFAR10)
+    fig = probe.probe_reference_chart(_table(), IGPT_S_CIFAR10)
     ref, ours = fig.data
     assert list(ours.x) == [0, 0.5, 1] and list(ours.y) == [50, 80, 70]
     assert ref.x[0] == 0 and ref.x[-1] == 1 and max(ref.y) == pytest.approx(78.6)
@@ -164,8 +166,8 @@ def test_live_figure_redraws_one_display_in_place(monkeypatch):
 
     monkeypatch.setattr(IPython.display, "display", fake_display)
     monkeypatch.setattr(plotly.io.renderers, "default", "plotly_mimetype")  # JupyterLab's: a JSON bundle
-    first, later = plots.training_curve([]), plots.training_curve([{"step": 5, "train_bpd": 1.0, "val_bpd": 0.9}])
-    live = plots.LiveFigure(first)
+    first, later = training_curve([]), training_curve([{"step": 5, "train_bpd": 1.0, "val_bpd": 0.9}])
+    live = figures.LiveFigure(first)
     live.update(later)
     (kind0, bundle0, raw0, display_id), (kind1, bundle1, raw1) = calls
     assert (kind0, raw0, display_id, kind1, raw1) == ("display", True, True, "update", True)

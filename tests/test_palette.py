@@ -106,25 +106,24 @@ def test_report_carries_its_palette_and_sweep_reports_each_fitted_palette(rng):
 
 
 def test_swatches_draw_one_square_per_colour_in_its_colour(grey_palette):
-    from igpt_lite import plots
+    from igpt_lite.palette import palette_swatches
 
-    grey = plots.palette_swatches(grey_palette.colors, usage=np.full(8, 1 / 8))
+    grey = palette_swatches(grey_palette.colors, usage=np.full(8, 1 / 8))
     marker = grey.data[0].marker
     assert len(grey.data[0].x) == 8 and marker.symbol == "square"
     assert list(marker.color) == [f"rgb({v},{v},{v})" for v in grey_palette.colors[:, 0]]
     assert grey.data[0].text[3] == "3<br>12%"
     rgb = np.array([[255, 0, 0], [0, 128, 255]], dtype=np.uint8)
-    fig = plots.palette_swatches(rgb)
+    fig = palette_swatches(rgb)
     assert list(fig.data[0].marker.color) == ["rgb(255,0,0)", "rgb(0,128,255)"] and "%" not in fig.data[0].hovertext[0]
 
 
 def test_sweep_chart_plots_error_and_entropy_against_k(rng):
-    from igpt_lite import plots
-    from igpt_lite.palette import palette_sweep
+    from igpt_lite.palette import palette_sweep, palette_sweep_chart
 
     images = rng.integers(0, 256, (10, 5, 5, 1)).astype(np.uint8)
     reports = palette_sweep(images, images, ks=(8, 2, 4))
-    fig = plots.palette_sweep_chart(reports, current=4)
+    fig = palette_sweep_chart(reports, current=4)
     error, entropy, marked = fig.data
     assert list(marked.x) == [4, 4] and marked.name == "this model: 4 colours"
     assert list(error.x) == [2, 4, 8] and list(entropy.x) == [2, 4, 8]

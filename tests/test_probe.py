@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from sklearn.decomposition import PCA
 
-from igpt_lite import plots
+from igpt_lite import figures, probe
 from igpt_lite.checkpoint import save_checkpoint
 from igpt_lite.cli import main
 from igpt_lite.features import extract_features, feature_layers
@@ -329,7 +329,7 @@ def test_probe_checkpoints_over_a_run(tmp_path, grey_palette):
                                                           (200, "blocks.1")]
     assert [r["val_bpd"] for r in trained] == [2.25, 2.25, None, None]  # that step's own evaluation only
     assert {r["kind"] for r in table} == KINDS and sum(r["kind"] == "pixels" for r in table) == 1
-    fig = plots.probe_checkpoints_chart(table)
+    fig = probe.probe_checkpoints_chart(table)
     assert len([t for t in fig.data if t.name.startswith("step")]) == 2
     with pytest.raises(FileNotFoundError, match="step"):
         probe_checkpoints(tmp_path / "empty")
@@ -351,7 +351,7 @@ def plain_table():
 
 def test_plots_build_from_plain_tables(rng):
     table = plain_table()
-    fig = plots.probe_depth_chart(table)
+    fig = probe.probe_depth_chart(table)
     names = [t.name for t in fig.data]
     assert names == ["random weights (seed 0)", "raw pixels: 72.0 ± 2.0%", "palette pixels: 72.0 ± 2.0%", "trained"]
     assert list(fig.data[-1].error_y.array) == [2.0, 2.0, 2.0]  # percent
@@ -360,12 +360,12 @@ def test_plots_build_from_plain_tables(rng):
     assert len(fig.layout.shapes) == 2  # the pixel baselines' standard-error bands
     over_time = [dict(r, step=s) if r["kind"] == "trained" else r for s in (10, 20) for r in table
                  if r["kind"] == "trained" or s == 10]
-    assert [t.name for t in plots.probe_checkpoints_chart(over_time).data][-2:] == ["step 10", "step 20"]
-    assert plots.probe_depth_chart(over_time).data[-1].name == "trained (step 20)"
+    assert [t.name for t in probe.probe_checkpoints_chart(over_time).data][-2:] == ["step 10", "step 20"]
+    assert probe.probe_depth_chart(over_time).data[-1].name == "trained (step 20)"
     # the kNN read-out, where the rows have it, is drawn beside the linear curve
     with_knn = [dict(r, knn_val_acc=r["val_acc"] - 0.1, knn_test_acc=r["test_acc"] - 0.05, knn_test_stderr=0.03,
                      knn_k=20) if r["kind"] == "trained" else r for r in table]
-    fig = plots.probe_depth_chart(with_knn)
+    fig = probe.probe_depth_chart(with_knn)
     assert [t.name for t in fig.data][-2:] == ["trained", "trained, kNN (k = 20)"]
     assert list(fig.data[-1].y) == pytest.approx([55.0, 75.0, 65.0]) and list(fig.data[-1].error_y.array) == [3, 3, 3]
     # accuracy against bits/dim: one point per step, the layer chosen on validation (not on test)
@@ -376,25 +376,25 @@ def test_plots_build_from_plain_tables(rng):
                               val_acc=val, test_acc=test, test_stderr=0.02, knn_val_acc=val, knn_test_acc=test - 0.1,
                               knn_test_stderr=0.02, n_test=500))
     steps.append(dict(kind="random", layer="blocks.0", depth=0, val_acc=0.3, test_acc=0.31, test_stderr=0.02))
-    fig = plots.probe_bits_chart(steps)
+    fig = probe.probe_bits_chart(steps)
     linear, knn = fig.data
     assert list(linear.x) == [3.0, 2.5] and list(linear.y) == pytest.approx([70.0, 75.0])
     assert list(knn.y) == pytest.approx([60.0, 65.0]) and list(linear.text) == ["100", "200"]
     assert fig.layout.xaxis.autorange == "reversed" and "random weights" in fig.layout.annotations[0].text
-    fig = plots.umap_scatter(rng.standard_normal((40, 2)), np.arange(40) % 3, class_names=["a", "b", "c"])
+    fig = probe.umap_scatter(rng.standard_normal((40, 2)), np.arange(40) % 3, class_names=["a", "b", "c"])
     assert [t.name for t in fig.data] == ["a", "b", "c"]
-    assert "plotly" in plots.figures_html([fig])
+    assert "plotly" in figures.figures_html([fig])
 
 
 def test_save_figures_writes_the_page_and_a_screenshot(tmp_path):
-    fig = plots.probe_depth_chart(plain_table(), title="depth chart for the docs")
-    written = plots.save_figures([fig], tmp_path / "out" / "probe.html", title="page title", png=False)
+    fig = probe.probe_depth_chart(plain_table(), title="depth chart for the docs")
+    written = figures.save_figures([fig], tmp_path / "out" / "probe.html", title="page title", png=False)
     assert written == [str(tmp_path / "out" / "probe.html")]
     page = (tmp_path / "out" / "probe.html").read_text()
     assert "<title>page title</title>" in page and "depth chart for the docs" in page
-    if not Path(plots.CHROMIUM).exists():
-        pytest.skip(f"no {plots.CHROMIUM}: the PNG half needs Debian's chromium")
-    written = plots.save_figures([fig], tmp_path / "probe.html")
+    if not Path(figures.CHROMIUM).exists():
+        pytest.skip(f"no {figures.CHROMIUM}: the PNG half needs Debian's chromium")
+    written = figures.save_figures([fig], tmp_path / "probe.html")
     png = tmp_path / "probe.png"
     assert written == [str(tmp_path / "probe.html"), str(png)] and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "probe.html", "probe.png"]  # no screenshot copy left

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from igpt_lite.bias import ieat
-from igpt_lite.plots import permutation_chart, visibility_figure
+from igpt_lite.attention import visibility_figure
+from igpt_lite.bias import permutation_chart
 
 
 def test_permutation_chart_red_share_is_ieats_exact_p(rng):

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from igpt_lite import tokens as tok
+from igpt_lite.data import tokens as tok
 from igpt_lite.checkpoint import load_checkpoint
 from igpt_lite.data import load_dataset
 from igpt_lite.palette import Palette
-from igpt_lite.tokens import encoded_split, token_batch, token_cache_path
+from igpt_lite.data.tokens import encoded_split, token_batch, token_cache_path
 from igpt_lite.train import TrainConfig, pretrain
 from conftest import tiny_config
 

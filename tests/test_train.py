@@ -8,7 +8,8 @@ from igpt_lite.checkpoint import load_checkpoint, step_dirs
 from igpt_lite.data import load_dataset
 from igpt_lite.model import GPT
 from igpt_lite.palette import Palette
-from igpt_lite.train import TrainConfig, batch_indices, bits_per_image, evaluate_bits_per_dim, pretrain, train
+from igpt_lite.scoring import bits_per_image, evaluate_bits_per_dim
+from igpt_lite.train import TrainConfig, batch_indices, pretrain, train
 from conftest import tiny_config
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from common import current_checkpoint, current_dataset, held_out_images, load_model
-from igpt_lite import plots
+from igpt_lite import attention
 from igpt_lite.attention import attend, attention_summary
 
 SUMMARY_IMAGES = 8  # test images the per-head summary averages over, beside "this image"
@@ -36,7 +36,7 @@ st.session_state.setdefault("attention_col", cfg.width // 2)
 
 
 def on_click():
-    pixel = plots.picked_pixel(st.session_state["attention_click"].selection)
+    pixel = attention.picked_pixel(st.session_state["attention_click"].selection)
     if pixel is not None:
         st.session_state["attention_row"], st.session_state["attention_col"] = pixel
 
@@ -45,7 +45,7 @@ left, right = st.columns([1, 2])
 with left:
     index = st.number_input(f"Test image (0–{len(images) - 1})", 0, len(images) - 1, key="attention_index")
     image = images[index]
-    st.plotly_chart(plots.pixel_picker(image, size_px=300, title=f"{dataset} test image #{index}: click a pixel"),
+    st.plotly_chart(attention.pixel_picker(image, size_px=300, title=f"{dataset} test image #{index}: click a pixel"),
                     key="attention_click", on_select=on_click, selection_mode="points",
                     config={"displayModeBar": False})
     r, c = st.columns(2)
@@ -67,15 +67,15 @@ with left:
         st.caption("The start token's share is kept out of the maps (they show only pixels), so a map looks "
                    "faint when most of its weight parks there.")
 with right:
-    st.plotly_chart(plots.attention_rollout_figure(att, size_px=380), key="attention_rollout")
+    st.plotly_chart(attention.attention_rollout_figure(att, size_px=380), key="attention_rollout")
 
 st.subheader("Every layer and head")
-st.plotly_chart(plots.attention_grid(att, panel_px=max(80, min(120, 900 // (cfg.n_head + 1)))), key="attention_grid")
+st.plotly_chart(attention.attention_grid(att, panel_px=max(80, min(120, 900 // (cfg.n_head + 1)))), key="attention_grid")
 
 st.subheader("One layer, enlarged")
 layer = (st.columns(3)[0].select_slider("Layer", options=list(range(cfg.n_layer)), value=cfg.n_layer - 1,
                                         key="attention_layer") if cfg.n_layer > 1 else 0)
-st.plotly_chart(plots.attention_grid(att, layers=[layer], panel_px=max(140, 900 // (cfg.n_head + 1))),
+st.plotly_chart(attention.attention_grid(att, layers=[layer], panel_px=max(140, 900 // (cfg.n_head + 1))),
                 key="attention_layer_grid")
 
 st.subheader("Per head, over every pixel")
@@ -85,10 +85,10 @@ batch = image[None] if over == "this image" else images[:SUMMARY_IMAGES]
 summ = summarise(str(ck.path), batch)
 what = "this image" if summ.n_images == 1 else f"{summ.n_images} test images"
 d, s = st.columns(2)
-d.plotly_chart(plots.attention_distance_chart(summ.mean_distance, title=f"Mean attention distance per head ({what})"),
+d.plotly_chart(attention.attention_distance_chart(summ.mean_distance, title=f"Mean attention distance per head ({what})"),
                key="attention_distance")
 if summ.start_share is not None:
-    s.plotly_chart(plots.attention_distance_chart(summ.start_share, ylabel="share of attention on the start token",
+    s.plotly_chart(attention.attention_distance_chart(summ.start_share, ylabel="share of attention on the start token",
                                                   title=f"Start token's share per head ({what})"),
                    key="attention_start_share")
     s.caption(f"Mean over layers and heads: {np.mean(summ.start_share):.1%} of each pixel's attention goes to the "

@@ -13,7 +13,8 @@ import json
 import streamlit as st
 
 from common import current_checkpoint, load_model
-from igpt_lite import bias, data, plots, scenes
+from igpt_lite import bias, data, figures
+from igpt_lite.data import scenes
 
 SOURCES = ["Generated figures scenes", "Your images (upload)"]
 UPLOAD_HOW = ["Files for each set", "One zip with folders X/, Y/, A/, B/"]
@@ -139,7 +140,7 @@ st.markdown(f"**What the numbers mean.** *d* says how much more strongly X than 
 cols = st.columns(4)
 for col, k in zip(cols, bias.SET_NAMES):
     shown = min(len(sets[k]), THUMBS)
-    col.image(plots.image_grid(sets[k][:THUMBS], ncols=6, scale=max(1, 64 // res)), width="stretch",
+    col.image(figures.image_grid(sets[k][:THUMBS], ncols=6, scale=max(1, 64 // res)), width="stretch",
               caption=f"{k}: {scenes.TEST_SETS[k] if source == SOURCES[0] else ROLES[k]}, {len(sets[k])} images"
                       f"{f' ({shown} shown)' if shown < len(sets[k]) else ''}")
 
@@ -192,7 +193,7 @@ st.subheader(f"{name}: smallest Holm-adjusted p at {best['layer']}: d = {best['e
 baseline = getattr(result, "baseline_table", None) or []
 rows = [{**r, "model": name} for r in result.table]
 rows += [{**r, "model": "random-weight copy"} for r in baseline]
-st.plotly_chart(plots.bias_per_layer_chart(rows, title=f"iEAT per layer: {name}"), width="content")
+st.plotly_chart(bias.bias_per_layer_chart(rows, title=f"iEAT per layer: {name}"), width="content")
 st.caption(f"{name}, {len(result.table)} layers; images per set: "
            f"{', '.join(f'{k} {v}' for k, v in result.n_per_set.items())}; "
            f"{result.n_permutations:,} partitions a layer, seed {result.seed}; Holm across the layers.")

@@ -12,7 +12,7 @@ import numpy as np
 import streamlit as st
 
 from common import current_checkpoint, current_dataset, held_out_images
-from igpt_lite import data, plots
+from igpt_lite import data, figures, sample
 from igpt_lite.sample import complete_images
 
 STRIP = 10  # thumbnails per page of the strip
@@ -38,7 +38,7 @@ def pick_test_image() -> tuple[np.ndarray, str]:
     start = index // STRIP * STRIP
     cols = st.columns(STRIP)
     for col, i in zip(cols, range(start, min(start + STRIP, len(images)))):
-        col.image(plots.image_grid(images[i : i + 1], scale=max(1, 56 // res), pad=0), width="stretch")
+        col.image(figures.image_grid(images[i : i + 1], scale=max(1, 56 // res), pad=0), width="stretch")
         col.button(f"#{i}", key=f"complete_pick_{i - start}", type="primary" if i == index else "secondary",
                    on_click=st.session_state.__setitem__, args=("complete_index", i), width="stretch")
     st.columns(4)[0].number_input(f"Test image (0–{len(images) - 1})", 0, len(images) - 1, key="complete_index",
@@ -63,7 +63,7 @@ def read_upload() -> tuple[np.ndarray, str] | None:
     how = "area average" if s >= res else "bicubic"
     a, b, _ = st.columns([1, 1, 2])
     a.image(full if channels == 3 else full[..., 0], caption=f"{upload.name}: {w}×{h}", width=220)
-    b.image(plots.image_grid(palette.quantise(image[None]), scale=max(1, 220 // res), pad=0),
+    b.image(figures.image_grid(palette.quantise(image[None]), scale=max(1, 220 // res), pad=0),
             caption=f"what the model sees: {res}×{res}, {palette.n_colors} colours", width=220)
     st.caption(f"Prepared as: EXIF orientation applied, transparency on white, {crop}, resized to {res}×{res} "
                f"({how}), {'grey (luma)' if channels == 1 else 'RGB'}, each pixel mapped to the nearest palette colour.")
@@ -118,7 +118,7 @@ b2.button("New seed", key="complete_new_seed", on_click=new_seed, help="Draw a n
 go = go or st.session_state.pop("complete_go", False)
 
 left, right = st.columns([1, 3])
-left.image(plots.cut_preview(palette.quantise(image[None])[0], keep_rows),
+left.image(sample.cut_preview(palette.quantise(image[None])[0], keep_rows),
            caption=f"{image_name}: rows 0–{keep_rows - 1} kept" if keep_rows else f"{image_name}: nothing kept")
 
 if go:
@@ -142,7 +142,7 @@ last = st.session_state.get("complete_result")
 if last and last["model"] == str(ck.path) and last["image"] == image_id:
     r = last["result"]
     n = r.images.shape[1]
-    right.image(plots.image_grid(r.images[0], ncols=min(n, 4), scale=max(1, 140 // res)),
+    right.image(figures.image_grid(r.images[0], ncols=min(n, 4), scale=max(1, 140 // res)),
                 caption=f"{n} completion{'s' if n > 1 else ''} · {r.keep_rows} of {res} rows kept · seed {r.seed} · "
                         f"temperature {last['temperature']:g} · top-k {last['top_k'] or 'off'} · "
                         f"sampled in {r.seconds:.2f} s")

@@ -5,7 +5,7 @@ a run's checkpoints, and a UMAP of one layer (probe.layer_umap). Every figure co
 import streamlit as st
 
 from common import current_checkpoint, current_dataset, load_model
-from igpt_lite import plots, probe
+from igpt_lite import probe
 from igpt_lite.features import parse_layers
 
 BASELINES = {"random": "random weights", "pixels": "raw pixels", "palette": "palette pixels"}
@@ -91,7 +91,7 @@ if report is not None:
     st.caption(("The best layer beats every baseline by more than one standard error of the difference. "
                 if s["beats_all"] else "The best layer does not beat every baseline by more than one standard "
                 "error of the difference. ") + source_note(report))
-    st.plotly_chart(plots.probe_depth_chart(report.table, title=f"Linear probes: {name} on {dataset}"),
+    st.plotly_chart(probe.probe_depth_chart(report.table, title=f"Linear probes: {name} on {dataset}"),
                     key="depth_chart")
     with st.expander("Every row of the table"):
         st.dataframe([{k: r.get(k) for k in ("kind", "layer", "train_acc", "val_acc", "test_acc", "test_stderr",
@@ -115,7 +115,7 @@ else:
         if st.button(f"Probe all {len(steps)} checkpoints", key="depth_over_training"):
             history = compute_report(ck, dataset, over_training=True)
     if history is not None:
-        st.plotly_chart(plots.probe_checkpoints_chart(history.table, title=f"Linear probes over training: {name}"),
+        st.plotly_chart(probe.probe_checkpoints_chart(history.table, title=f"Linear probes over training: {name}"),
                         key="depth_over_training_chart")
         st.caption(source_note(history))
 
@@ -142,7 +142,7 @@ if wanted not in done and slot.button("Compute the UMAP", key="depth_umap"):
             st.error(f"Cannot map this layer: {e}")
 if wanted in done:
     lm = layer_map(*wanted)
-    st.plotly_chart(plots.umap_scatter(lm.embedding, lm.labels, lm.class_names,
+    st.plotly_chart(probe.umap_scatter(lm.embedding, lm.labels, lm.class_names,
                                        title=f"UMAP of {lm.layer}: {len(lm.labels)} {dataset} {lm.split} images, "
                                              f"coloured by class (seed {lm.seed})"), key="depth_umap_chart")
 else:

@@ -9,8 +9,8 @@ import numpy as np
 import streamlit as st
 
 from common import current_checkpoint, current_dataset, held_out_images, load_model
-from igpt_lite import data, plots
-from igpt_lite.palette import palette_sweep
+from igpt_lite import data, figures
+from igpt_lite.palette import palette_swatches, palette_sweep, palette_sweep_chart
 
 SOURCES = ["Held-out test image", "Upload"]
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp"]
@@ -48,7 +48,7 @@ c2.metric("Round-trip error (test split)", f"{report.round_trip_error:.2f} / 255
           help="mean |pixel − its palette colour| over every pixel and channel, 0–255 scale")
 c3.metric("Token entropy", f"{report.token_entropy_bits:.3f} bits",
           help="the bits per pixel of a model that knows only how often each colour occurs: the baseline for bits/dim")
-st.plotly_chart(plots.palette_swatches(report.colors, report.usage, title=f"{name}'s palette",
+st.plotly_chart(palette_swatches(report.colors, report.usage, title=f"{name}'s palette",
                                        **(dict(ncols=32, cell_px=30) if palette.n_colors > 64 else {})),
                 width="content")
 
@@ -73,7 +73,7 @@ else:
 if image is not None:
     quantised = palette.quantise(image[None])[0]
     left, right = st.columns([2, 1])
-    left.image(plots.image_grid(np.stack([image, quantised]), ncols=2, scale=max(1, 192 // res)),
+    left.image(figures.image_grid(np.stack([image, quantised]), ncols=2, scale=max(1, 192 // res)),
                caption=f"{what} at {res}×{res}: as it is (left), each pixel replaced by its nearest palette colour "
                        "(right: what the model sees)")
     right.metric("Round-trip error of this image", f"{palette.round_trip_error(image[None]):.2f} / 255")
@@ -107,7 +107,7 @@ with st.spinner(f"Fitting {len(ks)} palettes on {fit_on}…"):
     except ValueError as e:
         st.error(f"{e}.")
         st.stop()
-st.plotly_chart(plots.palette_sweep_chart(reports, current=palette.n_colors if fit_on == dataset else None,
+st.plotly_chart(palette_sweep_chart(reports, current=palette.n_colors if fit_on == dataset else None,
                                           title=f"Palettes fitted on {fit_on} ({res}×{res})"), width="content")
 st.dataframe([{"colours k": r.n_colors, "round-trip error (0-255)": round(r.round_trip_error, 3),
                "token entropy (bits)": round(r.token_entropy_bits, 3)} for r in reports], hide_index=True,

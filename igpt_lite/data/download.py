@@ -18,7 +18,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .data import data_root
+from .datasets import data_root
 from .formats import DATASETS
 
 TIMEOUT = 60  # seconds per connect or read: a stalled server ends in an error, not a hang

@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import validate
-from .model import random_model
+from .. import validate
+from ..model import random_model
 
 # Partition sums that differ by less than this (relative to sum |s|) are ties: the same partition
 # summed in another order can differ in the last bits, and it must still count as ">= observed".
@@ -280,23 +280,19 @@ BOOTSTRAP = "stratified percentile bootstrap over targets (X and Y resampled sep
 
 
 def _check_images(checkpoint, sets: dict, keys) -> None:
-    cfg, palette = checkpoint.config, checkpoint.palette
-    want = (cfg.height, cfg.width, palette.channels)
     missing = [k for k in keys if k not in sets]
     if missing:
         raise ValueError(f"sets must hold {', '.join(keys)}; missing {', '.join(missing)}")
-    for k in keys:
-        shape = np.shape(sets[k])
-        if len(shape) < 4 or tuple(shape[-3:]) != want:
-            raise ValueError(f"set {k}: expected images shaped N×{want[0]}×{want[1]}×{want[2]} (this model's size "
-                             f"and colour channels), got {shape}; load them with data.load_image_folder")
+    for k in keys:  # a composed set is n_targets×n_attributes×H×W×C
+        images = np.asarray(sets[k])
+        checkpoint.check_images(images.reshape(-1, *images.shape[-3:]) if images.ndim > 4 else images, name=f"set {k}")
 
 
 @torch.inference_mode()
 def _masked_mean_features(model, tokens, layers, norm: str, masks: np.ndarray, batch_size: int) -> dict:
     """{layer: N×d}: each layer's output (normalised as features.py does) averaged over the
     positions where `masks` (bool N×H×W, raster order) is set."""
-    from .features import _normalise, cache_name
+    from ..features import _normalise, cache_name
 
     weights = torch.as_tensor(np.asarray(masks).reshape(len(masks), -1), dtype=torch.float32)
     if (weights.sum(1) == 0).any():
@@ -329,7 +325,7 @@ def bias_test(checkpoint, sets: dict, *, layers=None, norm: str = "layernorm", n
     `scenes.TestSets.prop_side()`: where the prop stands or would stand).
     `baseline`: the same test on a random-weight copy (`model.random_model`, seed `baseline_seed`).
     Each row carries a bootstrap interval for d (see `bootstrap_ci`)."""
-    from .features import extract_features, parse_layers
+    from ..features import extract_features, parse_layers
     _check_test_options(n_permutations, seed, n_bootstrap)
     _check_images(checkpoint, sets, SET_NAMES)
     for k in SET_NAMES:
@@ -391,8 +387,8 @@ def likelihood_association(bits: dict, *, n_permutations: int = 100_000, seed: i
 
 
 def composed_bits(model, palette, composed: dict, batch_size: int = 64) -> dict:
-    """{"XA": n_x×n_a, ...} bits of every composed image under an ar model (train.bits_per_image)."""
-    from .train import bits_per_image
+    """{"XA": n_x×n_a, ...} bits of every composed image under an ar model (scoring.bits_per_image)."""
+    from ..scoring import bits_per_image
 
     out = {}
     with torch.inference_mode():
@@ -515,7 +511,7 @@ def load_ieat_folders(x, y, a, b, resolution: int, channels: int, crop: str = "c
     """The four folders of an iEAT run, checked: each holds at least two images, and X and Y
     together are large enough that the permutation test could ever give p < alpha (two images
     each, for instance, allow only 6 partitions: p is never below 1/6)."""
-    from .data import load_image_folder
+    from ..data import load_image_folder
 
     folders = {name: load_image_folder(p, resolution, channels, crop) for name, p in dict(x=x, y=y, a=a, b=b).items()}
     check_target_sizes(len(folders["x"].files), len(folders["y"].files), alpha,

@@ -19,12 +19,13 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from . import formats, validate
+from .. import validate
+from . import formats
 
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # embedded and folder datasets
 VAL_FRACTION = 0.1  # of a real dataset's official training split, held out as val
-DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "data" / "datasets"
+DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "data" / "datasets"
 FOLDER = "folder:"
 FOLDER_RESOLUTION = 32  # folder images come in any size: centre-cropped and resized to this by default
 

@@ -34,10 +34,11 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from . import checkpoint, validate
-from .checkpoint import Checkpoint
-from .model import GPT, GPTConfig
-from .palette import Palette
+from .. import checkpoint, validate
+from ..checkpoint import Checkpoint
+from ..storage import occupied, write_folder_atomically
+from ..model import GPT, GPTConfig
+from ..palette import Palette
 
 # ImageGPTConfig's defaults (transformers 4.x-5.x): keys a config.json may leave out.
 HF_DEFAULTS = dict(vocab_size=513, n_positions=1024, n_embd=512, n_layer=24, n_head=8, n_inner=None,
@@ -305,7 +306,7 @@ def export_hf(ck: Checkpoint, out_dir: str | Path, overwrite: bool = False) -> P
     config = hf_config(cfg)
     if ck.palette.n_colors != cfg.n_colors:
         raise ValueError(f"palette has {ck.palette.n_colors} colours but the model predicts {cfg.n_colors}")
-    if checkpoint.occupied(out_dir) and not overwrite:
+    if occupied(out_dir) and not overwrite:
         raise FileExistsError(f"{out_dir} already exists; choose another folder or pass overwrite=True "
                               "(--overwrite: replaces the files export writes, leaves any other file alone)")
     params = dict(ck.model.named_parameters())
@@ -330,7 +331,7 @@ def export_hf(ck: Checkpoint, out_dir: str | Path, overwrite: bool = False) -> P
         with torch.no_grad():
             _write_safetensors(folder / "model.safetensors", entries)
 
-    return checkpoint.write_folder_atomically(out_dir, write)
+    return write_folder_atomically(out_dir, write)
 
 
 # ---- the official weights from the Hub (optional, needs internet) ----
@@ -347,7 +348,7 @@ def fetch_and_convert(repo_id: str = "openai/imagegpt-small", out: str | Path | 
     if out is None:
         checkpoint.check_user_model_name(repo_id.split("/")[-1])
     out = Path(out) if out is not None else checkpoint.USER_DIR / repo_id.split("/")[-1]
-    if checkpoint.occupied(out) and not overwrite:
+    if occupied(out) and not overwrite:
         raise FileExistsError(f"{out} already exists; choose another folder or pass overwrite=True")
     files = set(list_repo_files(repo_id, revision=revision))
     # one weight format only (iGPT-L is 5.6 GB each): safetensors when the repo has it

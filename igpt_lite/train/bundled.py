@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .checkpoint import BUNDLED_DIR, load_checkpoint, save_checkpoint
-from .model import GPTConfig
-from .train import TrainConfig
+from ..checkpoint import BUNDLED_DIR, load_checkpoint, save_checkpoint
+from ..model import GPTConfig
+from .loop import TrainConfig
 
 
 def _canvas(n_layer: int, n_embd: int, steps: int) -> dict:

@@ -24,16 +24,17 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from . import validate
-from .checkpoint import (_write_checkpoint_files, write_folder_atomically, load_checkpoint, load_training_state,
+from .. import validate
+from ..checkpoint import (_write_checkpoint_files, load_checkpoint, load_training_state,
                          save_training_state, step_dirs)
-from .model import GPT, GPTConfig
-from .palette import Palette
-from .tokens import encoded_split, token_batch
+from ..model import GPT, GPTConfig
+from ..palette import Palette
+from ..scoring import evaluate_bits_per_dim
+from ..storage import write_folder_atomically
+from ..data.tokens import encoded_split, token_batch
 
 
 @dataclass
@@ -236,40 +237,6 @@ def batch_indices(n: int, batch_size: int, micro_step: int, seed: int) -> torch.
     epoch, i = divmod(micro_step, per_epoch)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
     return perm[i * batch_size : (i + 1) * batch_size]
-
-
-@torch.no_grad()
-def evaluate_bits_per_dim(model: GPT, tokens: torch.Tensor, batch_size: int = 64, seed: int = 0) -> float:
-    """Mean negative log-likelihood in bits per pixel (nats / ln 2). For the BERT objective this is
-    over masked pixels only (with masks drawn from `seed`), so it is not comparable to an ar model's."""
-    was_training = model.training
-    model.eval()
-    device = model.device
-    total, count = 0.0, 0
-    for i in range(0, len(tokens), batch_size):
-        batch = tokens[i : i + batch_size].to(device)
-        loss = model.loss(batch, generator=torch.Generator().manual_seed(seed + i))
-        total += loss.item() * len(batch)
-        count += len(batch)
-    model.train(was_training)
-    return total / count / math.log(2)
-
-
-@torch.no_grad()
-def bits_per_image(model: GPT, tokens: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """Each image's negative log-likelihood under an ar model, in bits (its bits/dim × pixels):
-    for comparing images one by one, where `evaluate_bits_per_dim` averages over all of them."""
-    if model.config.objective != "ar":
-        raise ValueError("bits_per_image needs an ar model (a bert model's loss covers masked pixels only)")
-    was_training = model.training
-    model.eval()
-    out = []
-    for i in range(0, len(tokens), batch_size):
-        batch = tokens[i : i + batch_size].to(model.device)
-        logits = model(model.image_inputs(batch))
-        out.append(F.cross_entropy(logits.transpose(1, 2), batch, reduction="none").sum(1).cpu())
-    model.train(was_training)
-    return torch.cat(out) / math.log(2)
 
 
 def _param_names(model: GPT) -> list[str]:
@@ -488,7 +455,7 @@ def pretrain(dataset: str, out_dir, *, model_cfg: "GPTConfig", train_cfg: TrainC
     token_cache: train from the split encoded once and kept on disk (`tokens.encoded_split`, a
     uint16 memmap read a batch at a time); False encodes it in memory, as long ids, every run.
     root: where real datasets live (`data.data_root`)."""
-    from .data import load_dataset
+    from ..data import load_dataset
 
     res = resolution or model_cfg.height
     if (model_cfg.height, model_cfg.width) != (res, res):

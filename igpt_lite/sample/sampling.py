@@ -12,9 +12,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import validate
-from .model import GPT
-from .palette import Palette
+from .. import validate
+from ..model import GPT
+from ..palette import Palette
 
 
 def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
@@ -125,10 +125,7 @@ def complete_images(model: GPT, palette: Palette, images: np.ndarray, keep_rows:
                     **kwargs) -> Completions:
     """`complete` from uint8 images (N×H×W×C, the model's size) to a Completions result."""
     cfg = model.config
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[1:] != (cfg.height, cfg.width, palette.channels):
-        raise ValueError(f"expected images shaped N×{cfg.height}×{cfg.width}×{palette.channels} (this model's size "
-                         f"and colour channels), got {images.shape}")
+    images = validate.images(images, cfg.height, cfg.width, palette.channels)
     tokens = palette.encode(images)
     t0 = time.perf_counter()
     out = complete(model, tokens, keep_rows, n_samples, **kwargs)

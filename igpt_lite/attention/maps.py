@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .model import GPT, GPTConfig
+from ..model import GPT, GPTConfig
 
 # patterns of all layers are held at once (L × heads × T × T per image); bound a batch's share
 _PATTERN_BYTES = 256 * 2**20
@@ -166,10 +166,7 @@ def attend(checkpoint, image: np.ndarray, pixel) -> AttentionMaps:
     Checkpoint: the image is encoded with the checkpoint's palette, and the result carries the
     quantised image, so plots.attention_grid / attention_rollout_figure draw it directly."""
     cfg, palette = checkpoint.config, checkpoint.palette
-    image = np.asarray(image)
-    if image.shape != (cfg.height, cfg.width, palette.channels):
-        raise ValueError(f"expected one image shaped {cfg.height}×{cfg.width}×{palette.channels} (this model's size "
-                         f"and colour channels), got {image.shape}; data.prepare_image crops and resizes")
+    image = checkpoint.check_images(image, one=True)
     tokens = palette.encode(image[None])
     att = attention_maps(checkpoint.model, tokens, pixel)
     att.image = palette.decode(tokens, cfg.height, cfg.width)[0]

@@ -27,11 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import data
-from .checkpoint import Checkpoint, cache_root, load_checkpoint, step_dirs
-from .features import extract_features, feature_layers, features_key, parse_layers
-from .model import GPT, GPTConfig, random_model
-from .palette import Palette
+from .. import data, validate
+from ..checkpoint import Checkpoint, load_checkpoint, step_dirs
+from ..storage import cache_root
+from ..features import extract_features, feature_layers, features_key, parse_layers
+from ..model import GPT, GPTConfig, random_model
+from ..palette import Palette
 
 # inverse regularisation strengths, weakest last; wide on purpose: a chosen C at either end of
 # the grid (flagged `C_at_edge` in the table) means the grid should be widened. On whitened
@@ -272,8 +273,7 @@ def load_split(dataset: str, split: str, palette: Palette, resolution: int, limi
 
 
 def _model_resolution(config: GPTConfig) -> int:
-    if config.height != config.width:
-        raise ValueError(f"datasets are loaded square, but this model reads {config.height}×{config.width} images")
+    validate.square_side(config.height, config.width)
     return config.height
 
 

@@ -1,0 +1,40 @@
+"""`igpt-lite attention`: maps of every layer and head from one pixel, and rollout."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import checkpoint, data
+from ..arguments import count, data_args, existing_file, input_images, model_arg, overwrite_arg, write_text
+from ..figures import figures_html
+from .figures import attention_distance_chart, attention_grid, attention_rollout_figure
+from .maps import attend, attention_summary
+
+
+def cmd_attention(args) -> dict:
+    ck = checkpoint.load_checkpoint(args.model)
+    images, source = input_images(args, ck, [args.image] if args.image else None, [args.index])
+    att = attend(ck, images[0], args.pixel)
+    summary = attention_summary(ck.model, ck.palette.encode(images))  # this image's per-head distance and entropy
+    html = None
+    if args.html:
+        figs = [attention_grid(att), attention_rollout_figure(att),
+                attention_distance_chart(summary.mean_distance, title="Mean attention distance per head, this image")]
+        html = write_text(args.html, figures_html(figs, title=f"attention from pixel {att.pixel}"))
+    peak = np.unravel_index(int(np.argmax(att.rollout)), att.rollout.shape)
+    return {"model": str(ck.path), "source": source, **att.to_dict(),
+            "rollout_peak": [int(peak[0]), int(peak[1])], **summary.to_dict(), "html": html}
+
+
+def add_parsers(sub) -> list:
+    """Add this capability's verbs to the `igpt-lite` parser; return the parsers that run (they take --json)."""
+    p = sub.add_parser("attention", help="attention maps of every layer and head from one pixel, and rollout")
+    model_arg(p)
+    p.add_argument("--image", type=existing_file, default=None, help="an image file (centre-cropped and resized)")
+    data_args(p)
+    p.add_argument("--split", default="test", choices=data.SPLITS)
+    p.add_argument("--index", type=count(0), default=0, help="image of the split (default 0)")
+    p.add_argument("--pixel", type=count(0), nargs=2, required=True, metavar=("ROW", "COL"), help="the query pixel")
+    p.add_argument("--html", default=None, help="write the figures to this HTML file")
+    overwrite_arg(p, "--html")
+    p.set_defaults(func=cmd_attention)
+    return [sub.choices["attention"]]

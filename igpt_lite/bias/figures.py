@@ -1,0 +1,74 @@
+"""Figures of bias tests: effect size and adjusted p per layer, and the permutation distribution."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def bias_per_layer_chart(table: list[dict], title: str = "iEAT per layer", alpha: float = 0.05):
+    """Effect size d (top) and Holm-adjusted p-value (bottom, log scale) per layer, from the rows of
+    `bias.ieat_per_layer` (layer, effect_size, p_value, p_holm). Rows with a "model" key draw one
+    line per model, e.g. the figures models trained at p = 0.5 and p = 0.9."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("effect size d", f"Holm-adjusted p-value (dotted: {alpha})"))
+    import plotly.colors
+
+    models = list(dict.fromkeys(row.get("model", "") for row in table))
+    palette = plotly.colors.qualitative.Plotly
+    for i, model in enumerate(models):
+        color = palette[i % len(palette)]  # one colour per model in both panels
+        rows = [r for r in table if r.get("model", "") == model]
+        layers = [str(r["layer"]) for r in rows]
+        p_holm = np.array([r["p_holm"] for r in rows], dtype=float)
+        hover = [f"{model + ' ' if model else ''}{r['layer']}: d={r['effect_size']:.3f}, p={r['p_value']:.3g}, "
+                 f"Holm p={r['p_holm']:.3g} ({'exact' if r.get('exact') else 'sampled'}, "
+                 f"{r.get('n_permutations', '?')} partitions)" for r in rows]
+        fig.add_trace(go.Scatter(x=layers, y=[r["effect_size"] for r in rows], mode="lines+markers",
+                                 name=model or "d", legendgroup=model, hovertext=hover, hoverinfo="text",
+                                 line=dict(color=color)), row=1, col=1)
+        fig.add_trace(go.Scatter(x=layers, y=p_holm, mode="lines+markers", name=model or "Holm p", legendgroup=model,
+                                 showlegend=False, hovertext=hover, hoverinfo="text", line=dict(color=color),
+                                 # filled markers where the layer is significant after adjustment
+                                 marker=dict(symbol=["circle" if p < alpha else "circle-open" for p in p_holm],
+                                             size=9)), row=2, col=1)
+    fig.add_hline(y=0, line=dict(color="grey", width=1), row=1, col=1)
+    for d in (-0.8, 0.8):  # Cohen's "large" effect, the usual yardstick in iEAT/WEAT tables
+        fig.add_hline(y=d, line=dict(color="grey", width=1, dash="dot"), row=1, col=1)
+    fig.add_hline(y=alpha, line=dict(color="firebrick", width=1, dash="dot"), row=2, col=1)
+    # decades only (minor log ticks clutter), from 1 down to at least 0.001 so alpha sits inside
+    smallest = min([r["p_holm"] for r in table] + [1e-3])
+    fig.update_yaxes(type="log", dtick=1, exponentformat="power", range=[np.floor(np.log10(smallest)) - 0.2, 0.1],
+                     row=2, col=1)
+    fig.update_xaxes(title="layer", row=2, col=1)
+    fig.update_layout(title=title, width=760, height=560, template="plotly_white",
+                      legend=dict(orientation="h", y=-0.15))
+    return fig
+
+
+def permutation_chart(statistics, observed: float, title: str = "The permutation test"):
+    """Histogram of a test statistic over re-partitions of X ∪ Y (e.g. all 70 splits of 4 + 4), those
+    at least as large as the observed one in red, the observed value marked: the one-sided p-value is
+    the red share. Ties (within 1e-9 of the spread) count as "at least"."""
+    import plotly.graph_objects as go
+
+    stats = np.asarray(statistics, dtype=float).ravel()
+    if stats.size == 0 or not np.isfinite(stats).all() or not np.isfinite(observed):
+        raise ValueError("permutation_chart needs one or more finite statistics and a finite observed value")
+    tol = 1e-9 * max(np.ptp(stats), 1e-12)
+    high = stats >= observed - tol
+    lo, hi = stats.min(), stats.max()
+    size = (hi - lo) / 20 if hi > lo else 1.0
+    bins = dict(start=lo - size / 2, end=hi + size / 2, size=size)
+    fig = go.Figure()
+    for part, name, color in ((stats[~high], "smaller than observed", "#9e9e9e"),
+                              (stats[high], "at least the observed", "#d62728")):
+        fig.add_trace(go.Histogram(x=part, xbins=bins, name=f"{name}: {len(part)}", marker_color=color))
+    fig.add_vline(x=observed, line=dict(color="black", width=2, dash="dash"),
+                  annotation_text=f"observed {observed:.3g}", annotation_position="top")
+    p = high.mean()
+    fig.update_layout(title=dict(text=f"{title}<br><sup>one-sided p = {high.sum()} / {len(stats)} = {p:.3g}</sup>"),
+                      barmode="stack", xaxis_title="test statistic", yaxis_title="partitions", width=700,
+                      height=420, template="plotly_white", legend=dict(orientation="h", y=-0.2))
+    return fig

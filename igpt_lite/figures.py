@@ -1,0 +1,128 @@
+"""Figure helpers shared by every capability: image grids (PIL images, for PNG files and st.image),
+the title block of image panels, HTML and PNG export, and a figure that redraws in a notebook.
+Each capability draws its own charts in its figures.py on top of these."""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+
+def image_grid(images: np.ndarray, ncols: int | None = None, scale: int | None = None, pad: int = 1,
+               pad_value: int = 128) -> Image.Image:
+    """uint8 N×H×W×C (or N×H×W) images tiled row-major into one enlarged PIL image
+    (by default each image is drawn about 100 pixels wide)."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    n, h, w, c = images.shape
+    scale = scale or max(1, 100 // max(h, w))
+    ncols = ncols or int(np.ceil(np.sqrt(n)))
+    nrows = int(np.ceil(n / ncols))
+    canvas = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), pad_value, dtype=np.uint8)
+    for i, img in enumerate(images):
+        r, q = divmod(i, ncols)
+        canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = img
+    canvas = canvas.repeat(scale, 0).repeat(scale, 1)
+    return Image.fromarray(canvas[..., 0] if c == 1 else canvas)
+
+
+AR_NOTE = "autoregressive: a pixel sees only the pixels before it"
+
+
+def _rgb(image: np.ndarray, dim: float = 0.6) -> np.ndarray:
+    """uint8 H×W[×C] -> dimmed uint8 H×W×3, so the attention colours stand out on white strokes."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.shape[-1] == 1:
+        image = image.repeat(3, -1)
+    return (image.astype(np.float32) * dim).astype(np.uint8)
+
+
+def _title(title: str, objective: str | None, *notes: str) -> tuple[dict, int]:
+    """A title with small note lines under it, hung from the top, and the top margin it needs
+    (one short note a line: narrow figures clip long lines)."""
+    lines = [AR_NOTE + " (greyed: unseen)"] if objective == "ar" else []
+    lines += ["query pixel in cyan", *notes]
+    text = f"{title}<br><sup>{'<br>'.join(lines)}</sup>"
+    title = dict(text=text, x=0.02, xanchor="left", y=1, yref="container", yanchor="top", pad=dict(t=14))
+    return title, 50 + 22 * len(lines)
+
+
+def figures_html(figures, title: str = "igpt-lite", modebar: bool = True) -> str:
+    """Several plotly figures on one self-contained page (plotly.js inline once: works offline).
+    modebar=False hides plotly's toolbar (for screenshots)."""
+    config = {"displaylogo": False, "displayModeBar": "hover" if modebar else False}
+    parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0), config=config) for i, fig in enumerate(figures)]
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head>"
+            f"<body style='font-family:sans-serif'>{''.join(parts)}</body></html>")
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; PNGs are skipped (with a note) without it
+
+
+def save_figures(figures, html_path, title: str = "igpt-lite", png: bool = True) -> list[str]:
+    """Write the figures to one self-contained HTML page and, where headless Chromium exists and
+    `png` is set, a PNG screenshot of a toolbar-free copy beside it (same name, .png).
+    Returns the paths written."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    html = Path(html_path)
+    html.parent.mkdir(parents=True, exist_ok=True)
+    html.write_text(figures_html(figures, title=title))
+    written = [str(html)]
+    if not png or not Path(CHROMIUM).exists():
+        return written
+    shot = html.with_name(f".{html.stem}_shot.html")
+    shot.write_text(figures_html(figures, modebar=False))
+    out = html.with_suffix(".png")
+    width = max(f.layout.width or 700 for f in figures) + 40
+    height = sum(f.layout.height or 450 for f in figures) + 40
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+           "--virtual-time-budget=5000",  # let plotly finish drawing before the shot
+           f"--screenshot={out.resolve()}", f"--window-size={width},{height}", shot.resolve().as_uri()]
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+        if out.exists():
+            written.append(str(out))
+    except (subprocess.SubprocessError, OSError) as e:
+        print(f"no PNG for {html.name}: {e}", file=sys.stderr)
+    finally:
+        shot.unlink(missing_ok=True)
+    return written
+
+
+def _bool_panels(masks: dict) -> dict:
+    """{name: 2-D bool array}, all of one shape, or a ValueError saying what came instead."""
+    masks = {name: np.asarray(m, dtype=bool) for name, m in masks.items()}
+    shapes = {m.shape for m in masks.values()}
+    if not masks or len(shapes) > 1 or len(next(iter(shapes))) != 2:
+        raise ValueError(f"masks must be one or more H×W bool arrays of one shape, got shapes "
+                         f"{ {name: m.shape for name, m in masks.items()} }")
+    return masks
+
+
+class LiveFigure:
+    """A plotly figure shown once in a notebook and redrawn in place, e.g. from train's on_eval:
+    `chart = LiveFigure(fig)`, then `chart.update(new_fig)`. (Plotly's own display ignores IPython's
+    display ids, so each redraw would add a new figure below the last.)"""
+
+    def __init__(self, fig):
+        from IPython.display import display
+
+        self.handle = display(self._bundle(fig), raw=True, display_id=True)
+
+    def update(self, fig) -> None:
+        self.handle.update(self._bundle(fig), raw=True)
+
+    @staticmethod
+    def _bundle(fig) -> dict:
+        # what plotly.io.show displays: the default renderers' bundle. (fig._repr_mimebundle_ names the
+        # renderer, which makes plotly re-activate it: with the "notebook" renderer of HTML exports,
+        # a 4.8 MB copy of plotly.js in every redraw.)
+        import plotly.io as pio
+
+        return pio.renderers._build_mime_bundle(fig.to_dict())

@@ -1,0 +1,71 @@
+"""`igpt-lite probe`: a linear probe of every layer, with baselines."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .. import checkpoint, data
+from ..arguments import SEED, count, data_args, model_arg, overwrite_arg, positive, write_text
+from ..features import extract_features, parse_layers
+from ..figures import figures_html
+from .figures import probe_depth_chart, umap_scatter
+from .probes import DEFAULT_CS, best_row, load_split, probe_model, probe_summary, umap_embedding
+
+
+def cmd_probe(args) -> dict:
+    ck = checkpoint.load_checkpoint(args.model)
+    name = ck.dataset_name(args.data)
+    Cs = sorted(args.C) if args.C else list(DEFAULT_CS)
+    t0 = time.perf_counter()
+    table = probe_model(ck, name, layers=args.layers, limit=args.limit, norm=args.norm, pool=args.pool,
+                        Cs=Cs, seed=args.seed, cache_dir=args.cache, progress=not args.json, root=args.root)
+    seconds = time.perf_counter() - t0
+    best = best_row(table)  # the layer is chosen on validation; its test accuracy is the headline
+    embedding = None
+    if args.umap:
+        layer = best["layer"] if args.umap == "best" else parse_layers(ck.model, [args.umap])[0]
+        _, tokens, labels = load_split(name, "test", ck.palette, ck.config.height, args.limit, args.root)
+        feats = extract_features(ck.model, tokens, [layer], norm=args.norm, pool=args.pool, cache_dir=args.cache)
+        xy = umap_embedding(feats[layer], seed=args.seed)
+        embedding = {"layer": layer, "split": "test", "seed": args.seed, "x": xy[:, 0].tolist(),
+                     "y": xy[:, 1].tolist(), "labels": labels.tolist()}
+    html = None
+    if args.html:
+        figs = [probe_depth_chart(table, title=f"Linear probes: {ck.path.name} on {name}")]
+        if embedding:
+            figs.append(umap_scatter(np.c_[embedding["x"], embedding["y"]], embedding["labels"],
+                                     data.load_dataset(name, "test", limit=1, root=args.root).class_names or None,
+                                     title=f"UMAP of {embedding['layer']} (test split, seed {args.seed})"))
+        html = write_text(args.html, figures_html(figs, title="igpt-lite probe"))
+    return {"model": str(ck.path), "dataset": name, "resolution": ck.config.height, "limit": args.limit,
+            "extraction": {"norm": args.norm, "pool": args.pool}, "Cs": Cs, "seed": args.seed, "seconds": seconds,
+            "best": {k: best[k] for k in ("layer", "val_acc", "test_acc", "test_stderr", "C")},
+            "summary": probe_summary(table), "html": html, "umap": embedding, "table": table}
+
+
+def add_parsers(sub) -> list:
+    """Add this capability's verbs to the `igpt-lite` parser; return the parsers that run (they take --json)."""
+    p = sub.add_parser("probe", help="linear probe of every layer, with baselines",
+                       description="Linear probes (standardised features, multinomial logistic regression, C chosen "
+                       "on the validation split, accuracy on the test split) of every layer's features (layer-normed, "
+                       "pooled over positions), next to the same architecture with random weights, raw pixels and "
+                       "palette pixels, all on the same splits.")
+    model_arg(p)
+    data_args(p)
+    p.add_argument("--layers", nargs="+", default=None, help="layers (embed, blocks.3 or 3, ln_f); default: all")
+    p.add_argument("--limit", type=count(1), default=None, help="at most this many images per split")
+    p.add_argument("--norm", default="layernorm", choices=["layernorm", "next", "none"],
+                   help="layernorm: the paper's plain layer norm; next: the model's next norm (as iEAT)")
+    p.add_argument("--pool", default="mean", choices=["mean", "max", "last"],
+                   help="over positions; mean is the paper's")
+    p.add_argument("--C", type=positive(), nargs="+", default=None,
+                   help="inverse regularisation grid, chosen on validation (default 1e-4 ... 1e3)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the random-weight baseline and of UMAP")
+    p.add_argument("--cache", default=None, metavar="DIR", help="keep features in DIR (.npz), keyed by model and data")
+    p.add_argument("--umap", nargs="?", const="best", default=None, metavar="LAYER",
+                   help="also a UMAP of a layer's test features (default: the best layer on validation)")
+    p.add_argument("--html", default=None, help="write the figures to this HTML file")
+    overwrite_arg(p, "--html")
+    p.set_defaults(func=cmd_probe)
+    return [sub.choices["probe"]]

@@ -1,0 +1,91 @@
+"""Where igpt-lite keeps what it computes, and how it writes files: folders and files appear whole
+or not at all (written under a temporary name, then renamed), and outputs are checked before any work."""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+
+def cache_root() -> Path:
+    """Where computed things are kept: probe reports (probes/), features (features/), encoded
+    datasets (tokens/): $IGPT_LITE_CACHE, else ~/.cache/igpt-lite."""
+    return Path(os.environ.get("IGPT_LITE_CACHE") or Path.home() / ".cache" / "igpt-lite").expanduser()
+
+
+def write_folder_atomically(final: Path, write) -> Path:
+    """Write a folder with `write(tmp_dir)` and put it in place without ever showing a half-written one.
+
+    A new folder appears in one rename. Into an existing folder (an overwrite) each file `write`
+    made replaces the one of the same name in one rename, config.json last (it is removed first,
+    so a folder caught between old and new files reads as incomplete, never as a mix); files it did
+    not write are left alone."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    existing = final.is_dir()
+    if final.exists() and not existing:
+        raise FileExistsError(f"{final} is a file, not a folder; choose another path")
+    tmp = (final if existing else final.parent) / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        write(tmp)
+        if existing:
+            if (tmp / "config.json").exists():
+                (final / "config.json").unlink(missing_ok=True)
+            _move_into(tmp, final)
+        else:
+            os.rename(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return final
+
+
+def _move_into(src: Path, dst: Path) -> None:
+    """Move src's files into dst, replacing those of the same name one rename each; config.json last."""
+    for entry in sorted(src.iterdir(), key=lambda e: e.name == "config.json"):
+        target = dst / entry.name
+        if entry.is_dir():
+            if target.exists() and not target.is_dir():
+                target.unlink()
+            target.mkdir(exist_ok=True)
+            _move_into(entry, target)
+        else:
+            if target.is_dir():
+                raise FileExistsError(f"{target} is a folder where {entry.name} is to be written; move it away")
+            os.replace(entry, target)
+
+
+def occupied(path: str | Path) -> bool:
+    """Whether writing a folder at `path` would touch something: an empty folder is free."""
+    path = Path(path)
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
+def write_file_atomically(path: str | Path, write) -> Path:
+    """Write one file with `write(tmp_path)` beside it, then rename it into place: a reader (or a
+    kill) never sees a half-written file, and the old file stays whole until the new one is."""
+    path = Path(path)
+    tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}{path.suffix}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def check_new_output(path: str | Path, overwrite: bool = False, flag: str = "--out") -> Path:
+    """Before any work: `path` can be written (its folder exists) and does not exist unless
+    `overwrite`. The message names the flag the user gave."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{flag} {path} already exists; choose another path or pass --overwrite")
+    if path.is_dir():
+        raise FileExistsError(f"{flag} {path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{flag} {path}: the folder {path.parent} does not exist; create it first")
+    if not os.access(path.parent, os.W_OK):
+        raise PermissionError(f"{flag} {path}: cannot write in {path.parent} (permission denied)")
+    return path

@@ -1,0 +1,76 @@
+"""`igpt-lite train`: pretrain a model (resumable)."""
+from __future__ import annotations
+
+import json
+import time
+
+from .. import checkpoint, data
+from ..arguments import DEVICE, SEED, count, data_args, existing_file, positive
+from ..model import PRESETS, preset
+from ..palette import Palette
+from .loop import TrainConfig, pretrain
+
+
+def cmd_train(args) -> dict:
+    res = args.resolution if args.resolution is not None else data.native_resolution(args.data)
+    sizes = {k: v for k, v in dict(n_layer=args.layers, n_head=args.heads, n_embd=args.width).items() if v is not None}
+    if args.resume:  # resume means resume: a run with nothing to resume from is not started over silently
+        steps = checkpoint.step_dirs(args.out)
+        if not steps:
+            raise FileNotFoundError(f"--resume: {args.out} holds no checkpoint to resume from; leave out --resume "
+                                    "to start the run")
+        done = json.loads((steps[-1] / "config.json").read_text()).get("training", {}).get("step", 0)
+        if done >= args.steps:
+            raise ValueError(f"--resume: the run in {args.out} is already at step {done}; give --steps above "
+                             f"{done} to train it further")
+    cfg = preset(args.preset, n_colors=args.colors, height=res, width=res, objective=args.objective, **sizes)
+    tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
+                       min_lr=args.lr / 10, warmup_steps=min(args.warmup, args.steps), eval_every=args.eval_every,
+                       save_every=args.save_every, keep_checkpoints=args.keep, seed=args.seed, device=args.device,
+                       compile=args.compile, fsdp=args.fsdp, activation_checkpointing=args.activation_checkpointing)
+    palette = Palette.load(args.palette) if args.palette else None
+    t0 = time.perf_counter()
+    model, palette, history = pretrain(args.data, args.out, model_cfg=cfg, train_cfg=tcfg, palette=palette,
+                                       resume=args.resume, progress=not args.json, root=args.root,
+                                       token_cache=not args.no_token_cache)
+    last = checkpoint.step_dirs(args.out)[-1]
+    return {"out": str(last), "dataset": args.data, "parameters": model.num_params(), "steps": args.steps,
+            "seconds": time.perf_counter() - t0, "val_bpd": history[-1]["val_bpd"] if history else None,
+            "baseline_bpd": checkpoint.load_checkpoint(last).meta.get("baseline_bpd"), "history": history}
+
+
+def add_parsers(sub) -> list:
+    """Add this capability's verbs to the `igpt-lite` parser; return the parsers that run (they take --json)."""
+    p = sub.add_parser("train", help="pretrain a model (resumable)")
+    data_args(p, "digits", "dataset (default digits)")
+    p.add_argument("--out", required=True, help="run folder; checkpoints go to OUT/step-NNNNNN/")
+    p.add_argument("--preset", default="small", choices=list(PRESETS))
+    p.add_argument("--layers", type=count(1)), p.add_argument("--heads", type=count(1))
+    p.add_argument("--width", type=count(1))
+    p.add_argument("--objective", default="ar", choices=["ar", "bert"])
+    p.add_argument("--colors", type=count(2), default=8)
+    p.add_argument("--palette", type=existing_file, default=None, help="a palette.json to use instead of fitting one")
+    p.add_argument("--resolution", type=count(1), default=None, help="default: the dataset's native size")
+    p.add_argument("--steps", type=count(1), default=500)
+    p.add_argument("--batch-size", type=count(1), default=32)
+    p.add_argument("--grad-accum", type=count(1), default=1)
+    p.add_argument("--lr", type=positive(), default=3e-3)
+    p.add_argument("--warmup", type=count(0), default=50)
+    p.add_argument("--eval-every", type=count(1), default=100)
+    p.add_argument("--save-every", type=count(1), default=None,
+                   help="default: a fifth of --steps (at most 500), so a killed run always has one to resume")
+    p.add_argument("--keep", type=count(0), default=2, help="checkpoints to keep (0: all, for probes over training)")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--device", type=DEVICE, default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its latest checkpoint (same data, model and palette)")
+    p.add_argument("--no-token-cache", action="store_true",
+                   help="encode the training split in memory instead of reading it from the token cache "
+                        "($IGPT_LITE_CACHE/tokens, default ~/.cache/igpt-lite/tokens)")
+    p.add_argument("--fsdp", action="store_true",
+                   help="under torchrun: shard weights, gradients and optimizer state (FSDP2) instead of DDP")
+    p.add_argument("--activation-checkpointing", action="store_true",
+                   help="recompute each block's activations in backward: less memory, about a third more compute")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model's loss (GPUs; no gain on CPU)")
+    p.set_defaults(func=cmd_train)
+    return [sub.choices["train"]]
