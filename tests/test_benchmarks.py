@@ -38,7 +38,7 @@ def test_probe_benchmark_reports_the_probes_of_the_extracted_features(tmp_path, 
     assert len(result["table"]) == len(ref) == len(layers)
     for got, want in zip(result["table"], ref):
         assert (got["layer"], got["C"], got["test_acc"], got["val_acc"]) == \
-            (want["layer"], want["C"], want["test_acc"], want["val_acc"])
+            (want.layer, want.C, want.test_acc, want.val_acc)
 
 
 @pytest.mark.slow

@@ -12,8 +12,9 @@ import torch
 
 from igpt_lite import attention, figures, probe
 from igpt_lite.palette import raster_sequence_figure
-from igpt_lite.probe import IGPT_S_CIFAR10, layer_projections
+from igpt_lite.probe import ProbeTable, layer_projections
 from igpt_lite.scoring import evaluate_bits_per_dim
+from igpt_lite.studies.references import IGPT_S_CIFAR10
 from igpt_lite.train import TrainConfig, train, training_curve
 
 from conftest import tiny_model
@@ -112,7 +113,7 @@ def _table():
         for depth, (layer, acc) in enumerate(zip(["embed", "blocks.0", "ln_f"], accs)):
             rows.append({"kind": kind, "layer": layer, "depth": depth, "test_acc": acc, "test_stderr": 0.02,
                          "val_acc": acc, "train_acc": acc, "C": 1.0, "knn_test_acc": acc - 0.1})
-    return rows
+    return ProbeTable.from_records(rows)
 
 
 def test_layer_view_titles_the_layers_accuracies(rng):
