@@ -167,7 +167,8 @@ def test_live_figure_redraws_one_display_in_place(monkeypatch):
 
     monkeypatch.setattr(IPython.display, "display", fake_display)
     monkeypatch.setattr(plotly.io.renderers, "default", "plotly_mimetype")  # JupyterLab's: a JSON bundle
-    first, later = training_curve([]), training_curve([{"step": 5, "train_bpd": 1.0, "val_bpd": 0.9}])
+    first = training_curve([])
+    later = training_curve(History.from_records([{"step": 5, "train_bpd": 1.0, "val_bpd": 0.9}]))
     live = figures.LiveFigure(first)
     live.update(later)
     (kind0, bundle0, raw0, display_id), (kind1, bundle1, raw1) = calls

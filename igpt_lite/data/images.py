@@ -181,7 +181,6 @@ def load_image_folder(path, resolution: int, channels: int, crop: str = "center"
     return folder
 
 
-
 # ---- folder datasets (folder:PATH): one sub-folder of images per class ----
 
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}

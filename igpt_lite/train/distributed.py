@@ -23,13 +23,11 @@ def distributed() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-
 def param_names(model: GPT) -> list[str]:
     """Parameter names in the optimizer's order (its state dict numbers them so): matrices and
     embeddings (weight-decayed), then vectors."""
     named = list(model.named_parameters())
     return [n for n, p in named if p.dim() >= 2] + [n for n, p in named if p.dim() < 2]
-
 
 
 def shard(model: GPT, device: torch.device) -> None:
@@ -74,7 +72,6 @@ def load_optimizer(model: GPT, opt: torch.optim.Optimizer, osd: dict, sharded: b
     by_name = {"state": {names[i]: v for i, v in osd["state"].items()},
                "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in osd["param_groups"]]}
     set_optimizer_state_dict(model, opt, by_name, options=StateDictOptions(full_state_dict=True))
-
 
 
 @contextmanager
