@@ -1,28 +1,22 @@
 """`igpt-lite train`: pretrain a model (resumable)."""
 from __future__ import annotations
 
-import json
 import time
 
 from .. import checkpoint, data
 from ..arguments import DEVICE, SEED, count, data_args, existing_file, positive
 from ..model import PRESETS, preset
 from ..palette import Palette
-from .loop import TrainConfig, pretrain
+from .config import TrainConfig
+from .loop import pretrain
+from .run import TrainResult, require_resumable
 
 
-def cmd_train(args) -> dict:
+def cmd_train(args) -> TrainResult:
     res = args.resolution if args.resolution is not None else data.native_resolution(args.data)
     sizes = {k: v for k, v in dict(n_layer=args.layers, n_head=args.heads, n_embd=args.width).items() if v is not None}
     if args.resume:  # resume means resume: a run with nothing to resume from is not started over silently
-        steps = checkpoint.step_dirs(args.out)
-        if not steps:
-            raise FileNotFoundError(f"--resume: {args.out} holds no checkpoint to resume from; leave out --resume "
-                                    "to start the run")
-        done = json.loads((steps[-1] / "config.json").read_text()).get("training", {}).get("step", 0)
-        if done >= args.steps:
-            raise ValueError(f"--resume: the run in {args.out} is already at step {done}; give --steps above "
-                             f"{done} to train it further")
+        require_resumable(args.out, args.steps)
     cfg = preset(args.preset, n_colors=args.colors, height=res, width=res, objective=args.objective, **sizes)
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
                        min_lr=args.lr / 10, warmup_steps=min(args.warmup, args.steps), eval_every=args.eval_every,
@@ -34,9 +28,9 @@ def cmd_train(args) -> dict:
                                        resume=args.resume, progress=not args.json, root=args.root,
                                        token_cache=not args.no_token_cache)
     last = checkpoint.step_dirs(args.out)[-1]
-    return {"out": str(last), "dataset": args.data, "parameters": model.num_params(), "steps": args.steps,
-            "seconds": time.perf_counter() - t0, "val_bpd": history[-1]["val_bpd"] if history else None,
-            "baseline_bpd": checkpoint.load_checkpoint(last).meta.get("baseline_bpd"), "history": history}
+    return TrainResult(out=last, dataset=args.data, parameters=model.num_params(), steps=args.steps,
+                       seconds=time.perf_counter() - t0, val_bpd=history.last.val_bpd if history else None,
+                       baseline_bpd=checkpoint.load_checkpoint(last).meta.get("baseline_bpd"), history=history)
 
 
 def add_parsers(sub) -> list:
