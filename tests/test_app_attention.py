@@ -57,7 +57,6 @@ def reference():
     return ck, load_dataset("mnist", "test", resolution=28, channels=1).images
 
 
-@pytest.mark.slow  # ~2 s
 def test_the_page_draws_every_chart_for_the_typed_pixel(reference):
     ck, images = reference
     at = choose(attention_page(), 5, 7)
@@ -100,7 +99,7 @@ def test_the_per_head_summary_equals_the_library_over_one_or_eight_images(refere
     assert f"{np.mean(eight.start_share):.1%} of each pixel's attention" in at.caption[-1].value
 
 
-@pytest.mark.slow  # ~2 s
+@pytest.mark.slow  # ~2 s (clicks pixel after pixel on mnist-small)
 def test_pixel_after_pixel_loads_the_model_once_and_attends_once_a_click(monkeypatch):
     loads, attends, summaries = [], [], []
     load, attend, summary = checkpoint.load_checkpoint, attention.attend, attention.attention_summary

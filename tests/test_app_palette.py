@@ -34,8 +34,7 @@ def swatches(at: AppTest):
     return plotly.io.from_json(at.get("plotly_chart")[0].proto.spec).data[0]
 
 
-# the default mnist-small (grey; the slower page, ~3 s) and shapes (RGB)
-@pytest.mark.parametrize("model", [pytest.param(None, marks=pytest.mark.slow), "shapes"])
+@pytest.mark.parametrize("model", [None, "shapes"])  # the default mnist-small (grey), shapes (RGB)
 def test_swatches_and_the_error_shown_are_the_palettes(model):
     at = palette_page(model)
     ck = load_checkpoint(model or "mnist-small")
@@ -54,7 +53,6 @@ def test_swatches_and_the_error_shown_are_the_palettes(model):
         assert metric(at, "Round-trip error of this image") == f"{pal.round_trip_error(test[index:index + 1]):.2f} / 255"
 
 
-@pytest.mark.slow  # ~2 s
 def test_an_uploaded_image_is_quantised_and_a_bad_one_is_refused():
     at = palette_page()
     at.radio(key="palette_source").set_value("Upload").run()

@@ -233,7 +233,6 @@ def attention_checkpoint(tmp_path, grey_palette):
     return save_checkpoint(tmp_path / "m", model, grey_palette, {"dataset": "digits"})
 
 
-@pytest.mark.slow  # ~2 s; the CLI's typed result is checked fast in test_cli.py
 def test_cli_attention_json_carries_the_numbers(attention_checkpoint, tmp_path, capsys, rng):
     png = tmp_path / "x.png"
     Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(png)
