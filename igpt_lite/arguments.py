@@ -1,9 +1,11 @@
 """What the CLI's verbs share: argument types that apply validate.py's rules (argparse names the
-flag in the message), the common flags, output checks before any work, and the input images of a verb."""
+flag in the message), the common flags, output checks before any work, the input images of a verb,
+and the base of a verb's result (its --json object and its human summary)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -78,11 +80,15 @@ def model_arg(p):
 
 
 def sampling_args(p):
-    p.add_argument("--temperature", type=positive(), default=1.0)
-    p.add_argument("--top-k", type=count(1), default=None)
-    p.add_argument("--top-p", type=positive(at_most=1.0), default=None)
-    p.add_argument("--seed", type=SEED, default=0)
-    p.add_argument("--out", type=image_file, default=None, help="write the images as a PNG grid here")
+    p.add_argument("--temperature", type=positive(), default=1.0,
+                   help="divides the logits: below 1 surer, above 1 more varied (default: %(default)s)")
+    p.add_argument("--top-k", type=count(1), default=None,
+                   help="sample each pixel from its K likeliest colours only (default: all colours)")
+    p.add_argument("--top-p", type=positive(at_most=1.0), default=None,
+                   help="sample each pixel from its likeliest colours up to this much probability (default: no cut)")
+    p.add_argument("--seed", type=SEED, default=0, help="sampling seed (default: %(default)s)")
+    p.add_argument("--out", type=image_file, default=None,
+                   help="write the images as a PNG grid here (default: no file)")
     overwrite_arg(p, "--out")
 
 
@@ -124,6 +130,24 @@ def input_images(args, ck, image_files, index) -> tuple[np.ndarray, object]:
     if bad:
         raise ValueError(f"--index {bad[0]} is out of range: the {name} {args.split} split has {len(ds)} images")
     return ds.images[idx], f"{name}/{args.split}{idx}"
+
+
+class VerbResult:
+    """What a verb returns to `cli.main`: to_dict() is its --json object, text() its human summary,
+    by default one `key: value` line per entry of that object except those too big to read (`hidden`)."""
+    hidden: ClassVar[tuple[str, ...]] = ()
+
+    def to_dict(self) -> dict:
+        raise NotImplementedError
+
+    def text(self) -> str:
+        return key_value_text(self.to_dict(), hide=self.hidden)
+
+
+def key_value_text(values: dict, hide=()) -> str:
+    """One `key: value` line per entry not in `hide`; floats to 4 significant digits."""
+    return "\n".join(f"{key}: {f'{value:.4g}' if isinstance(value, float) else value}"
+                     for key, value in values.items() if key not in hide)
 
 
 TABLE_COLUMNS = ("kind", "layer", "effect_size", "ci_low", "ci_high", "p_value", "p_holm", "n_permutations",  # bias

@@ -11,12 +11,13 @@ import argparse
 import json
 import os
 import sys
-
+from dataclasses import dataclass
 
 from . import checkpoint, data
-from .arguments import check_outputs, table_text
+from .arguments import VerbResult, check_outputs, key_value_text, table_text
 from .attention import cli as attention_cli
 from .bias import cli as bias_cli
+from .checkpoint import ModelSummary
 from .data import cli as data_cli
 from .interop import cli as interop_cli
 from .model import PRESETS
@@ -26,19 +27,39 @@ from .sample import cli as sample_cli
 from .train import cli as train_cli
 
 
-def cmd_info(args) -> dict:
+@dataclass
+class KnownModels(VerbResult):
+    """`igpt-lite info` without --model: the models found by name, the presets and the datasets."""
+    models: dict[str, str]  # name: folder
+    presets: list[str]
+    datasets: list[str]
+
+    def to_dict(self) -> dict:
+        return {"models": self.models, "presets": self.presets, "datasets": self.datasets}
+
+
+@dataclass
+class ModelInfo(VerbResult):
+    """`igpt-lite info --model`: the model's summary; its card is the human summary."""
+    summary: ModelSummary
+
+    def to_dict(self) -> dict:
+        return self.summary.to_dict()
+
+    def text(self) -> str:
+        return key_value_text(dict(self.summary.card()))
+
+
+def cmd_info(args) -> KnownModels | ModelInfo:
     if not args.model:
-        return {"models": {name: str(p) for name, p in checkpoint.model_names().items()},
-                "presets": list(PRESETS), "datasets": data.dataset_names()}
-    summary = checkpoint.load_checkpoint(args.model).summary()
-    if args.json:
-        return summary.to_dict()
-    return {label: value for label, value in summary.card()}
+        return KnownModels({name: str(p) for name, p in checkpoint.model_names().items()}, list(PRESETS),
+                           data.dataset_names())
+    return ModelInfo(checkpoint.load_checkpoint(args.model).summary())
 
 
 def _add_info(sub) -> list:
     p = sub.add_parser("info", help="describe a model, or list known models")
-    p.add_argument("--model", default=None)
+    p.add_argument("--model", default=None, help="a checkpoint folder, run folder or model name (default: list them)")
     p.set_defaults(func=cmd_info)
     return [p]
 
@@ -57,9 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _human(result: dict) -> str:
+    """The human summary of the verbs whose result is not typed yet (train, probe, bias, data)."""
     lines = []
     for key, value in result.items():
-        if key in ("tokens", "history", "maps", "head_mean", "rollout", "visible", "start", "umap"):  # too big
+        if key in ("history", "umap"):  # too big
             continue
         if key == "summary" and "margins" in value:  # probe: the best layer against each baseline
             lines.append("best layer minus baselines: " + ", ".join(

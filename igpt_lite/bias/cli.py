@@ -73,16 +73,17 @@ def add_parsers(sub) -> list:
                    "centre) and each layer's output normed by the next block's first norm (not a plain "
                    "layer norm); both mean-pool over positions after an area-average resize")
     p.add_argument("--permutations", type=count(1), default=100_000,
-                   help="exact test when X u Y has at most this many partitions, else this many random ones")
-    p.add_argument("--seed", type=SEED, default=0, help="seed of the random partitions")
+                   help="exact test when X u Y has at most this many partitions, else this many random ones "
+                   "(default: %(default)s)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the random partitions (default: %(default)s)")
     p.add_argument("--compose", default="rows", choices=["rows", "columns", "none"],
                    help="likelihood test (ar models): each target composed with each attribute, the target's top "
                    "half over the attribute's bottom half (rows) or its left half beside the attribute's right "
                    "half (columns), scored in bits; meaningful only where targets' subjects sit in their top "
-                   "(left) half and attributes' in their bottom (right) half; none: iEAT only")
+                   "(left) half and attributes' in their bottom (right) half; none: iEAT only (default: %(default)s)")
     p.add_argument("--no-baseline", action="store_true",
                    help="skip the same tests on a random-weight copy of the model (what pixel statistics alone give)")
-    p.add_argument("--html", default=None, help="write the per-layer plot (d, adjusted p) to this HTML file")
+    p.add_argument("--html", default=None, help="write the per-layer plot (d, adjusted p) to this HTML file (default: no file)")
     overwrite_arg(p, "--html")
     p.set_defaults(func=cmd_bias)
     return [sub.choices["bias"]]

@@ -80,19 +80,20 @@ def add_parsers(sub) -> list:
     model_arg(p)
     data_args(p)
     p.add_argument("--layers", nargs="+", default=None, help="layers (embed, blocks.3 or 3, ln_f); default: all")
-    p.add_argument("--limit", type=count(1), default=None, help="at most this many images per split")
+    p.add_argument("--limit", type=count(1), default=None, help="at most this many images per split (default: all)")
     p.add_argument("--norm", default="layernorm", choices=["layernorm", "next", "none"],
-                   help="layernorm: the paper's plain layer norm; next: the model's next norm (as iEAT)")
+                   help="layernorm: the paper's plain layer norm; next: the model's next norm (as iEAT) "
+                   "(default: %(default)s)")
     p.add_argument("--pool", default="mean", choices=["mean", "max", "last"],
-                   help="over positions; mean is the paper's")
+                   help="over positions; mean is the paper's (default: %(default)s)")
     p.add_argument("--C", type=positive(), nargs="+", default=None,
-                   help="inverse regularisation grid, chosen on validation (default: "
-                   f"{len(DEFAULT_CS)} values, log-spaced, {DEFAULT_CS[0]:.0e} ... {DEFAULT_CS[-1]:.0e})")
-    p.add_argument("--seed", type=SEED, default=0, help="seed of the random-weight baseline and of UMAP")
-    p.add_argument("--cache", default=None, metavar="DIR", help="keep features in DIR (.npz), keyed by model and data")
+                   help=f"inverse regularisation grid, chosen on validation (default: probe.DEFAULT_CS, {len(DEFAULT_CS)} "
+                        f"values from {min(DEFAULT_CS):.0e} to {max(DEFAULT_CS):.0e})")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the random-weight baseline and of UMAP (default: %(default)s)")
+    p.add_argument("--cache", default=None, metavar="DIR", help="keep features in DIR (.npz), keyed by model and data (default: not kept)")
     p.add_argument("--umap", nargs="?", const="best", default=None, metavar="LAYER",
                    help="also a UMAP of a layer's test features (default: the best layer on validation)")
-    p.add_argument("--html", default=None, help="write the figures to this HTML file")
+    p.add_argument("--html", default=None, help="write the figures to this HTML file (default: no file)")
     overwrite_arg(p, "--html")
     p.set_defaults(func=cmd_probe)
     return [sub.choices["probe"]]

@@ -36,26 +36,31 @@ def cmd_train(args) -> TrainResult:
 def add_parsers(sub) -> list:
     """Add this capability's verbs to the `igpt-lite` parser; return the parsers that run (they take --json)."""
     p = sub.add_parser("train", help="pretrain a model (resumable)")
-    data_args(p, "digits", "dataset (default digits)")
+    data_args(p, "digits", "dataset (default: %(default)s)")
     p.add_argument("--out", required=True, help="run folder; checkpoints go to OUT/step-NNNNNN/")
-    p.add_argument("--preset", default="small", choices=list(PRESETS))
-    p.add_argument("--layers", type=count(1)), p.add_argument("--heads", type=count(1))
-    p.add_argument("--width", type=count(1))
-    p.add_argument("--objective", default="ar", choices=["ar", "bert"])
-    p.add_argument("--colors", type=count(2), default=8)
-    p.add_argument("--palette", type=existing_file, default=None, help="a palette.json to use instead of fitting one")
+    p.add_argument("--preset", default="small", choices=list(PRESETS), help="model size (default: %(default)s)")
+    p.add_argument("--layers", type=count(1), help="default: the preset's")
+    p.add_argument("--heads", type=count(1), help="default: the preset's")
+    p.add_argument("--width", type=count(1), help="embedding width (default: the preset's)")
+    p.add_argument("--objective", default="ar", choices=["ar", "bert"],
+                   help="ar: next pixel; bert: masked pixels (default: %(default)s)")
+    p.add_argument("--colors", type=count(2), default=8, help="palette size (default: %(default)s)")
+    p.add_argument("--palette", type=existing_file, default=None,
+                   help="a palette.json to use (default: the run's own with --resume, else fit one of --colors "
+                        "colours on the training split)")
     p.add_argument("--resolution", type=count(1), default=None, help="default: the dataset's native size")
-    p.add_argument("--steps", type=count(1), default=500)
-    p.add_argument("--batch-size", type=count(1), default=32)
-    p.add_argument("--grad-accum", type=count(1), default=1)
-    p.add_argument("--lr", type=positive(), default=3e-3)
-    p.add_argument("--warmup", type=count(0), default=50)
-    p.add_argument("--eval-every", type=count(1), default=100)
+    p.add_argument("--steps", type=count(1), default=500, help="optimizer steps (default: %(default)s)")
+    p.add_argument("--batch-size", type=count(1), default=32, help="images per micro-batch (default: %(default)s)")
+    p.add_argument("--grad-accum", type=count(1), default=1, help="micro-batches per step (default: %(default)s)")
+    p.add_argument("--lr", type=positive(), default=3e-3,
+                   help="peak learning rate, cosine down to a tenth (default: %(default)s)")
+    p.add_argument("--warmup", type=count(0), default=50, help="warmup steps (default: %(default)s)")
+    p.add_argument("--eval-every", type=count(1), default=100, help="steps between evaluations (default: %(default)s)")
     p.add_argument("--save-every", type=count(1), default=None,
                    help="default: a fifth of --steps (at most 500), so a killed run always has one to resume")
-    p.add_argument("--keep", type=count(0), default=2, help="checkpoints to keep (0: all, for probes over training)")
-    p.add_argument("--seed", type=SEED, default=0)
-    p.add_argument("--device", type=DEVICE, default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--keep", type=count(0), default=2, help="checkpoints to keep; 0: all, for probes over training (default: %(default)s)")
+    p.add_argument("--seed", type=SEED, default=0, help="training seed (default: %(default)s)")
+    p.add_argument("--device", type=DEVICE, default="auto", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its latest checkpoint (same data, model and palette)")
     p.add_argument("--no-token-cache", action="store_true",
