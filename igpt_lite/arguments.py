@@ -11,6 +11,7 @@ import numpy as np
 
 from . import data, validate
 from .data import formats
+from .tables import key_value_text
 from .storage import check_new_output, write_file_atomically
 
 
@@ -124,7 +125,7 @@ def input_images(args, ck, image_files, index) -> tuple[np.ndarray, object]:
         images = np.stack([data.load_image(p, cfg.height, ck.palette.channels) for p in image_files])
         return images, [str(p) for p in image_files]
     name = ck.dataset_name(args.data)
-    ds = data.load_dataset(name, args.split, resolution=cfg.height, root=args.root)
+    ds = data.load_dataset(name, args.split, resolution=ck.square_side(), root=args.root)
     idx = [i for i in index if i is not None] or np.linspace(0, len(ds) - 1, 8).astype(int).tolist()
     bad = [i for i in idx if not 0 <= i < len(ds)]
     if bad:
@@ -144,22 +145,3 @@ class VerbResult:
         return key_value_text(self.to_dict(), hide=self.hidden)
 
 
-def key_value_text(values: dict, hide=()) -> str:
-    """One `key: value` line per entry not in `hide`; floats to 4 significant digits."""
-    return "\n".join(f"{key}: {f'{value:.4g}' if isinstance(value, float) else value}"
-                     for key, value in values.items() if key not in hide)
-
-
-TABLE_COLUMNS = ("kind", "layer", "effect_size", "ci_low", "ci_high", "p_value", "p_holm", "n_permutations",  # bias
-                  "train_acc", "val_acc", "test_acc", "test_stderr", "C", "C_at_edge",  # probe
-                  "knn_test_acc")  # the rest is in --json
-
-
-def table_text(rows: list[dict]) -> str:
-    def fmt(v):
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    cols = [c for c in TABLE_COLUMNS if rows and c in rows[0]]
-    cells = [cols] + [[fmt(r[c]) for c in cols] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells)

@@ -14,7 +14,8 @@ import sys
 from dataclasses import dataclass
 
 from . import checkpoint, data
-from .arguments import VerbResult, check_outputs, key_value_text, table_text
+from .arguments import VerbResult, check_outputs
+from .tables import key_value_text
 from .attention import cli as attention_cli
 from .bias import cli as bias_cli
 from .checkpoint import ModelSummary
@@ -77,32 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _human(result: dict) -> str:
-    """The human summary of the verbs whose result is not typed yet (train, probe, bias, data)."""
-    lines = []
-    for key, value in result.items():
-        if key in ("history", "umap"):  # too big
-            continue
-        if key == "summary" and "margins" in value:  # probe: the best layer against each baseline
-            lines.append("best layer minus baselines: " + ", ".join(
-                f"{kind} {m['points']:+.1f} points ({m['z']:.1f} s.e.)" for kind, m in value["margins"].items()))
-            continue
-        if key in ("table", "baseline_table") and value:  # per-layer rows: one aligned line each
-            lines.append(("random-weight copy:\n" if key == "baseline_table" else "") + table_text(value))
-            continue
-        if key == "likelihood":  # bias: the likelihood test's one row, and its baseline's
-            lines.append(bias_cli.likelihood_text(value))
-            continue
-        if key == "ieat":
-            continue
-        if key == "datasets" and value and isinstance(value[0], dict):  # data check: one line per dataset
-            lines.append(data_cli.check_text(value))
-            continue
-        if isinstance(value, float):
-            value = f"{value:.4g}"
-        lines.append(f"{key}: {value}")
-    return "\n".join(lines)
-
 
 def main(argv=None) -> int:
     try:
@@ -121,10 +96,11 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 130
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one report
-        if isinstance(result, dict):  # a verb whose result is not typed yet
-            print(json.dumps(result) if args.json else _human(result))
-        else:  # a result object: to_dict() is the --json object, text() the human summary
-            print(json.dumps(result.to_dict()) if args.json else result.text())
+        # every verb returns a result object: to_dict() is the --json object, text() the human summary
+        try:
+            print(json.dumps(result.to_dict()) if args.json else result.text(), flush=True)
+        except BrokenPipeError:  # `igpt-lite info | head`: the reader has gone; nothing more to say
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -109,6 +109,7 @@ def test_figures_p90_table_is_bias_test_on_the_same_generated_sets():
     table_equals(at.dataframe[0].value, expected.table)
 
 
+@pytest.mark.slow
 def test_uploaded_files_for_each_set_are_tested_as_the_library_reads_them():
     at = bias_page()  # mnist-small: 28×28 grey, the uploads are converted
     assert at.radio[0].value == "Your images (upload)"  # the default for a model not trained on the scenes

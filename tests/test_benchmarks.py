@@ -65,6 +65,7 @@ def test_train_benchmark_counts_flops_the_nanogpt_way():
     assert bench.peak_flops_for("NVIDIA A100-SXM4-80GB") == 312e12 and bench.peak_flops_for("cpu") is None
 
 
+@pytest.mark.slow
 def test_train_benchmark_reports_pipeline_and_model_rows(capsys):
     bench = load_script("train")
     result = bench.main(["--device", "cpu", "--preset", "tiny", "--resolution", "8", "--batch-size", "4",

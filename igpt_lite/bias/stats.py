@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from .. import validate
-from ..arguments import table_text
+from ..tables import aligned_text, html_table
 
 # Partition sums that differ by less than this (relative to sum |s|) are ties: the same partition
 # summed in another order can differ in the last bits, and it must still count as ">= observed".
@@ -212,25 +212,18 @@ class BiasRow:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def __getitem__(self, key: str):
-        # scripts written when rows were dicts (row["p_holm"]) keep working
-        return getattr(self, key)
-
     def text(self) -> str:
         return f"d {self.effect_size:.2f} (95% CI {self.ci_low:.2f} to {self.ci_high:.2f}), p {self.p_value:.2g}"
 
 
+TEXT_COLUMNS = ("layer", "effect_size", "ci_low", "ci_high", "p_value", "p_holm", "n_permutations")
+
+
 def rows_text(rows: list[BiasRow]) -> str:
     """The rows as an aligned table, one line each (the columns a reader needs; the rest is in to_dict)."""
-    return table_text([r.to_dict() for r in rows])
+    return aligned_text([r.to_dict() for r in rows], TEXT_COLUMNS)
 
 
 def rows_html(rows: list[BiasRow]) -> str:
     """The rows as an HTML table (a notebook's view of a result)."""
-    cols = ("layer", "effect_size", "ci_low", "ci_high", "p_value", "p_holm", "n_permutations", "exact")
-    cells = "".join("<tr>" + "".join(f"<td>{_cell(getattr(r, c))}</td>" for c in cols) + "</tr>" for r in rows)
-    return f"<table><tr>{''.join(f'<th>{c}</th>' for c in cols)}</tr>{cells}</table>"
-
-
-def _cell(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return html_table([r.to_dict() for r in rows], (*TEXT_COLUMNS, "exact"))

@@ -6,10 +6,11 @@ On disk (probe.json) and in `igpt-lite probe --json` a table is a list of plain 
 row: `to_records` / `from_records` convert, keeping that format."""
 from __future__ import annotations
 
-import html
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
+
+from ..tables import aligned_text, html_table
 
 BASELINE_KINDS = ("random", "pixels", "palette")
 # columns only some tables have (the kNN read-out, the random model's seed, a run's checkpoints):
@@ -219,24 +220,10 @@ class ProbeTable:
         """The same rows with some columns set (e.g. kind, seed or step on every row)."""
         return ProbeTable([replace(r, **values) for r in self.rows])
 
-    def _cells(self) -> tuple[list[str], list[list[str]]]:
-        records = self.to_records()
-        cols = [c for c in TEXT_COLUMNS if records and c in records[0]]
-        return cols, [[_fmt(r.get(c)) for c in cols] for r in records]
-
     def text(self) -> str:
         """One aligned line per row (what `igpt-lite probe` prints); every column is in to_records()."""
-        cols, body = self._cells()
-        cells = [cols] + body
-        widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
-        return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells)
+        return aligned_text(self.to_records(), TEXT_COLUMNS)
 
     def _repr_html_(self) -> str:
-        cols, body = self._cells()
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-        rows = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in body)
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+        return html_table(self.to_records(), TEXT_COLUMNS)
 
-
-def _fmt(v) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
