@@ -5,7 +5,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: app test bench notebooks
+.PHONY: app test test-fast bench notebooks
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -22,6 +22,10 @@ app: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/pytest -m "slow or not slow" -p no:cacheprovider
+
+# The unit tier while working: every test not marked slow, in under a minute on 2 cores.
+test-fast: $(VENV)/.installed
+	$(BIN)/pytest -m "not slow" -p no:cacheprovider
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/sampling.py

@@ -80,8 +80,8 @@ def main(argv=None):
         "forward_s": forward_s, "extract_s": extract_s, "extract_over_forward": extract_s / forward_s,
         "forward_tokens_per_s": n_tokens / forward_s, "extract_tokens_per_s": n_tokens / extract_s,
         "fit_s": fit_s, "fit_s_per_layer": fit_s / len(layers),
-        "table": [{k: r[k] for k in ("layer", "dim", "train_acc", "val_acc", "test_acc", "test_stderr", "C",
-                                     "C_at_edge", "converged", "seconds")} for r in rows],
+        "table": [{k: getattr(r, k) for k in ("layer", "dim", "train_acc", "val_acc", "test_acc", "test_stderr", "C",
+                                              "C_at_edge", "converged", "seconds")} for r in rows],
     }
     if args.json:
         print(json.dumps(result))
@@ -94,9 +94,9 @@ def main(argv=None):
     print(f"probes, C search  {fit_s:8.2f} s  ({len(DEFAULT_CS)} values of C per layer)")
     print(f"{'layer':>10} {'dim':>5} {'train':>6} {'val':>6} {'test':>6} {'±se':>5} {'C':>8} {'fit s':>6}")
     for r in rows:
-        print(f"{r['layer']:>10} {r['dim']:>5} {r['train_acc']:6.3f} {r['val_acc']:6.3f} {r['test_acc']:6.3f} "
-              f"{r['test_stderr']:5.3f} {r['C']:8.3g}{'*' if r['C_at_edge'] else ' '} {r['seconds']:6.2f}")
-    if any(r["C_at_edge"] for r in rows):
+        print(f"{r.layer:>10} {r.dim:>5} {r.train_acc:6.3f} {r.val_acc:6.3f} {r.test_acc:6.3f} "
+              f"{r.test_stderr:5.3f} {r.C:8.3g}{'*' if r.C_at_edge else ' '} {r.seconds:6.2f}")
+    if any(r.C_at_edge for r in rows):
         print("* C at the edge of the grid")
 
 

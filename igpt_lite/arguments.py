@@ -1,14 +1,17 @@
 """What the CLI's verbs share: argument types that apply validate.py's rules (argparse names the
-flag in the message), the common flags, output checks before any work, and the input images of a verb."""
+flag in the message), the common flags, output checks before any work, the input images of a verb,
+and the base of a verb's result (its --json object and its human summary)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from . import data, validate
 from .data import formats
+from .tables import key_value_text
 from .storage import check_new_output, write_file_atomically
 
 
@@ -78,11 +81,15 @@ def model_arg(p):
 
 
 def sampling_args(p):
-    p.add_argument("--temperature", type=positive(), default=1.0)
-    p.add_argument("--top-k", type=count(1), default=None)
-    p.add_argument("--top-p", type=positive(at_most=1.0), default=None)
-    p.add_argument("--seed", type=SEED, default=0)
-    p.add_argument("--out", type=image_file, default=None, help="write the images as a PNG grid here")
+    p.add_argument("--temperature", type=positive(), default=1.0,
+                   help="divides the logits: below 1 surer, above 1 more varied (default: %(default)s)")
+    p.add_argument("--top-k", type=count(1), default=None,
+                   help="sample each pixel from its K likeliest colours only (default: all colours)")
+    p.add_argument("--top-p", type=positive(at_most=1.0), default=None,
+                   help="sample each pixel from its likeliest colours up to this much probability (default: no cut)")
+    p.add_argument("--seed", type=SEED, default=0, help="sampling seed (default: %(default)s)")
+    p.add_argument("--out", type=image_file, default=None,
+                   help="write the images as a PNG grid here (default: no file)")
     overwrite_arg(p, "--out")
 
 
@@ -118,7 +125,7 @@ def input_images(args, ck, image_files, index) -> tuple[np.ndarray, object]:
         images = np.stack([data.load_image(p, cfg.height, ck.palette.channels) for p in image_files])
         return images, [str(p) for p in image_files]
     name = ck.dataset_name(args.data)
-    ds = data.load_dataset(name, args.split, resolution=cfg.height, root=args.root)
+    ds = data.load_dataset(name, args.split, resolution=ck.square_side(), root=args.root)
     idx = [i for i in index if i is not None] or np.linspace(0, len(ds) - 1, 8).astype(int).tolist()
     bad = [i for i in idx if not 0 <= i < len(ds)]
     if bad:
@@ -126,16 +133,15 @@ def input_images(args, ck, image_files, index) -> tuple[np.ndarray, object]:
     return ds.images[idx], f"{name}/{args.split}{idx}"
 
 
-TABLE_COLUMNS = ("kind", "layer", "effect_size", "ci_low", "ci_high", "p_value", "p_holm", "n_permutations",  # bias
-                  "train_acc", "val_acc", "test_acc", "test_stderr", "C", "C_at_edge",  # probe
-                  "knn_test_acc")  # the rest is in --json
+class VerbResult:
+    """What a verb returns to `cli.main`: to_dict() is its --json object, text() its human summary,
+    by default one `key: value` line per entry of that object except those too big to read (`hidden`)."""
+    hidden: ClassVar[tuple[str, ...]] = ()
+
+    def to_dict(self) -> dict:
+        raise NotImplementedError
+
+    def text(self) -> str:
+        return key_value_text(self.to_dict(), hide=self.hidden)
 
 
-def table_text(rows: list[dict]) -> str:
-    def fmt(v):
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    cols = [c for c in TABLE_COLUMNS if rows and c in rows[0]]
-    cells = [cols] + [[fmt(r[c]) for c in cols] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells)

@@ -19,7 +19,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import validate
+from .history import History
 from .model import GPT, GPTConfig
+from .model_card import ModelSummary
 from .palette import Palette
 from .storage import occupied, write_folder_atomically
 
@@ -67,7 +69,7 @@ class Checkpoint:
         model's size and colour channels; else the one message saying what was expected."""
         return validate.images(images, *self.image_shape, one=one, name=name)
 
-    def summary(self) -> "ModelSummary":
+    def summary(self) -> ModelSummary:
         return summarize(self)
 
     def check_palette(self, palette: Palette) -> None:
@@ -212,52 +214,7 @@ def check_finite(state: dict[str, torch.Tensor], source) -> None:
                          "earlier checkpoint or train again with a lower learning rate")
 
 
-# ---- what a model is, in one object (`igpt-lite info`, the app's model card, the notebooks) ----
-
-@dataclass
-class ModelSummary:
-    name: str
-    path: str | None
-    source: str  # bundled, user (IGPT_LITE_MODELS), imported (Hugging Face), or path
-    parameters: int
-    config: dict  # GPTConfig.to_dict()
-    n_colors: int
-    channels: int
-    palette_fingerprint: str
-    dataset: str | None  # None: imported, choose one
-    class_names: list[str]
-    step: int | None  # training steps done
-    planned_steps: int | None
-    val_bpd: float | None  # validation bits/dim at the last evaluation
-    baseline_bpd: float | None  # the palette's token entropy on validation: what a model that learned nothing gets
-    history: list[dict]  # step, train_bpd, val_bpd, lr, tokens_per_s per evaluation
-
-    @property
-    def resolution(self) -> str:
-        return f"{self.config['height']}×{self.config['width']}"
-
-    def card(self) -> list[tuple[str, str]]:
-        """Label/value rows, the same wherever a model is described."""
-        c = self.config
-        objective = {"ar": "autoregressive (next pixel)", "bert": "BERT (masked pixels)"}[c["objective"]]
-        rows = [("model", f"{self.name} ({self.source})"),
-                ("size", f"{self.parameters / 1e6:.2f}M parameters: {c['n_layer']} layers × {c['n_embd']} wide, "
-                         f"{c['n_head']} heads"),
-                ("images", f"{self.resolution}, {'grey' if self.channels == 1 else 'RGB'}, "
-                           f"{self.n_colors}-colour palette ({self.palette_fingerprint})"),
-                ("objective", objective),
-                ("data", self.dataset or "none recorded (imported): choose a dataset or give images")]
-        if self.step is not None:
-            rows.append(("training", f"{self.step:,} steps" + (f" of {self.planned_steps:,}" if self.planned_steps
-                                                              and self.planned_steps != self.step else "")))
-        if self.val_bpd is not None:
-            base = f" (palette baseline {self.baseline_bpd:.3f})" if self.baseline_bpd is not None else ""
-            rows.append(("val bits/dim", f"{self.val_bpd:.3f}{base}"))
-        return rows
-
-    def to_dict(self) -> dict:
-        return {k: v for k, v in vars(self).items()}
-
+# ---- what a model is (`Checkpoint.summary()`) ----
 
 def _source(path: Path | None, meta: dict) -> str:
     if meta.get("source") == "transformers ImageGPT":
@@ -273,7 +230,7 @@ def summarize(ck: Checkpoint) -> ModelSummary:
     """A checkpoint's size, images, palette, objective, data and training history."""
     meta = ck.meta
     training = meta.get("training", {})
-    history = training.get("history") or []
+    history = History.from_records(training.get("history"))
     name = meta.get("name") or (ck.path.name if ck.path else "unsaved")
     if ck.path is not None and ck.path.name.startswith("step-"):
         name = f"{ck.path.parent.name}/{ck.path.name}"
@@ -283,7 +240,7 @@ def summarize(ck: Checkpoint) -> ModelSummary:
         channels=ck.palette.channels, palette_fingerprint=ck.palette.fingerprint, dataset=meta.get("dataset"),
         class_names=list(meta.get("class_names") or []), step=training.get("step"),
         planned_steps=(training.get("config") or {}).get("steps"),
-        val_bpd=next((h["val_bpd"] for h in reversed(history) if h.get("val_bpd") is not None), None),
+        val_bpd=history.last_val_bpd,
         baseline_bpd=meta.get("baseline_bpd"), history=history)
 
 

@@ -11,12 +11,14 @@ import argparse
 import json
 import os
 import sys
-
+from dataclasses import dataclass
 
 from . import checkpoint, data
-from .arguments import check_outputs, table_text
+from .arguments import VerbResult, check_outputs
+from .tables import key_value_text
 from .attention import cli as attention_cli
 from .bias import cli as bias_cli
+from .checkpoint import ModelSummary
 from .data import cli as data_cli
 from .interop import cli as interop_cli
 from .model import PRESETS
@@ -26,19 +28,39 @@ from .sample import cli as sample_cli
 from .train import cli as train_cli
 
 
-def cmd_info(args) -> dict:
+@dataclass
+class KnownModels(VerbResult):
+    """`igpt-lite info` without --model: the models found by name, the presets and the datasets."""
+    models: dict[str, str]  # name: folder
+    presets: list[str]
+    datasets: list[str]
+
+    def to_dict(self) -> dict:
+        return {"models": self.models, "presets": self.presets, "datasets": self.datasets}
+
+
+@dataclass
+class ModelInfo(VerbResult):
+    """`igpt-lite info --model`: the model's summary; its card is the human summary."""
+    summary: ModelSummary
+
+    def to_dict(self) -> dict:
+        return self.summary.to_dict()
+
+    def text(self) -> str:
+        return key_value_text(dict(self.summary.card()))
+
+
+def cmd_info(args) -> KnownModels | ModelInfo:
     if not args.model:
-        return {"models": {name: str(p) for name, p in checkpoint.model_names().items()},
-                "presets": list(PRESETS), "datasets": data.dataset_names()}
-    summary = checkpoint.load_checkpoint(args.model).summary()
-    if args.json:
-        return summary.to_dict()
-    return {label: value for label, value in summary.card()}
+        return KnownModels({name: str(p) for name, p in checkpoint.model_names().items()}, list(PRESETS),
+                           data.dataset_names())
+    return ModelInfo(checkpoint.load_checkpoint(args.model).summary())
 
 
 def _add_info(sub) -> list:
     p = sub.add_parser("info", help="describe a model, or list known models")
-    p.add_argument("--model", default=None)
+    p.add_argument("--model", default=None, help="a checkpoint folder, run folder or model name (default: list them)")
     p.set_defaults(func=cmd_info)
     return [p]
 
@@ -55,31 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return parser
 
-
-def _human(result: dict) -> str:
-    lines = []
-    for key, value in result.items():
-        if key in ("tokens", "history", "maps", "head_mean", "rollout", "visible", "start", "umap"):  # too big
-            continue
-        if key == "summary" and "margins" in value:  # probe: the best layer against each baseline
-            lines.append("best layer minus baselines: " + ", ".join(
-                f"{kind} {m['points']:+.1f} points ({m['z']:.1f} s.e.)" for kind, m in value["margins"].items()))
-            continue
-        if key in ("table", "baseline_table") and value:  # per-layer rows: one aligned line each
-            lines.append(("random-weight copy:\n" if key == "baseline_table" else "") + table_text(value))
-            continue
-        if key == "likelihood":  # bias: the likelihood test's one row, and its baseline's
-            lines.append(bias_cli.likelihood_text(value))
-            continue
-        if key == "ieat":
-            continue
-        if key == "datasets" and value and isinstance(value[0], dict):  # data check: one line per dataset
-            lines.append(data_cli.check_text(value))
-            continue
-        if isinstance(value, float):
-            value = f"{value:.4g}"
-        lines.append(f"{key}: {value}")
-    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -99,10 +96,11 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 130
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one report
-        if isinstance(result, dict):  # a verb whose result is not typed yet
-            print(json.dumps(result) if args.json else _human(result))
-        else:  # a result object: to_dict() is the --json object, text() the human summary
-            print(json.dumps(result.to_dict()) if args.json else result.text())
+        # every verb returns a result object: to_dict() is the --json object, text() the human summary
+        try:
+            print(json.dumps(result.to_dict()) if args.json else result.text(), flush=True)
+        except BrokenPipeError:  # `igpt-lite info | head`: the reader has gone; nothing more to say
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .model import GPT
+from .storage import write_file_atomically
 
 NORMS = ("layernorm", "next", "none")
 POOLS = ("mean", "max", "last")
@@ -115,12 +114,7 @@ def _load_cached(path: Path, layers: list[str]) -> dict[str, np.ndarray] | None:
 
 def _save_cached(path: Path, feats: dict[str, np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{uuid.uuid4().hex[:8]}.npz"  # renamed into place: no half-written file
-    try:
-        np.savez(tmp, **feats)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_file_atomically(path, lambda tmp: np.savez(tmp, **feats))  # the name ends in .npz: savez adds none
 
 
 @torch.inference_mode()

@@ -1,5 +1,5 @@
-"""Figure helpers shared by every capability: image grids (PIL images, for PNG files and st.image),
-the title block of image panels, HTML and PNG export, and a figure that redraws in a notebook.
+"""Figure helpers shared by the capabilities: image grids (PIL images, for PNG files and st.image),
+a dimmed RGB copy of an image to draw over, HTML and PNG export, and a figure that redraws in a notebook.
 Each capability draws its own charts in its figures.py on top of these."""
 from __future__ import annotations
 
@@ -26,27 +26,14 @@ def image_grid(images: np.ndarray, ncols: int | None = None, scale: int | None =
     return Image.fromarray(canvas[..., 0] if c == 1 else canvas)
 
 
-AR_NOTE = "autoregressive: a pixel sees only the pixels before it"
-
-
-def _rgb(image: np.ndarray, dim: float = 0.6) -> np.ndarray:
-    """uint8 H×W[×C] -> dimmed uint8 H×W×3, so the attention colours stand out on white strokes."""
+def dimmed_rgb(image: np.ndarray, dim: float = 0.6) -> np.ndarray:
+    """uint8 H×W[×C] -> dimmed uint8 H×W×3, so colours drawn over it (attention) stand out on white strokes."""
     image = np.asarray(image)
     if image.ndim == 2:
         image = image[..., None]
     if image.shape[-1] == 1:
         image = image.repeat(3, -1)
     return (image.astype(np.float32) * dim).astype(np.uint8)
-
-
-def _title(title: str, objective: str | None, *notes: str) -> tuple[dict, int]:
-    """A title with small note lines under it, hung from the top, and the top margin it needs
-    (one short note a line: narrow figures clip long lines)."""
-    lines = [AR_NOTE + " (greyed: unseen)"] if objective == "ar" else []
-    lines += ["query pixel in cyan", *notes]
-    text = f"{title}<br><sup>{'<br>'.join(lines)}</sup>"
-    title = dict(text=text, x=0.02, xanchor="left", y=1, yref="container", yanchor="top", pad=dict(t=14))
-    return title, 50 + 22 * len(lines)
 
 
 def figures_html(figures, title: str = "igpt-lite", modebar: bool = True) -> str:
@@ -93,16 +80,6 @@ def save_figures(figures, html_path, title: str = "igpt-lite", png: bool = True)
     finally:
         shot.unlink(missing_ok=True)
     return written
-
-
-def _bool_panels(masks: dict) -> dict:
-    """{name: 2-D bool array}, all of one shape, or a ValueError saying what came instead."""
-    masks = {name: np.asarray(m, dtype=bool) for name, m in masks.items()}
-    shapes = {m.shape for m in masks.values()}
-    if not masks or len(shapes) > 1 or len(next(iter(shapes))) != 2:
-        raise ValueError(f"masks must be one or more H×W bool arrays of one shape, got shapes "
-                         f"{ {name: m.shape for name, m in masks.items()} }")
-    return masks
 
 
 class LiveFigure:

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from igpt_lite.data import scenes
-from igpt_lite.bias import bias_test, likelihood_null_calibration, likelihood_test, null_calibration
+from igpt_lite.bias import bias_test, likelihood_test
 from igpt_lite.train.bundled import export_bundled
 from igpt_lite.checkpoint import load_checkpoint
 from igpt_lite.data import register_figures
@@ -48,6 +48,7 @@ from igpt_lite.palette import Palette
 from igpt_lite.bias import bias_per_layer_chart
 from igpt_lite.figures import image_grid, save_figures
 from igpt_lite.scoring import bits_per_image
+from igpt_lite.studies.calibration import likelihood_null_calibration, null_calibration
 from igpt_lite.train import TrainConfig, pretrain
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -120,7 +121,7 @@ res = args.resolution
 table, calibration, association = [], {}, {}
 
 
-def add(rows, **labels):
+def add(rows: list[dict], **labels):
     table.extend({**labels, **r} for r in rows)
 
 
@@ -182,9 +183,9 @@ for seed in ([] if args.combine else args.test_seeds):
             cal = likelihood_null_calibration(lat.bits, n_trials=args.null_trials,
                                               seed=seed * 10_000 + len(calibration.get("likelihood", [])))
             calibration.setdefault("likelihood", []).append(cal.p_values)
-            add([dict(lat.row, null_rate=cal.rate)], model=name, seed=seed, test="likelihood", weights="trained")
+            add([dict(lat.row.to_dict(), null_rate=cal.rate)], model=name, seed=seed, test="likelihood", weights="trained")
             if lat.baseline:
-                shared[key] = [lat.baseline]
+                shared[key] = [lat.baseline.to_dict()]
             if key in shared:
                 add(shared[key], model=name, seed=seed, test="likelihood", weights="random")
             print(f"{name} seed {seed}: likelihood test {time.perf_counter() - t0:.0f} s", flush=True)
@@ -196,16 +197,17 @@ for seed in ([] if args.combine else args.test_seeds):
                                n_permutations=args.permutations, seed=seed,
                                baseline=not args.no_baseline and key not in shared, baseline_seed=seed,
                                batch_size=BATCH)
+            rows = []
             for row in result.table:
                 # every layer and model its own random re-partitions (a seed of its own)
-                cal = null_calibration(*(result.features[k][row["layer"]] for k in "XYAB"),
+                cal = null_calibration(*(result.features[k][row.layer] for k in "XYAB"),
                                        n_trials=max(1, args.null_trials // 5), n_permutations=1_000,
                                        seed=seed * 10_000 + len(calibration.get("ieat", [])))
-                row["null_rate"] = cal.rate
+                rows.append(dict(row.to_dict(), null_rate=cal.rate))
                 calibration.setdefault("ieat", []).append(cal.p_values)
-            add(result.table, model=name, seed=seed, test=f"ieat {spec}", weights="trained")
+            add(rows, model=name, seed=seed, test=f"ieat {spec}", weights="trained")
             if result.baseline_table:
-                shared[key] = result.baseline_table
+                shared[key] = result.to_records(baseline=True)
             if key in shared:
                 add(shared[key], model=name, seed=seed, test=f"ieat {spec}", weights="random")
             print(f"{name} seed {seed}: iEAT {spec} {time.perf_counter() - t0:.0f} s", flush=True)

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 from igpt_lite import figures, probe
-from igpt_lite.probe import IGPT_S_CIFAR10, depth_shape, probe_checkpoints
+from igpt_lite.probe import DepthShape, ProbeRow, ProbeTable, probe_checkpoints
+from igpt_lite.studies.references import IGPT_S_CIFAR10
 from probe_experiments import open_report  # scripts/, on sys.path when this file runs as a script
 
 # name: (training run, recipe in igpt_lite/bundled.py, dataset, steps probed, what it tests)
@@ -36,7 +37,7 @@ MODELS = {
 }
 
 
-def trained_rows(model: str, dataset: str, limit=None) -> list[dict]:
+def trained_rows(model: str, dataset: str, limit=None) -> ProbeTable:
     """probe_model's trained rows alone (no random-weight model: one feature pass, not two)."""
     from igpt_lite.checkpoint import load_checkpoint
     from igpt_lite.features import extract_features, parse_layers
@@ -48,40 +49,40 @@ def trained_rows(model: str, dataset: str, limit=None) -> list[dict]:
     feats = {s: extract_features(ck.model, tokens, layers, batch_size=16, cache_dir="runs/features")
              for s, (_, tokens, _) in splits.items()}
     step = (ck.meta.get("training") or {}).get("step")
-    return [{"kind": "trained", **r, "step": step, "val_bpd": checkpoint_val_bpd(ck, step)}
-            for r in probe_layers(feats, {s: labels for s, (_, _, labels) in splits.items()})]
+    table = probe_layers(feats, {s: labels for s, (_, _, labels) in splits.items()})
+    return table.with_columns(step=step, val_bpd=checkpoint_val_bpd(ck, step))
 
 
 def pct(x):
     return f"{100 * x:.1f}"
 
 
-def curve(rows, acc):
-    return " · ".join(pct(r[acc]) for r in sorted(rows, key=lambda r: r["depth"]))
+def curve(rows: list[ProbeRow], acc: str) -> str:
+    return " · ".join(pct(getattr(r, acc)) for r in sorted(rows, key=lambda r: r.depth))
 
 
 def table_rows(name, entry) -> list[str]:
     """One markdown row per probed step of a setting."""
-    table = entry["table"]
+    table = ProbeTable.from_records(entry["table"])
     out = []
-    for step in sorted({r["step"] for r in table if r["kind"] == "trained"}):
-        rows = [r for r in table if r["kind"] == "trained" and r["step"] == step]
-        lin, knn = depth_shape(table, "linear", step), depth_shape(table, "knn", step)
+    for step in table.steps or [None]:  # a model probed without a step: one row
+        rows = table.at_step(step).of("trained")
+        lin, knn = table.depth_shape("linear", step), table.depth_shape("knn", step)
         out.append(f"| {name} | {step} | {bpd_text(rows)} | {curve(rows, 'test_acc')} | {verdict(lin)} | "
                    f"{curve(rows, 'knn_test_acc')} | {verdict(knn)} |")
     return out
 
 
-def bpd_text(rows) -> str:
-    bpd = rows[0].get("val_bpd")
+def bpd_text(rows: list[ProbeRow]) -> str:
+    bpd = rows[0].val_bpd
     return "" if bpd is None else f"{bpd:.4f}"
 
 
-def verdict(s: dict) -> str:
+def verdict(s: DepthShape) -> str:
     """Peak (chosen on validation) → last layer, the fall in points and in s.e. of the difference."""
-    where = "" if s["inside"] else f" (peak at the {'first' if s['peak'] == s['first'] else 'last'} layer)"
-    return (f"{s['peak']} {pct(s['peak_test'])} → {s['last']} {pct(s['last_test'])}: {s['fall_points']:+.1f} "
-            f"({s['fall_z']:.1f} s.e.){where}{'; **the paper shape**' if s['shape'] else ''}")
+    where = "" if s.inside else f" (peak at the {'first' if s.peak == s.first else 'last'} layer)"
+    return (f"{s.peak} {pct(s.peak_test)} → {s.last} {pct(s.last_test)}: {s.fall_points:+.1f} "
+            f"({s.fall_z:.1f} s.e.){where}{'; **the paper shape**' if s.shape else ''}")
 
 
 def reference_row() -> str:
@@ -111,8 +112,8 @@ def main():
         report[name] = {
             "command": f"python scripts/train_bundled.py {recipe} --threads 1; "
                        f"probe_checkpoints({run!r}, {dataset!r}, steps={tuple(available)}, limit={args.limit})",
-            "about": about, "seconds": time.perf_counter() - t0, "table": table,
-            "shape": {"linear": depth_shape(table, "linear"), "knn": depth_shape(table, "knn")}}
+            "about": about, "seconds": time.perf_counter() - t0, "table": table.to_records(),
+            "shape": {"linear": table.depth_shape("linear").to_dict(), "knn": table.depth_shape("knn").to_dict()}}
         report_path.write_text(json.dumps(report, indent=1))
         figs = [probe.probe_depth_chart(table, title=f"Probes by depth: {name} on {dataset}"),
                 probe.probe_checkpoints_chart(table, title=f"Linear probes over training: {name}"),
@@ -126,8 +127,9 @@ def main():
         t0 = time.perf_counter()
         table = trained_rows(model, dataset, args.limit)
         report[name] = {"command": f"probe_layers on {model}'s features ({dataset}, limit={args.limit}), no baselines",
-                        "about": about, "seconds": time.perf_counter() - t0, "table": table,
-                        "shape": {"linear": depth_shape(table, "linear"), "knn": depth_shape(table, "knn")}}
+                        "about": about, "seconds": time.perf_counter() - t0, "table": table.to_records(),
+                        "shape": {"linear": table.depth_shape("linear").to_dict(),
+                                  "knn": table.depth_shape("knn").to_dict()}}
         report_path.write_text(json.dumps(report, indent=1))
         print(figures.save_figures([probe.probe_depth_chart(table, title=f"Probes by depth: {name} on {dataset}")],
                                  out / f"depth_{model}.html", title=f"igpt-lite depth: {name}"), flush=True)

@@ -19,9 +19,8 @@ from pathlib import Path
 import torch
 
 from igpt_lite.checkpoint import load_checkpoint
-from igpt_lite.probe import probe_checkpoints, probe_model, probe_summary
 from igpt_lite.figures import save_figures
-from igpt_lite.probe import probe_checkpoints_chart, probe_depth_chart
+from igpt_lite.probe import ProbeTable, probe_checkpoints, probe_checkpoints_chart, probe_depth_chart, probe_model
 
 # name: (model, dataset, images per split, pooling, what it tests); models by bundled name
 SETTINGS = {
@@ -47,13 +46,14 @@ def command(model, dataset, limit, pool):
             + ("" if pool == "mean" else f" --pool {pool}"))
 
 
-def summary_row(name, cmd, table):
-    s = probe_summary(table)
-    pct = lambda d: f"{100 * d['test_acc']:.1f} ± {100 * d['test_stderr']:.1f}"  # noqa: E731
-    z = {k: f"{m['points']:+.1f} ({m['z']:.1f})" for k, m in s["margins"].items()}
-    return (f"| {name} | `{cmd}` | {s['trained']['layer']}: {pct(s['trained'])} | {s['random']['layer']}: "
-            f"{pct(s['random'])} | {pct(s['pixels'])} | {pct(s['palette'])} | {z['random']} | {z['pixels']} | "
-            f"{'yes' if s['beats_all'] else 'no'} |")
+def summary_row(name, cmd, table: ProbeTable):
+    s = table.summary()
+    pct = lambda r: f"{100 * r.test_acc:.1f} ± {100 * r.test_stderr:.1f}"  # noqa: E731
+    z = {k: f"{m.points:+.1f} ({m.z:.1f})" for k, m in s.margins.items()}
+    random, pixels, palette = (s.baselines[k] for k in ("random", "pixels", "palette"))
+    return (f"| {name} | `{cmd}` | {s.trained.layer}: {pct(s.trained)} | {random.layer}: "
+            f"{pct(random)} | {pct(pixels)} | {pct(palette)} | {z['random']} | {z['pixels']} | "
+            f"{'yes' if s.beats_all else 'no'} |")
 
 
 def open_report(args, filename: str):
@@ -83,7 +83,7 @@ def main():
         t0 = time.perf_counter()
         table = probe_model(load_checkpoint(model), dataset, limit=limit, pool=pool, cache_dir=cache, progress=True)
         seconds = time.perf_counter() - t0
-        report[name] = {"command": cmd, "about": about, "seconds": seconds, "table": table}
+        report[name] = {"command": cmd, "about": about, "seconds": seconds, "table": table.to_records()}
         report_path.write_text(json.dumps(report, indent=1))
         save_figures([probe_depth_chart(table, title=f"Linear probes: {model} on {dataset} ({pool}-pooled)")],
                      out / f"probe_{name}.html", title=f"igpt-lite probe: {name}")
@@ -95,14 +95,14 @@ def main():
         table = probe_checkpoints(run, dataset, steps=steps, limit=limit, pool=pool, cache_dir=cache, progress=True)
         seconds = time.perf_counter() - t0
         report[name] = {"command": f"probe_checkpoints({run!r}, {dataset!r}, steps={steps}, limit={limit})",
-                        "about": f"checkpoints of {run}", "seconds": seconds, "table": table}
+                        "about": f"checkpoints of {run}", "seconds": seconds, "table": table.to_records()}
         report_path.write_text(json.dumps(report, indent=1))
         save_figures([probe_checkpoints_chart(table, title=f"Linear probes over training: {run} on {dataset}")],
                      out / f"probe_{name}.html", title=f"igpt-lite probe: {name}")
     md = ["| setting | command | best trained layer (test %) | best random-weight layer | raw pixels | palette "
           "pixels | vs random: points (s.e.) | vs pixels: points (s.e.) | beats all by > 1 s.e. |",
           "|---|---|---|---|---|---|---|---|---|"]
-    md += [summary_row(name, r["command"], r["table"]) for name, r in report.items()]
+    md += [summary_row(name, r["command"], ProbeTable.from_records(r["table"])) for name, r in report.items()]
     (out / "probe_experiments.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

@@ -55,10 +55,9 @@ def main(argv=None) -> int:
                               on_step=lambda done, total: print(f"  {name}: {done}/{total}", flush=True))
         out = report.save(ck.path / REPORT_FILE)
         s = report.summary
-        margins = ", ".join(f"{k} {m['points']:+.1f} points ({m['z']:.1f} s.e.)" for k, m in s["margins"].items())
+        margins = ", ".join(f"{k} {m.points:+.1f} points ({m.z:.1f} s.e.)" for k, m in s.margins.items())
         print(f"{name}: {out} in {time.perf_counter() - t0:.0f} s ({time.process_time() - cpu0:.0f} s of CPU); "
-              f"best layer {s['trained']['layer']} "
-              f"{100 * s['trained']['test_acc']:.1f}% test; vs {margins}", flush=True)
+              f"best layer {s.trained.layer} {100 * s.trained.test_acc:.1f}% test; vs {margins}", flush=True)
     return 1 if stale else 0
 
 

@@ -32,7 +32,7 @@ if args.export:
     path = export_bundled(args.name, run_dir)
     ck = load_checkpoint(path)
     cfg = ck.config
-    test = load_dataset(ck.dataset_name(), "test", resolution=cfg.height)
+    test = load_dataset(ck.dataset_name(), "test", resolution=ck.square_side())
     images = test.images[np.linspace(0, len(test) - 1, 8).astype(int)]  # spread over the classes
     keep = cfg.height // 2
     completions = complete_images(ck.model, ck.palette, images, keep, n_samples=5, seed=0)

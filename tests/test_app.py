@@ -124,6 +124,7 @@ def test_first_load_shows_the_strip_and_samples_nothing():
     assert [c for img in at.image for c in img.captions if c] == ["mnist test image #0: rows 0–13 kept"]
 
 
+@pytest.mark.slow  # ~2 s (samples three completions on mnist-small)
 def test_complete_shows_n_completions_equal_to_the_library_call():
     at = complete_page()
     at.slider(key="complete_n").set_value(3)

@@ -99,6 +99,7 @@ def test_the_per_head_summary_equals_the_library_over_one_or_eight_images(refere
     assert f"{np.mean(eight.start_share):.1%} of each pixel's attention" in at.caption[-1].value
 
 
+@pytest.mark.slow  # ~2 s (clicks pixel after pixel on mnist-small)
 def test_pixel_after_pixel_loads_the_model_once_and_attends_once_a_click(monkeypatch):
     loads, attends, summaries = [], [], []
     load, attend, summary = checkpoint.load_checkpoint, attention.attend, attention.attention_summary

@@ -66,10 +66,10 @@ def thumbnail_captions(at: AppTest) -> list[str]:
     return [c for img in at.image for c in img.captions if c[:2] in ("X:", "Y:", "A:", "B:")]
 
 
-def table_equals(shown, rows: list[dict]) -> None:
-    assert list(shown["layer"]) == [r["layer"] for r in rows]
+def table_equals(shown, rows: list[bias.BiasRow]) -> None:
+    assert list(shown["layer"]) == [r.layer for r in rows]
     for key in ("effect_size", "p_value", "p_holm"):
-        np.testing.assert_array_equal(shown[key].to_numpy(), [r[key] for r in rows])
+        np.testing.assert_array_equal(shown[key].to_numpy(), [getattr(r, key) for r in rows])
 
 
 @pytest.mark.slow
@@ -92,15 +92,15 @@ def test_figures_p90_table_is_bias_test_on_the_same_generated_sets():
     table_equals(at.dataframe[0].value, expected.table)
     best = expected.smallest_holm()
     assert [h.value for h in at.subheader[:2]] == ["Likelihood association test", "iEAT on every layer"]
-    assert at.subheader[2].value.startswith(f"figures-p90: smallest Holm-adjusted p at {best['layer']}: "
-                                            f"d = {best['effect_size']:.3f}")
+    assert at.subheader[2].value.startswith(f"figures-p90: smallest Holm-adjusted p at {best.layer}: "
+                                            f"d = {best.effect_size:.3f}")
     # the likelihood test leads: 16 men and 16 women, each with 6 career and 6 domestic props, seed 0
     composed = scenes.TestSets(16, seed=0, resolution=32).composed(16, 6)
     lik = bias.likelihood_test(load_checkpoint("figures-p90"), composed, n_permutations=100_000, seed=0)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["d (95% CI)"] == f"{lik.row['effect_size']:.2f}"
-    assert metrics["p (one-sided)"] == f"{lik.row['p_value']:.2g}"
-    assert metrics["random-weight copy: d, p"] == f"{lik.baseline['effect_size']:.2f}, {lik.baseline['p_value']:.2g}"
+    assert metrics["d (95% CI)"] == f"{lik.row.effect_size:.2f}"
+    assert metrics["p (one-sided)"] == f"{lik.row.p_value:.2g}"
+    assert metrics["random-weight copy: d, p"] == f"{lik.baseline.effect_size:.2f}, {lik.baseline.p_value:.2g}"
     if getattr(expected, "baseline_table", None):
         table_equals(at.dataframe[1].value, expected.baseline_table)
     assert len(at.get("plotly_chart")) == 1
@@ -109,6 +109,7 @@ def test_figures_p90_table_is_bias_test_on_the_same_generated_sets():
     table_equals(at.dataframe[0].value, expected.table)
 
 
+@pytest.mark.slow
 def test_uploaded_files_for_each_set_are_tested_as_the_library_reads_them():
     at = bias_page()  # mnist-small: 28×28 grey, the uploads are converted
     assert at.radio[0].value == "Your images (upload)"  # the default for a model not trained on the scenes
@@ -128,7 +129,7 @@ def test_uploaded_files_for_each_set_are_tested_as_the_library_reads_them():
     images = {k: data.load_image_files([io.BytesIO(b) for _, b, _ in f], 28, 1).images for k, f in sets.items()}
     expected = bias.bias_test(ck, images, n_permutations=100_000, seed=0)
     table_equals(at.dataframe[0].value, expected.table)
-    assert all(r["exact"] for r in expected.table)  # 4 + 4 targets: all 70 partitions enumerated
+    assert all(r.exact for r in expected.table)  # 4 + 4 targets: all 70 partitions enumerated
 
 
 def test_a_zip_with_four_folders_shows_its_sets():

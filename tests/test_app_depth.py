@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from igpt_lite import probe
 from igpt_lite.checkpoint import BUNDLED_DIR, load_checkpoint, save_checkpoint
-from igpt_lite.probe import REPORT_FILE, probe_model, probe_report, probe_summary
+from igpt_lite.probe import REPORT_FILE, probe_model, probe_report
 from conftest import tiny_model
 
 APP = Path(__file__).resolve().parent.parent / "app"
@@ -18,7 +18,7 @@ TIMING = ("seconds", "knn_seconds")  # measured times: the only columns that dif
 
 
 def untimed(table):
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in table]
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in table.to_records()]
 
 
 @pytest.fixture
@@ -45,8 +45,8 @@ def test_a_shipped_table_is_read_back_equal_to_probe_model(digits_model, cache):
     direct = probe_model(digits_model, **TINY)
     assert shipped.source == "shipped" and shipped.path == str(digits_model / REPORT_FILE)
     assert untimed(shipped.table) == untimed(direct)
-    assert shipped.summary == json.loads(json.dumps(probe_summary(direct)))
-    assert {r["kind"] for r in shipped.table} == {"trained", "random", "pixels", "palette"}
+    assert shipped.summary.to_dict() == json.loads(json.dumps(direct.summary().to_dict()))
+    assert {r.kind for r in shipped.table} == {"trained", "random", "pixels", "palette"}
 
 
 def test_a_stale_table_is_refused(digits_model, tmp_path, grey_palette, cache):
@@ -75,10 +75,11 @@ def test_a_computed_report_is_kept_on_disk(digits_model, cache, monkeypatch):
     assert made.source == "computed" and Path(made.path).parent == cache / "probes"
     assert list((cache / "features").glob("features-*.npz"))  # the features too
 
-    monkeypatch.setattr(probe, "probe_model", lambda *a, **k: pytest.fail("recomputed a cached report"))
+    monkeypatch.setattr(probe.report, "probe_model", lambda *a, **k: pytest.fail("recomputed a cached report"))
     again = probe_report(load_checkpoint(digits_model), compute=False, **TINY)
     assert again.source == "cached" and again.path == made.path
-    assert again.table == json.loads(json.dumps(made.table)) and again.summary == json.loads(json.dumps(made.summary))
+    assert again.table.to_records() == json.loads(json.dumps(made.table.to_records()))
+    assert again.summary.to_dict() == json.loads(json.dumps(made.summary.to_dict()))
 
 
 def test_a_report_over_a_runs_checkpoints(tmp_path, grey_palette, cache):
@@ -88,7 +89,7 @@ def test_a_report_over_a_runs_checkpoints(tmp_path, grey_palette, cache):
     last = load_checkpoint(tmp_path / "run")  # a run folder loads its latest step
     assert [d.name for d in probe.run_steps(last)] == ["step-000100", "step-000200"]
     made = probe_report(last, over_training=True, limit=20, Cs=[1.0])
-    assert made.steps == [100, 200] and {r["step"] for r in made.table if r["kind"] == "trained"} == {100, 200}
+    assert made.steps == [100, 200] and {r.step for r in made.table if r.kind == "trained"} == {100, 200}
     assert probe_report(last, over_training=True, limit=20, Cs=[1.0], compute=False).source == "cached"
     with pytest.raises(ValueError, match="not a checkpoint of a training run"):
         probe_report(save_checkpoint(tmp_path / "alone", tiny_model(height=8, width=8), grey_palette,
@@ -165,7 +166,7 @@ def test_a_users_run_is_probed_on_a_button_and_kept(tmp_path, grey_palette, cach
     assert not at.exception, at.exception
     stored = probe_report(tmp_path / "run", limit=40, compute=False)
     assert stored.source == "cached" and stored.settings["limit"] == 40
-    assert shown(at) == expected(stored.summary)
+    assert shown(at) == expected(stored.summary.to_dict())
 
     at.button(key="depth_over_training").click().run()  # the run kept two checkpoints
     assert not at.exception, at.exception
@@ -173,7 +174,7 @@ def test_a_users_run_is_probed_on_a_button_and_kept(tmp_path, grey_palette, cach
     assert probe_report(tmp_path / "run", limit=40, over_training=True, compute=False).steps == [100, 200]
 
     at = depth_page(path=tmp_path / "run")  # a new session: read from disk, no button
-    assert shown(at) == expected(stored.summary) and len(at.get("plotly_chart")) == 2
+    assert shown(at) == expected(stored.summary.to_dict()) and len(at.get("plotly_chart")) == 2
     assert "Computed for this model" in " ".join(c.value for c in at.caption)
 
 

@@ -38,7 +38,7 @@ def test_probe_benchmark_reports_the_probes_of_the_extracted_features(tmp_path, 
     assert len(result["table"]) == len(ref) == len(layers)
     for got, want in zip(result["table"], ref):
         assert (got["layer"], got["C"], got["test_acc"], got["val_acc"]) == \
-            (want["layer"], want["C"], want["test_acc"], want["val_acc"])
+            (want.layer, want.C, want.test_acc, want.val_acc)
 
 
 @pytest.mark.slow
@@ -65,6 +65,7 @@ def test_train_benchmark_counts_flops_the_nanogpt_way():
     assert bench.peak_flops_for("NVIDIA A100-SXM4-80GB") == 312e12 and bench.peak_flops_for("cpu") is None
 
 
+@pytest.mark.slow
 def test_train_benchmark_reports_pipeline_and_model_rows(capsys):
     bench = load_script("train")
     result = bench.main(["--device", "cpu", "--preset", "tiny", "--resolution", "8", "--batch-size", "4",

@@ -11,6 +11,7 @@ from igpt_lite import bias, checkpoint, cli, data
 from igpt_lite.data import scenes
 from igpt_lite.model import GPT, GPTConfig
 from igpt_lite.palette import Palette
+from igpt_lite.studies.calibration import likelihood_null_calibration, null_calibration
 
 
 def _sets(rng, sizes, width=7, shift=0.6):
@@ -120,18 +121,18 @@ def test_ieat_per_layer_is_a_plain_table_with_holm(rng):
     layers = ["embed", "blocks.0", "blocks.1"]
     feats = [{l: m + i for i, l in enumerate(layers)} for m in _sets(rng, (4, 4, 3, 3))]
     table = bias.ieat_per_layer(*feats)
-    assert [r["layer"] for r in table] == layers
-    np.testing.assert_allclose([r["p_holm"] for r in table], bias.holm([r["p_value"] for r in table]))
+    assert [r.layer for r in table] == layers
+    np.testing.assert_allclose([r.p_holm for r in table], bias.holm([r.p_value for r in table]))
     for r, layer in zip(table, layers):
-        assert r["effect_size"] == bias.ieat(*(f[layer] for f in feats)).effect_size
-    json.dumps(table)  # plain types only
+        assert r.effect_size == bias.ieat(*(f[layer] for f in feats)).effect_size
+    json.dumps([r.to_dict() for r in table])  # plain types only
     with pytest.raises(ValueError, match="features_B has layers"):
         bias.ieat_per_layer(*feats[:3], {"embed": feats[3]["embed"]})
 
 
 def test_null_calibration_returns_one_p_per_trial(rng):
     X, Y, A, B = _sets(rng, (6, 6, 6, 6), shift=2.0)
-    cal = bias.null_calibration(X, Y, A, B, n_trials=40, n_permutations=500)
+    cal = null_calibration(X, Y, A, B, n_trials=40, n_permutations=500)
     assert cal.p_values.shape == (40,) and 0 <= cal.rate <= 0.25 and cal.alpha == 0.05
     assert cal.rate == np.mean(cal.p_values < 0.05)
 
@@ -182,7 +183,7 @@ def test_figures_register_as_datasets():
 
 def test_bias_chart_draws_d_and_adjusted_p_per_model(rng):
     feats = [{"embed": m, "blocks.0": m * 2} for m in _sets(rng, (4, 4, 3, 3))]
-    table = [dict(r, model=name) for name in ("p50", "p90") for r in bias.ieat_per_layer(*feats)]
+    table = [dict(r.to_dict(), model=name) for name in ("p50", "p90") for r in bias.ieat_per_layer(*feats)]
     from igpt_lite.bias import bias_per_layer_chart
 
     fig = bias_per_layer_chart(table)
@@ -257,10 +258,10 @@ def test_cli_bias_leads_with_the_likelihood_test_of_composed_folders(tiny_setup,
     composed = {t + a: bias.compose_halves(images[t], images[a]) for t in "XY" for a in "AB"}  # by hand
     expected = bias.likelihood_test(ck, composed, n_permutations=200, seed=0, baseline_seed=0)
     got = result["likelihood"]["table"][0]
-    assert got["effect_size"] == pytest.approx(expected.row["effect_size"])
-    assert got["p_value"] == expected.row["p_value"]
+    assert got["effect_size"] == pytest.approx(expected.row.effect_size)
+    assert got["p_value"] == expected.row.p_value
     assert result["likelihood"]["baseline"]["table"][0]["effect_size"] == pytest.approx(
-        expected.baseline["effect_size"])
+        expected.baseline.effect_size)
     assert len(result["baseline_table"]) == len(result["table"])  # iEAT on the random-weight copy too
     rc, out, _ = _run(capsys, "--model", root / "model", *_folders(root), "--json", "--compose", "none",
                       "--no-baseline")
@@ -372,7 +373,7 @@ def test_ieat_rows_carry_the_bootstrap_interval_of_their_scores(rng):
     s_x, s_y = bias.association(X, A, B), bias.association(Y, A, B)
     assert (r.ci_low, r.ci_high) == bias.bootstrap_ci(s_x, s_y, n_bootstrap=300, seed=2)
     row = bias.ieat_per_layer({"embed": X}, {"embed": Y}, {"embed": A}, {"embed": B}, n_bootstrap=300, seed=2)[0]
-    assert (row["ci_low"], row["ci_high"]) == (r.ci_low, r.ci_high)
+    assert (row.ci_low, row.ci_high) == (r.ci_low, r.ci_high)
 
 
 def _bits_tables(rng, n_x, n_y, n_a, n_b, shift=0.0):
@@ -430,7 +431,7 @@ def test_likelihood_association_finds_a_planted_preference_and_swapping_attribut
 
 def test_likelihood_null_calibration_is_near_alpha_on_unrelated_bits(rng):
     bits = _bits_tables(rng, 10, 10, 8, 8, shift=6.0)  # a real effect: re-partitions must erase it
-    cal = bias.likelihood_null_calibration(bits, n_trials=400, n_permutations=500, seed=0)
+    cal = likelihood_null_calibration(bits, n_trials=400, n_permutations=500, seed=0)
     assert cal.p_values.shape == (400,) and cal.rate == np.mean(cal.p_values < 0.05)
     assert abs(cal.rate - 0.05) < 4 * cal.stderr
 
@@ -496,11 +497,11 @@ def test_likelihood_test_scores_every_composed_image_and_its_random_baseline(sce
                 assert bits[k][i, j] == pytest.approx(float(one[0]), rel=1e-5)
     for row, bits in ((r.row, r.bits), (r.baseline, r.baseline_bits)):
         ref = bias.likelihood_association(bits, n_permutations=1_000, seed=2, n_bootstrap=200)
-        assert row["effect_size"] == ref.effect_size and row["p_value"] == ref.p_value == row["p_holm"]
-        assert (row["ci_low"], row["ci_high"]) == (ref.ci_low, ref.ci_high) and row["layer"] == "bits"
+        assert row.effect_size == ref.effect_size and row.p_value == ref.p_value == row.p_holm
+        assert (row.ci_low, row.ci_high) == (ref.ci_low, ref.ci_high) and row.layer == "bits"
     d = r.to_dict()
     json.dumps(d)
-    assert d["baseline"]["model"] == "random weights, seed 5" and d["table"] == [r.row]
+    assert d["baseline"]["model"] == "random weights, seed 5" and d["table"] == [r.row.to_dict()]
     assert bias.likelihood_test(scene_ck, composed, baseline=False, n_permutations=1_000).baseline is None
 
 
@@ -535,7 +536,7 @@ def test_bias_test_pools_over_masks_and_runs_the_random_baseline(scene_ck):
     x = torch.nn.functional.layer_norm(cache["blocks.1.resid_post"], (32,)).numpy()
     pooled = np.stack([x[i][m[i]].mean(0) for i in range(len(images))])
     np.testing.assert_allclose(r.features["Y"]["blocks.1"], pooled[4:8], rtol=1e-4, atol=1e-5)
-    assert r.table[2]["effect_size"] == pytest.approx(bias.ieat(*np.split(pooled, 4), n_permutations=500,
+    assert r.table[2].effect_size == pytest.approx(bias.ieat(*np.split(pooled, 4), n_permutations=500,
                                                                  seed=1).effect_size, abs=1e-4)
     # the baseline: the same test on the random-weight copy, layer by layer
     rand = checkpoint.Checkpoint(model=random_model(scene_ck.config, 2), palette=scene_ck.palette, meta={})
@@ -543,10 +544,60 @@ def test_bias_test_pools_over_masks_and_runs_the_random_baseline(scene_ck):
     expected = bias.bias_test(rand, sets, n_permutations=500, seed=1, baseline=False, n_bootstrap=100).table
     assert plain.baseline_table == expected and plain.pool == "mean"
     feats = extract_features(rand.model, tokens, ["embed"])
-    assert expected[0]["effect_size"] == pytest.approx(
+    assert expected[0].effect_size == pytest.approx(
         bias.ieat(*np.split(feats["embed"], 4), n_permutations=500, seed=1).effect_size, abs=1e-6)
     d = plain.to_dict()
     json.dumps(d)
-    assert d["baseline"]["table"] == expected and "bootstrap" in d["bootstrap"]
+    assert d["baseline"]["table"] == [e.to_dict() for e in expected] and "bootstrap" in d["bootstrap"]
     with pytest.raises(ValueError, match=r"masks\['A'\] must be bool N×H×W"):
         bias.bias_test(scene_ck, sets, masks={**masks, "A": masks["A"][:2]})
+
+
+# ---- typed rows and the one flow (issue 21) ----
+
+def test_bias_rows_are_typed_and_keep_the_json_row(rng):
+    X, Y, A, B = _sets(rng, (4, 4, 3, 3))
+    row = bias.ieat_per_layer({"embed": X}, {"embed": Y}, {"embed": A}, {"embed": B}, n_bootstrap=200)[0]
+    r = bias.ieat(X, Y, A, B, n_bootstrap=200)
+    assert list(row.to_dict()) == ["layer", "effect_size", "p_value", "p_holm", "ci_low", "ci_high", "statistic",
+                                   "n_permutations", "exact", "n_x", "n_y", "n_a", "n_b"]
+    assert row.to_dict() == {"layer": "embed", "p_holm": r.p_value, **vars(r)}
+    assert row.text() == f"d {r.effect_size:.2f} (95% CI {r.ci_low:.2f} to {r.ci_high:.2f}), p {r.p_value:.2g}"
+
+
+def test_run_gives_both_tests_in_one_report(scene_ck):
+    sets = scenes.TestSets(4, seed=3, resolution=8).images()
+    report = bias.run(scene_ck, sets, n_permutations=300, seed=1)
+    lik = bias.likelihood_test(scene_ck, bias.compose_sets(sets), n_permutations=300, seed=1, baseline_seed=1)
+    emb = bias.bias_test(scene_ck, sets, n_permutations=300, seed=1, baseline_seed=1)
+    assert (report.likelihood.row, report.likelihood.baseline) == (lik.row, lik.baseline)
+    assert report.table == emb.table and report.baseline_table == emb.baseline_table
+    d = report.to_dict()
+    assert list(d) == ["model", "extraction", "sets", "notes", "seed", "seconds", "likelihood", "ieat", "table",
+                       "baseline_table"]
+    assert d["extraction"] == {"crop": "center", "norm": "layernorm", "resolution": 8,
+                               "resize": "area average (PIL box)", "pool": "mean"}
+    assert d["sets"] == {k: {"images": 4} for k in "xyab"} and d["model"] is None and d["notes"] == []
+    assert d["likelihood"] == lik.to_dict() and d["ieat"] == emb.to_dict() and d["table"] == emb.to_records()
+    json.dumps(d)
+    text = report.text()
+    assert text.startswith("model: None") and f"\n{lik.text()}\n" in text
+    assert "effect_size" in text and "blocks.1" in text and "random-weight copy:\n" in text
+    assert "<table>" in report._repr_html_() and lik.text().startswith("likelihood test: d ")
+
+    composed = scenes.TestSets(4, seed=3, resolution=8).composed(3, 2)  # scenes composed by the caller
+    given = bias.run(scene_ck, sets, composed=composed, n_permutations=300, baseline=False, layers=["embed"])
+    assert given.likelihood.row == bias.likelihood_test(scene_ck, composed, n_permutations=300, baseline=False).row
+    assert given.to_dict()["baseline_table"] == [] and given.text().endswith("random-weight copy: not run")
+    none = bias.run(scene_ck, sets, compose="none", n_permutations=300, baseline=False, extraction="ieat")
+    assert none.likelihood is None and none.to_dict()["likelihood"] == {"skipped": "not asked (--compose none)"}
+    assert none.extraction.crop == "top-left" and none.ieat.norm == "next"
+    assert "likelihood test: skipped (not asked (--compose none))" in none.text()
+    bert = checkpoint.Checkpoint(model=GPT(GPTConfig(n_colors=8, height=8, width=8, n_layer=1, n_head=2, n_embd=16,
+                                                     objective="bert")).eval(), palette=scene_ck.palette, meta={})
+    skipped = bias.run(bert, sets, n_permutations=300, baseline=False)
+    assert skipped.likelihood_skipped == "a bert model gives no likelihood of a whole image"
+    with pytest.raises(ValueError, match="compose must be one of rows, columns, none"):
+        bias.run(scene_ck, sets, compose="diagonal")
+    with pytest.raises(ValueError, match="missing B"):
+        bias.run(scene_ck, {k: sets[k] for k in "XYA"})

@@ -13,6 +13,7 @@ def test_the_readme_models_are_shipped():
     assert {"mnist", "shapes"} <= set(BUNDLED)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BUNDLED)
 def test_bundled_model_beats_its_baseline_on_held_out_images(name):
     ck = load_checkpoint(name)

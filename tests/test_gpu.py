@@ -22,7 +22,7 @@ def test_bf16_training_on_gpu_learns_and_checkpoints_load_on_cpu(tmp_path):
     model = GPT(tiny_config(height=8, width=8))
     cfg = TrainConfig(steps=60, batch_size=64, warmup_steps=5, eval_every=30, save_every=60, device="cuda")
     history = train(model, pal, pal.encode(tr.images), pal.encode(va.images), tmp_path / "run", cfg, progress=False)
-    assert history[-1]["val_bpd"] < history[0]["val_bpd"] < 3.0
+    assert history[-1].val_bpd < history[0].val_bpd < 3.0
     ck = load_checkpoint(tmp_path / "run", device="cpu")
     assert ck.model.device.type == "cpu"
 

@@ -106,6 +106,7 @@ def test_to_channels_matches_pil_conversion(rng):
     assert data.load_dataset("shapes", "test", limit=4, channels=1).images.shape == (4, 16, 16, 1)
 
 
+@pytest.mark.slow
 def test_scenes_register_nothing_on_import_and_data_serves_them():
     import importlib
 

@@ -12,9 +12,10 @@ import torch
 
 from igpt_lite import attention, figures, probe
 from igpt_lite.palette import raster_sequence_figure
-from igpt_lite.probe import IGPT_S_CIFAR10, layer_projections
+from igpt_lite.probe import ProbeTable, layer_projections
 from igpt_lite.scoring import evaluate_bits_per_dim
-from igpt_lite.train import TrainConfig, train, training_curve
+from igpt_lite.studies.references import IGPT_S_CIFAR10
+from igpt_lite.train import History, TrainConfig, train, training_curve
 
 from conftest import tiny_model
 
@@ -58,7 +59,8 @@ def test_quantise_is_decode_of_encode_and_gives_the_round_trip_error(grey_palett
 
 
 def test_training_curve_draws_history_and_baseline():
-    history = [{"step": 10, "train_bpd": 2.0, "val_bpd": 1.9}, {"step": 20, "train_bpd": 1.5, "val_bpd": 1.4}]
+    history = History.from_records([{"step": 10, "train_bpd": 2.0, "val_bpd": 1.9},
+                                     {"step": 20, "train_bpd": 1.5, "val_bpd": 1.4}])
     fig = training_curve(history, baseline_bpd=1.7)
     train_line, val_line = fig.data
     assert list(val_line.x) == [10, 20] and list(val_line.y) == [1.9, 1.4] and list(train_line.y) == [2.0, 1.5]
@@ -73,7 +75,7 @@ def test_on_eval_sees_each_evaluation_and_an_eval_mode_model(tmp_path, grey_pale
     calls = []
 
     def on_eval(history, m):
-        calls.append((list(history), m.training, evaluate_bits_per_dim(m, tokens[:8])))
+        calls.append((history, m.training, evaluate_bits_per_dim(m, tokens[:8])))
 
     cfg = TrainConfig(steps=6, batch_size=8, warmup_steps=1, eval_every=2, eval_images=8, save_every=100)
     history = train(model, grey_palette, tokens[:24], tokens[24:], tmp_path / "run", cfg, progress=False,
@@ -112,7 +114,7 @@ def _table():
         for depth, (layer, acc) in enumerate(zip(["embed", "blocks.0", "ln_f"], accs)):
             rows.append({"kind": kind, "layer": layer, "depth": depth, "test_acc": acc, "test_stderr": 0.02,
                          "val_acc": acc, "train_acc": acc, "C": 1.0, "knn_test_acc": acc - 0.1})
-    return rows
+    return ProbeTable.from_records(rows)
 
 
 def test_layer_view_titles_the_layers_accuracies(rng):
@@ -166,7 +168,8 @@ def test_live_figure_redraws_one_display_in_place(monkeypatch):
 
     monkeypatch.setattr(IPython.display, "display", fake_display)
     monkeypatch.setattr(plotly.io.renderers, "default", "plotly_mimetype")  # JupyterLab's: a JSON bundle
-    first, later = training_curve([]), training_curve([{"step": 5, "train_bpd": 1.0, "val_bpd": 0.9}])
+    first = training_curve([])
+    later = training_curve(History.from_records([{"step": 5, "train_bpd": 1.0, "val_bpd": 0.9}]))
     live = figures.LiveFigure(first)
     live.update(later)
     (kind0, bundle0, raw0, display_id), (kind1, bundle1, raw1) = calls

@@ -7,14 +7,19 @@ import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
+from sklearn.base import clone
 from sklearn.decomposition import PCA
+from sklearn.pipeline import Pipeline
+from sklearn.utils.estimator_checks import parametrize_with_checks
+import sklearn
 
 from igpt_lite import figures, probe
 from igpt_lite.checkpoint import save_checkpoint
 from igpt_lite.cli import main
 from igpt_lite.features import extract_features, feature_layers
-from igpt_lite.probe import (KNNProbe, LinearProbe, best_row, depth_shape, probe_checkpoints,
-                              probe_layers, probe_model, probe_summary, umap_embedding)
+from igpt_lite.probe import (DEFAULT_CS, FeatureExtractor, KNNProbe, LinearProbe, ProbeTable, load_split,
+                              probe_checkpoints, probe_layers, probe_model, umap_embedding)
+from igpt_lite.cli import build_parser
 from conftest import tiny_model
 
 KINDS = {"trained", "random", "pixels", "palette"}
@@ -128,7 +133,7 @@ def test_whitened_probe_equals_sklearn_pca_whitening_and_drops_null_directions()
     k = int(np.sum(ev > 1e-8 * ev[0]))
     assert k == 6 and probe.whitener_.n_components_ == 6
     pca = PCA(n_components=k, whiten=True, svd_solver="full").fit(Xs)
-    W = probe.transform(X)
+    W = probe.preprocess(X)
     np.testing.assert_allclose(np.cov(W.T), np.eye(6), atol=1e-6)  # whitened on the training features
     # the same directions as scikit-learn's PCA up to sign, and (L2 being rotation-invariant) the same model
     np.testing.assert_allclose(np.abs(W), np.abs(pca.transform(Xs)), rtol=1e-4, atol=1e-4)
@@ -161,7 +166,7 @@ def test_auto_whitening_keeps_the_better_preprocessing_on_validation():
     X = np.c_[X, rng.standard_normal((700, 30))]
     (Xtr, ytr), (Xva, yva) = (X[:200], y[:200]), (X[200:], y[200:])
     Cs = [0.01, 1.0]
-    auto = LinearProbe(Cs=Cs, whiten="auto").fit(Xtr, ytr, Xva, yva)
+    auto = LinearProbe(Cs=Cs, whiten="auto").fit(Xtr, ytr, X_val=Xva, y_val=yva)
     scaler = StandardScaler().fit(Xtr)
     Xs, Xvs = scaler.transform(Xtr), scaler.transform(Xva)
     pca = PCA(whiten=True, svd_solver="full").fit(Xs)
@@ -183,7 +188,7 @@ def test_C_is_chosen_on_validation_and_the_grid_matters():
     X = np.c_[X, rng.standard_normal((400, 60))]
     (Xtr, ytr), (Xva, yva) = (X[:60], y[:60]), (X[60:], y[60:])
     Cs = np.logspace(-3, 2, 6)
-    probe = LinearProbe(Cs=Cs, whiten=False).fit(Xtr, ytr, Xva, yva)
+    probe = LinearProbe(Cs=Cs, whiten=False).fit(Xtr, ytr, X_val=Xva, y_val=yva)
     scaler = StandardScaler().fit(Xtr)
     val = [LogisticRegression(C=C, max_iter=1000).fit(scaler.transform(Xtr), ytr).score(scaler.transform(Xva), yva)
            for C in Cs]
@@ -194,6 +199,58 @@ def test_C_is_chosen_on_validation_and_the_grid_matters():
     assert np.array_equal(probe.predict(Xva), ref.predict(scaler.transform(Xva)))
     with pytest.raises(ValueError, match="validation"):
         LinearProbe(Cs=Cs).fit(Xtr, ytr)
+
+
+# ---- scikit-learn conventions ----
+
+def _expected_failures(estimator):
+    """The estimator checks that do not apply, and why. (The default C grid is not checked: with
+    several Cs, fit needs a validation split, which the checks do not pass; a single C is the same
+    estimator with nothing to choose.)"""
+    if isinstance(estimator, LinearProbe) and estimator.whiten:
+        return {"check_fit2d_1sample": "one training sample leaves no direction to whiten: the error names "
+                "0 features, not the single sample"}
+    return {}
+
+
+@parametrize_with_checks([LinearProbe(Cs=[1.0]), LinearProbe(Cs=[1.0], whiten=False), KNNProbe()],
+                         expected_failed_checks=_expected_failures)
+def test_probes_follow_scikit_learn(estimator, check):
+    check(estimator)
+
+
+def test_probe_parameters_clone_and_the_fitted_model_is_the_same():
+    X, y = separable(300, noise=2.0)
+    (Xtr, ytr), (Xva, yva) = (X[:200], y[:200]), (X[200:], y[200:])
+    probe = LinearProbe(Cs=[0.01, 1.0], whiten="auto").set_params(max_iter=800)
+    assert probe.get_params() == {"Cs": [0.01, 1.0], "max_iter": 800, "tol": 1e-4, "whiten": "auto", "rcond": 1e-8}
+    twin = clone(probe)
+    assert twin.get_params() == probe.get_params() and not hasattr(twin, "C_")
+    a, b = probe.fit(Xtr, ytr, X_val=Xva, y_val=yva), twin.fit(Xtr, ytr, X_val=Xva, y_val=yva)
+    assert (a.C_, a.val_scores_, a.whitened_) == (b.C_, b.val_scores_, b.whitened_)
+    assert list(a.classes_) == [0, 1, 2] and a.n_features_in_ == 8
+    assert clone(KNNProbe(k=5)).get_params()["k"] == 5
+
+
+def test_a_pipeline_of_features_and_probe_equals_probe_layers(digits_ckpt, grey_palette):
+    splits = {s: load_split("digits", s, grey_palette, 8, 60) for s in ("train", "val", "test")}
+    images, tokens, labels = ({s: v[i] for s, v in splits.items()} for i in range(3))
+    Cs = [0.01, 0.1, 1.0, 10.0]
+    extractor = FeatureExtractor(digits_ckpt, "1").fit()
+    feats = {s: {"blocks.1": extractor.transform(tokens[s])} for s in splits}
+    ref = probe_layers(feats, labels, Cs=Cs, knn_k=None).rows[0]
+    # X_val goes through the feature step too: scikit-learn's metadata routing
+    with sklearn.config_context(enable_metadata_routing=True):
+        pipe = Pipeline([("features", FeatureExtractor(digits_ckpt, "1")),
+                         ("probe", LinearProbe(Cs=Cs).set_fit_request(X_val=True, y_val=True))],
+                        transform_input=["X_val"])
+        pipe.fit(images["train"], labels["train"], X_val=images["val"], y_val=labels["val"])
+    assert pipe.score(images["test"], labels["test"]) == ref.test_acc
+    assert pipe[-1].C_ == ref.C and max(pipe[-1].val_scores_) == ref.val_acc
+    assert pipe[0].layer_ == "blocks.1" and np.array_equal(pipe[0].transform(images["test"]),
+                                                           extractor.transform(tokens["test"]))
+    with pytest.raises(ValueError, match="expected images shaped N×8×8×1"):
+        pipe[0].transform(images["test"][:, :4])
 
 
 def knn_reference(Xtr, ytr, Xq, k=20, T=0.07):
@@ -235,19 +292,19 @@ def test_probe_layers_rows():
         feats[split] = {"a": X + 0.1 * i, "b": X[:, :2]}
         labels[split] = y
     rows = probe_layers(feats, labels, Cs=[0.1, 1.0])
-    assert [r["layer"] for r in rows] == ["a", "b"] and [r["depth"] for r in rows] == [0, 1]
-    r = rows[0]
-    assert r["dim"] == 8 and r["n_test"] == 90 and r["C"] in (0.1, 1.0) and len(r["val_acc_by_C"]) == 2
-    assert r["test_stderr"] == pytest.approx(np.sqrt(r["test_acc"] * (1 - r["test_acc"]) / 90))
+    assert [r.layer for r in rows] == ["a", "b"] and [r.depth for r in rows] == [0, 1]
+    r = rows.rows[0]
+    assert r.dim == 8 and r.n_test == 90 and r.C in (0.1, 1.0) and len(r.val_acc_by_C) == 2
+    assert r.test_stderr == pytest.approx(np.sqrt(r.test_acc * (1 - r.test_acc) / 90))
     for r in rows:  # the kNN read-out in the same row, fitted on train, scored on val and test
-        Xtr = feats["train"][r["layer"]]
+        Xtr = feats["train"][r.layer]
         for split in ("val", "test"):
-            ref = knn_reference(Xtr, labels["train"], feats[split][r["layer"]])
-            assert r[f"knn_{split}_acc"] == np.mean(ref == labels[split])
-        assert r["knn_test_stderr"] == pytest.approx(np.sqrt(r["knn_test_acc"] * (1 - r["knn_test_acc"]) / 90))
-        assert (r["knn_k"], r["knn_temperature"]) == (20, 0.07)
-    assert "knn_test_acc" not in probe_layers(feats, labels, Cs=[1.0], knn_k=None)[0]
-    json.dumps(rows)  # plain types only
+            ref = knn_reference(Xtr, labels["train"], feats[split][r.layer])
+            assert getattr(r, f"knn_{split}_acc") == np.mean(ref == labels[split])
+        assert r.knn_test_stderr == pytest.approx(np.sqrt(r.knn_test_acc * (1 - r.knn_test_acc) / 90))
+        assert (r.knn_k, r.knn_temperature) == (20, 0.07)
+    assert "knn_test_acc" not in probe_layers(feats, labels, Cs=[1.0], knn_k=None).to_records()[0]
+    json.dumps(rows.to_records())  # plain types only
 
 
 def test_probe_summary_picks_layers_on_validation_and_measures_margins():
@@ -258,63 +315,84 @@ def test_probe_summary_picks_layers_on_validation_and_measures_margins():
              row("trained", "blocks.0", 0.80, 0.79, step=200), row("trained", "blocks.1", 0.85, 0.84, step=200),
              row("random", "blocks.0", 0.60, 0.61), row("random", "blocks.1", 0.58, 0.70),
              row("pixels", "pixels", 0.75, 0.76), row("palette", "palette", 0.74, 0.74)]
-    s = probe_summary(table)
+    s = ProbeTable.from_records(table).summary()
     # the latest step's best layer on validation, not the best test number and not the old step
-    assert s["trained"]["layer"] == "blocks.1" and s["trained"]["test_acc"] == 0.84
-    assert s["random"]["layer"] == "blocks.0" and s["random"]["test_acc"] == 0.61
+    assert s.trained.layer == "blocks.1" and s.trained.test_acc == 0.84
+    assert s.baselines["random"].layer == "blocks.0" and s.baselines["random"].test_acc == 0.61
     se = np.hypot(np.sqrt(0.84 * 0.16 / 400), np.sqrt(0.76 * 0.24 / 400))
-    assert s["margins"]["pixels"]["points"] == pytest.approx(8.0)
-    assert s["margins"]["pixels"]["z"] == pytest.approx(0.08 / se)
-    assert s["beats_all"] is True
+    assert s.margins["pixels"].points == pytest.approx(8.0)
+    assert s.margins["pixels"].z == pytest.approx(0.08 / se)
+    assert s.beats_all is True
     table.append(row("pixels", "pixels", 0.76, 0.83))  # a baseline within one s.e.
-    assert probe_summary(table)["beats_all"] is False
+    assert ProbeTable.from_records(table).summary().beats_all is False
 
 
 def test_depth_shape_finds_a_middle_peak_and_measures_the_fall():
     def rows(vals, tests, n=400, **kw):
-        return [{"kind": "trained", "layer": f"l{d}", "depth": d, "val_acc": v, "test_acc": t,
-                 "test_stderr": float(np.sqrt(t * (1 - t) / n)), "knn_val_acc": v, "knn_test_acc": t - 0.2,
-                 "knn_test_stderr": float(np.sqrt((t - 0.2) * (1.2 - t) / n)), **kw} for d, (v, t) in
-                enumerate(zip(vals, tests))]
+        return ProbeTable.from_records([
+            {"kind": "trained", "layer": f"l{d}", "depth": d, "val_acc": v, "test_acc": t,
+             "test_stderr": float(np.sqrt(t * (1 - t) / n)), "knn_val_acc": v, "knn_test_acc": t - 0.2,
+             "knn_test_stderr": float(np.sqrt((t - 0.2) * (1.2 - t) / n)), **kw} for d, (v, t) in
+            enumerate(zip(vals, tests))])
     # the peak is chosen on validation (l2), not on test (l3 reads higher there)
     table = rows([0.3, 0.6, 0.8, 0.7, 0.6], [0.32, 0.62, 0.78, 0.80, 0.66])
-    s = depth_shape(table)
+    s = table.depth_shape()
     se = lambda a: np.sqrt(a * (1 - a) / 400)  # noqa: E731
-    assert (s["peak"], s["first"], s["last"], s["inside"], s["shape"]) == ("l2", "l0", "l4", True, True)
-    assert s["fall_points"] == pytest.approx(12.0) and s["fall_z"] == pytest.approx(0.12 / np.hypot(se(0.78), se(0.66)))
-    assert s["rise_z"] == pytest.approx(0.46 / np.hypot(se(0.78), se(0.32)))
-    k = depth_shape(table, "knn")
-    assert k["fall_z"] == pytest.approx(0.12 / np.hypot(se(0.58), se(0.46))) and k["peak"] == "l2"
+    assert (s.peak, s.first, s.last, s.inside, s.shape) == ("l2", "l0", "l4", True, True)
+    assert s.fall_points == pytest.approx(12.0) and s.fall_z == pytest.approx(0.12 / np.hypot(se(0.78), se(0.66)))
+    assert s.rise_z == pytest.approx(0.46 / np.hypot(se(0.78), se(0.32)))
+    k = table.depth_shape("knn")
+    assert k.fall_z == pytest.approx(0.12 / np.hypot(se(0.58), se(0.46))) and k.peak == "l2"
     # a fall within noise, or a peak at the last layer, is not the shape
-    assert not depth_shape(rows([0.3, 0.6, 0.8, 0.7], [0.3, 0.6, 0.8, 0.78]))["shape"]
-    flat = depth_shape(rows([0.3, 0.6, 0.8, 0.9], [0.3, 0.6, 0.8, 0.9]))
-    assert flat["peak"] == "l3" and not flat["inside"] and not flat["shape"]
+    assert not rows([0.3, 0.6, 0.8, 0.7], [0.3, 0.6, 0.8, 0.78]).depth_shape().shape
+    flat = rows([0.3, 0.6, 0.8, 0.9], [0.3, 0.6, 0.8, 0.9]).depth_shape()
+    assert flat.peak == "l3" and not flat.inside and not flat.shape
     # over checkpoints: the latest step unless one is named
-    over = rows([0.3, 0.9, 0.5], [0.3, 0.9, 0.5], step=1) + rows([0.3, 0.5, 0.9], [0.3, 0.5, 0.9], step=2)
-    assert depth_shape(over)["peak"] == "l2" and depth_shape(over, step=1)["peak"] == "l1"
+    over = ProbeTable(rows([0.3, 0.9, 0.5], [0.3, 0.9, 0.5], step=1).rows + rows([0.3, 0.5, 0.9], [0.3, 0.5, 0.9],
+                                                                                    step=2).rows)
+    assert over.depth_shape().peak == "l2" and over.depth_shape(step=1).peak == "l1"
+
+
+def test_probe_table_records_text_and_best_rule():
+    table = plain_table()
+    assert ProbeTable.from_records(table.to_records()) == table
+    records = table.to_records()
+    assert "seed" in records[0] and "seed" not in records[-1] and "step" not in records[0]  # as probe_model wrote them
+    assert records[-1]["depth"] is None and "val_bpd" not in records[0]
+    lines = table.text().splitlines()
+    assert lines[0].split() == ["kind", "layer", "train_acc", "val_acc", "test_acc", "test_stderr", "C", "C_at_edge"]
+    assert lines[2].split() == ["trained", "blocks.0", "0.9", "0.8", "0.8", "0.02", "1", "False"]
+    assert len(lines) == 1 + len(table) and len({len(line) for line in lines}) == 1  # aligned
+    assert table._repr_html_().count("<tr>") == 1 + len(table) and "<th>test_acc</th>" in table._repr_html_()
+    # the best layer on validation; first of equals: the shallower
+    assert table.best().layer == "blocks.0" and table.best("pixels").layer == "pixels"
+    tied = ProbeTable.from_records([dict(r, val_acc=0.5) for r in reversed(table.to_records())])
+    assert tied.best().layer == "embed" and tied.best("random").layer == "embed"
+    with pytest.raises(ValueError, match="no 'knn' rows"):
+        table.best("knn")
 
 
 # ---- probe_model: results always come with their baselines ----
 
 def test_probe_model_table_holds_the_baselines(digits_ckpt):
     table = probe_model(digits_ckpt, limit=30, Cs=[0.1, 1.0])
-    assert {r["kind"] for r in table} == KINDS
+    assert {r.kind for r in table} == KINDS
     layers = ["embed", "blocks.0", "blocks.1", "ln_f"]
-    assert [r["layer"] for r in table if r["kind"] == "trained"] == layers
-    assert [r["layer"] for r in table if r["kind"] == "random"] == layers
-    assert all(r["seed"] == 0 for r in table if r["kind"] == "random")
-    assert {r["layer"] for r in table if r["kind"] in ("pixels", "palette")} == {"pixels", "palette"}
-    assert all(r["n_train"] == 30 and r["n_val"] == 30 and r["n_test"] == 30 for r in table)
-    assert all(0 <= r[k] <= 1 for r in table for k in ("train_acc", "val_acc", "test_acc"))
+    assert [r.layer for r in table if r.kind == "trained"] == layers
+    assert [r.layer for r in table if r.kind == "random"] == layers
+    assert all(r.seed == 0 for r in table if r.kind == "random")
+    assert {r.layer for r in table if r.kind in ("pixels", "palette")} == {"pixels", "palette"}
+    assert all(r.n_train == 30 and r.n_val == 30 and r.n_test == 30 for r in table)
+    assert all(0 <= getattr(r, k) <= 1 for r in table for k in ("train_acc", "val_acc", "test_acc"))
     # the random copy has other weights than the checkpoint (tiny_model(seed=1) vs seed 0)
-    trained = {r["layer"]: r["val_acc_by_C"] for r in table if r["kind"] == "trained"}
-    random = {r["layer"]: r["val_acc_by_C"] for r in table if r["kind"] == "random"}
+    trained = {r.layer: r.val_acc_by_C for r in table if r.kind == "trained"}
+    random = {r.layer: r.val_acc_by_C for r in table if r.kind == "random"}
     assert trained != random
-    assert best_row(table)["kind"] == "trained"
-    json.dumps(table)
+    assert table.best().kind == "trained"
+    json.dumps(table.to_records())
     sub = probe_model(digits_ckpt, limit=30, Cs=[1.0], layers=["blocks.1"])
-    assert {r["kind"] for r in sub} == KINDS and {r["layer"] for r in sub if r["kind"] == "random"} == {"blocks.1"}
-    assert {r["depth"] for r in sub if r["kind"] in ("trained", "random")} == {2}  # its place in the network
+    assert {r.kind for r in sub} == KINDS and {r.layer for r in sub if r.kind == "random"} == {"blocks.1"}
+    assert {r.depth for r in sub if r.kind in ("trained", "random")} == {2}  # its place in the network
 
 
 def test_probe_checkpoints_over_a_run(tmp_path, grey_palette):
@@ -324,11 +402,11 @@ def test_probe_checkpoints_over_a_run(tmp_path, grey_palette):
         save_checkpoint(tmp_path / "run" / f"step-{step:06d}", tiny_model(seed=seed, height=8, width=8), grey_palette,
                         {"dataset": "digits", "training": {"step": step, "history": history}})
     table = probe_checkpoints(tmp_path / "run", limit=20, Cs=[1.0], layers=["embed", "blocks.1"])
-    trained = [r for r in table if r["kind"] == "trained"]
-    assert [(r["step"], r["layer"]) for r in trained] == [(100, "embed"), (100, "blocks.1"), (200, "embed"),
-                                                          (200, "blocks.1")]
-    assert [r["val_bpd"] for r in trained] == [2.25, 2.25, None, None]  # that step's own evaluation only
-    assert {r["kind"] for r in table} == KINDS and sum(r["kind"] == "pixels" for r in table) == 1
+    trained = [r for r in table if r.kind == "trained"]
+    assert [(r.step, r.layer) for r in trained] == [(100, "embed"), (100, "blocks.1"), (200, "embed"),
+                                                    (200, "blocks.1")]
+    assert [r.val_bpd for r in trained] == [2.25, 2.25, None, None]  # that step's own evaluation only
+    assert {r.kind for r in table} == KINDS and sum(r.kind == "pixels" for r in table) == 1
     fig = probe.probe_checkpoints_chart(table)
     assert len([t for t in fig.data if t.name.startswith("step")]) == 2
     with pytest.raises(FileNotFoundError, match="step"):
@@ -346,7 +424,7 @@ def plain_table():
     for kind in ("pixels", "palette"):
         rows.append(dict(kind=kind, layer=kind, depth=None, train_acc=0.9, val_acc=0.7, test_acc=0.72,
                          test_stderr=0.02, C=0.1, C_at_edge=False, n_test=500))
-    return rows
+    return ProbeTable.from_records(rows)
 
 
 def test_plots_build_from_plain_tables(rng):
@@ -358,13 +436,14 @@ def test_plots_build_from_plain_tables(rng):
     assert list(fig.layout.xaxis.categoryarray) == ["embed", "blocks.0", "ln_f"]
     assert "edge of the grid" in fig.layout.title.text
     assert len(fig.layout.shapes) == 2  # the pixel baselines' standard-error bands
-    over_time = [dict(r, step=s) if r["kind"] == "trained" else r for s in (10, 20) for r in table
-                 if r["kind"] == "trained" or s == 10]
+    over_time = ProbeTable.from_records([dict(r, step=s) if r["kind"] == "trained" else r for s in (10, 20)
+                                         for r in table.to_records() if r["kind"] == "trained" or s == 10])
     assert [t.name for t in probe.probe_checkpoints_chart(over_time).data][-2:] == ["step 10", "step 20"]
     assert probe.probe_depth_chart(over_time).data[-1].name == "trained (step 20)"
     # the kNN read-out, where the rows have it, is drawn beside the linear curve
-    with_knn = [dict(r, knn_val_acc=r["val_acc"] - 0.1, knn_test_acc=r["test_acc"] - 0.05, knn_test_stderr=0.03,
-                     knn_k=20) if r["kind"] == "trained" else r for r in table]
+    with_knn = ProbeTable.from_records([
+        dict(r, knn_val_acc=r["val_acc"] - 0.1, knn_test_acc=r["test_acc"] - 0.05, knn_test_stderr=0.03, knn_k=20)
+        if r["kind"] == "trained" else r for r in table.to_records()])
     fig = probe.probe_depth_chart(with_knn)
     assert [t.name for t in fig.data][-2:] == ["trained", "trained, kNN (k = 20)"]
     assert list(fig.data[-1].y) == pytest.approx([55.0, 75.0, 65.0]) and list(fig.data[-1].error_y.array) == [3, 3, 3]
@@ -376,7 +455,7 @@ def test_plots_build_from_plain_tables(rng):
                               val_acc=val, test_acc=test, test_stderr=0.02, knn_val_acc=val, knn_test_acc=test - 0.1,
                               knn_test_stderr=0.02, n_test=500))
     steps.append(dict(kind="random", layer="blocks.0", depth=0, val_acc=0.3, test_acc=0.31, test_stderr=0.02))
-    fig = probe.probe_bits_chart(steps)
+    fig = probe.probe_bits_chart(ProbeTable.from_records(steps))
     linear, knn = fig.data
     assert list(linear.x) == [3.0, 2.5] and list(linear.y) == pytest.approx([70.0, 75.0])
     assert list(knn.y) == pytest.approx([60.0, 65.0]) and list(linear.text) == ["100", "200"]
@@ -386,6 +465,7 @@ def test_plots_build_from_plain_tables(rng):
     assert "plotly" in figures.figures_html([fig])
 
 
+@pytest.mark.slow
 def test_save_figures_writes_the_page_and_a_screenshot(tmp_path):
     fig = probe.probe_depth_chart(plain_table(), title="depth chart for the docs")
     written = figures.save_figures([fig], tmp_path / "out" / "probe.html", title="page title", png=False)
@@ -420,16 +500,17 @@ def test_cli_probe_json_carries_every_number(digits_ckpt, tmp_path, capsys):
     assert out["dataset"] == "digits" and out["Cs"] == [0.1, 1.0] and out["seed"] == 0 and out["umap"] is None
     direct = probe_model(digits_ckpt, limit=25, Cs=[0.1, 1.0], layers=["embed", "blocks.1", "ln_f"])
     drop = lambda rows: [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in rows]  # noqa: E731
-    assert drop(out["table"]) == drop(direct)  # every row, every number
+    assert drop(out["table"]) == drop(direct.to_records())  # every row, every number
     assert all(isinstance(r["seconds"], float) for r in out["table"])
-    best = best_row(direct)
-    assert out["best"]["layer"] == best["layer"] and out["best"]["test_acc"] == best["test_acc"]
-    assert out["summary"] == json.loads(json.dumps(probe_summary(direct)))
+    best = direct.best()
+    assert out["best"]["layer"] == best.layer and out["best"]["test_acc"] == best.test_acc
+    assert out["summary"] == json.loads(json.dumps(direct.summary().to_dict()))
     assert html.exists() and "Linear probes" in html.read_text()
     assert main(["probe", "--model", str(digits_ckpt), "--limit", "25", "--C", "1", "--layers", "1"]) == 0
     text = capsys.readouterr().out
     assert "test_acc" in text and "palette" in text and "random" in text
     assert "best layer minus baselines: random" in text and "s.e.)" in text
+    assert text.rstrip().endswith(probe_model(digits_ckpt, limit=25, Cs=[1.0], layers=["1"]).text().splitlines()[-1])
     assert main(["probe", "--model", str(digits_ckpt), "--layers", "blocks.9"]) == 2
     assert "unknown layer" in capsys.readouterr().err
 
@@ -440,3 +521,10 @@ def test_cli_probe_umap(digits_ckpt, capsys):
                  "--json"]) == 0
     u = json.loads(capsys.readouterr().out)["umap"]
     assert u["layer"] == "blocks.1" and u["split"] == "test" and len(u["x"]) == len(u["labels"]) == 60
+
+
+def test_cli_probe_help_shows_the_default_grid():
+    probe_parser = build_parser()._subparsers._group_actions[0].choices["probe"]
+    (action,) = [a for a in probe_parser._actions if "--C" in a.option_strings]
+    assert f"{DEFAULT_CS[0]:.0e} ... {DEFAULT_CS[-1]:.0e}" in action.help and "1e-05 ... 1e+05" in action.help
+    assert f"{len(DEFAULT_CS)} values" in action.help

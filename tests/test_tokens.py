@@ -146,4 +146,4 @@ def test_pretraining_from_the_cache_equals_pretraining_from_memory(tmp_path, mon
     assert metas[0]["palette_error"] == metas[1]["palette_error"] and metas[0]["baseline_bpd"] == metas[1]["baseline_bpd"]
     for (name, a), b in zip(runs[True][0].items(), runs[False][0].values()):
         assert torch.equal(a, b), name
-    assert runs[True][1][-1]["val_bpd"] == runs[False][1][-1]["val_bpd"]
+    assert runs[True][1][-1].val_bpd == runs[False][1][-1].val_bpd

@@ -9,7 +9,7 @@ from igpt_lite.data import load_dataset
 from igpt_lite.model import GPT
 from igpt_lite.palette import Palette
 from igpt_lite.scoring import bits_per_image, evaluate_bits_per_dim
-from igpt_lite.train import TrainConfig, batch_indices, pretrain, train
+from igpt_lite.train import EvalPoint, History, TrainConfig, TrainResult, batch_indices, pretrain, train
 from conftest import tiny_config
 
 
@@ -43,8 +43,8 @@ def test_training_beats_the_unigram_baseline(digits, tmp_path):
     cfg = TrainConfig(steps=80, batch_size=32, lr=3e-3, warmup_steps=10, eval_every=40, save_every=40)
     history = train(model, pal, xt, xv, tmp_path / "run", cfg, progress=False)
     baseline = pal.token_entropy_bits(xv)
-    assert history[0]["val_bpd"] > history[-1]["val_bpd"]
-    assert history[-1]["val_bpd"] < baseline - 0.3, (history[-1], baseline)
+    assert history[0].val_bpd > history[-1].val_bpd
+    assert history[-1].val_bpd < baseline - 0.3, (history[-1], baseline)
     assert [p.name for p in step_dirs(tmp_path / "run")] == ["step-000040", "step-000080"]
     assert load_checkpoint(tmp_path / "run").meta["training"]["step"] == 80
 
@@ -66,7 +66,7 @@ def test_a_killed_and_resumed_run_ends_with_the_same_weights(digits, tmp_path, o
     history = train(resumed, pal, xt, xv, tmp_path / "resumed", cfg, resume=True, progress=False)
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
-    assert history[-1]["step"] == 6
+    assert history[-1].step == 6
 
 
 def test_an_existing_run_is_not_overwritten(digits, tmp_path):
@@ -101,3 +101,27 @@ def test_bits_per_image_sums_each_images_pixel_surprisal():
     assert bits.mean().item() / cfg.block_size == pytest.approx(evaluate_bits_per_dim(model, tokens), rel=1e-5)
     with pytest.raises(ValueError, match="ar model"):
         bits_per_image(GPT(tiny_config(objective="bert")), tokens)
+
+
+def test_history_reads_and_writes_the_rows_checkpoints_keep():
+    rows = [{"step": 2, "train_bpd": 2.5, "val_bpd": 2.25, "lr": 1e-3, "tokens_per_s": 100.0},
+            {"step": 4, "train_bpd": 2.0, "val_bpd": 1.75, "lr": 5e-4, "tokens_per_s": 120.0}]
+    history = History.from_records(rows)
+    assert history.to_records() == rows and list(rows[0]) == list(history.to_records()[0])  # same keys, same order
+    assert len(history) == 2 and history[0] == EvalPoint(2, 2.5, 2.25, 1e-3, 100.0) and history.last.step == 4
+    assert history[:1] == History([history[0]]) and [p.step for p in reversed(history)] == [4, 2]
+    old = History.from_records([{"step": 50, "val_bpd": 2.5}, {"step": 100}])  # rows that lack keys read as None
+    assert old.last.val_bpd is None and old.last_val_bpd == 2.5
+    assert not History.from_records(None) and History().last is None and History().last_val_bpd is None
+
+
+def test_train_result_text_is_one_line_a_field_without_the_history(tmp_path):
+    history = History([EvalPoint(2, 2.5, 2.25, 1e-3, 100.0)])
+    result = TrainResult(out=tmp_path / "step-000002", dataset="digits", parameters=1234, steps=2,
+                         seconds=5.38312, val_bpd=2.25, baseline_bpd=None, history=history)
+    assert result.text().splitlines() == [f"out: {tmp_path / 'step-000002'}", "dataset: digits", "parameters: 1234",
+                                          "steps: 2", "seconds: 5.383", "val_bpd: 2.25", "baseline_bpd: None"]
+    assert result.to_dict() == {"out": str(tmp_path / "step-000002"), "dataset": "digits", "parameters": 1234,
+                                "steps": 2, "seconds": 5.38312, "val_bpd": 2.25, "baseline_bpd": None,
+                                "history": history.to_records()}
+

@@ -1,10 +1,11 @@
-"""Bias probes. First the likelihood association test (bias.likelihood_test: every target composed
-with every attribute, scored in bits by the model; it found the association planted in figures-p90
-where iEAT did not), then iEAT on every layer of the chosen model (bias.bias_test), on the generated figures
-test sets (scenes.make_test_sets) or on four sets the user uploads (several files a set:
-data.load_image_files; or one zip with folders X/, Y/, A/, B/: data.read_image_sets_zip).
+"""Bias probes: bias.run on the chosen model, the flow `igpt-lite bias` runs. First the likelihood
+association test (every target composed with every attribute, scored in bits by the model; it found
+the association planted in figures-p90 where iEAT did not), then iEAT on every layer, on the generated
+figures test sets (scenes.make_test_sets, composed by scenes.TestSets) or on four sets the user uploads
+(several files a set: data.load_image_files; or one zip with folders X/, Y/, A/, B/:
+data.read_image_sets_zip; composed by bias.compose_sets).
 
-The test runs on a button click; results are cached per model, sets and seed (st.cache_data), and the
+The tests run on a button click; results are cached per model, sets and seed (st.cache_data), and the
 last request is kept in st.session_state so reruns redraw it without computing again.
 """
 import hashlib
@@ -42,11 +43,6 @@ def scene_sets(n: int, seed: int, resolution: int, channels: int) -> dict:
     return {k: data.to_channels(v, channels) for k, v in sets.items()}
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def run_test(path: str, sets: dict, seed: int) -> bias.BiasResult:
-    return bias.bias_test(load_model(path), sets, n_permutations=PERMUTATIONS, seed=seed)
-
-
 @st.cache_data(show_spinner=False, max_entries=32)
 def composed_scenes(seed: int, resolution: int, channels: int) -> dict:
     """Each generated target (a person beside an empty prop slot) with each prop in that slot."""
@@ -57,8 +53,8 @@ def composed_scenes(seed: int, resolution: int, channels: int) -> dict:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def run_likelihood(path: str, composed: dict, seed: int) -> bias.LikelihoodResult:
-    return bias.likelihood_test(load_model(path), composed, n_permutations=PERMUTATIONS, seed=seed)
+def run_tests(path: str, sets: dict, composed: dict | None, seed: int) -> bias.BiasReport:
+    return bias.run(load_model(path), sets, composed=composed, n_permutations=PERMUTATIONS, seed=seed)
 
 
 def uploaded_sets(res: int, channels: int) -> dict | None:
@@ -154,54 +150,52 @@ if st.session_state.get("bias_request") != request:
             f"{sum(len(v) for v in sets.values())} images: allow a little while on a CPU; results are kept.")
     st.stop()
 
-st.subheader("Likelihood association test")
-if ck.config.objective != "ar":
-    st.info("A BERT model gives no likelihood of a whole image: only iEAT applies (below).")
+if source == SOURCES[0]:
+    composed = composed_scenes(seed, res, channels)
+    how = (f"each of {LIKELIHOOD_TARGETS} men and {LIKELIHOOD_TARGETS} women (`scenes.TestSets`, seed {seed}) beside "
+           f"each of {LIKELIHOOD_ATTRIBUTES} career and {LIKELIHOOD_ATTRIBUTES} domestic props")
 else:
-    if source == SOURCES[0]:
-        composed = composed_scenes(seed, res, channels)
-        how = (f"each of {LIKELIHOOD_TARGETS} men and {LIKELIHOOD_TARGETS} women (`scenes.TestSets`, seed {seed}) beside "
-               f"each of {LIKELIHOOD_ATTRIBUTES} career and {LIKELIHOOD_ATTRIBUTES} domestic props")
-    else:
-        composed = bias.compose_sets(sets)
-        how = ("each target image's top half above each attribute image's bottom half (meaningful only when the "
-               "targets' subject sits in their top half and the attributes' in their bottom half)")
-    with st.spinner("Scoring every composed image in bits…"):
-        lik = run_likelihood(path, composed, seed)
-    r, b = lik.row, lik.baseline
-    verdict = "significant" if r["p_value"] < ALPHA else "not significant"
-    m1, m2, m3 = st.columns(3)
-    m1.metric("d (95% CI)", f"{r['effect_size']:.2f}", help=f"bootstrap interval {r['ci_low']:.2f} to {r['ci_high']:.2f}")
-    m2.metric("p (one-sided)", f"{r['p_value']:.2g}")
-    m3.metric("random-weight copy: d, p", f"{b['effect_size']:.2f}, {b['p_value']:.2g}" if b else "not run")
-    st.caption(f"{name}: {verdict} at {ALPHA}; d's 95% bootstrap interval {r['ci_low']:.2f} to {r['ci_high']:.2f}. "
-               f"Composed scenes: {how}. s(x) = mean bits with a B attribute minus mean bits with an A "
-               "attribute, then the same statistic, effect size and permutation test as iEAT.")
-
-st.subheader("iEAT on every layer")
-with st.spinner("Extracting features and testing every layer…"):
+    composed = None  # bias.run composes the uploads: bias.compose_sets
+    how = ("each target image's top half above each attribute image's bottom half (meaningful only when the "
+           "targets' subject sits in their top half and the attributes' in their bottom half)")
+with st.spinner("Scoring every composed image in bits, then testing every layer…"):
     try:
-        result = run_test(path, sets, seed)
+        report = run_tests(path, sets, composed, seed)
     except ValueError as e:
         st.error(f"{e}.")
         st.stop()
 
+st.subheader("Likelihood association test")
+lik = report.likelihood
+if lik is None:
+    st.info(f"Not run: {report.likelihood_skipped}. Only iEAT applies (below).")
+else:
+    r, b = lik.row, lik.baseline
+    verdict = "significant" if r.p_value < ALPHA else "not significant"
+    m1, m2, m3 = st.columns(3)
+    m1.metric("d (95% CI)", f"{r.effect_size:.2f}", help=f"bootstrap interval {r.ci_low:.2f} to {r.ci_high:.2f}")
+    m2.metric("p (one-sided)", f"{r.p_value:.2g}")
+    m3.metric("random-weight copy: d, p", f"{b.effect_size:.2f}, {b.p_value:.2g}" if b else "not run")
+    st.caption(f"{name}: {verdict} at {ALPHA}; d's 95% bootstrap interval {r.ci_low:.2f} to {r.ci_high:.2f}. "
+               f"Composed scenes: {how}. s(x) = mean bits with a B attribute minus mean bits with an A "
+               "attribute, then the same statistic, effect size and permutation test as iEAT.")
+
+st.subheader("iEAT on every layer")
+result = report.ieat
 best = result.smallest_holm()
-verdict = "significant" if best["p_holm"] < ALPHA else "not significant"
-st.subheader(f"{name}: smallest Holm-adjusted p at {best['layer']}: d = {best['effect_size']:.3f}, "
-             f"p = {best['p_value']:.4f}, Holm p = {best['p_holm']:.4f} ({verdict} at {ALPHA})")
-baseline = getattr(result, "baseline_table", None) or []
-rows = [{**r, "model": name} for r in result.table]
-rows += [{**r, "model": "random-weight copy"} for r in baseline]
-st.plotly_chart(bias.bias_per_layer_chart(rows, title=f"iEAT per layer: {name}"), width="content")
+verdict = "significant" if best.p_holm < ALPHA else "not significant"
+st.subheader(f"{name}: smallest Holm-adjusted p at {best.layer}: d = {best.effect_size:.3f}, "
+             f"p = {best.p_value:.4f}, Holm p = {best.p_holm:.4f} ({verdict} at {ALPHA})")
+chart = {name: result.table} | ({"random-weight copy": result.baseline_table} if result.baseline_table else {})
+st.plotly_chart(bias.bias_per_layer_chart(chart, title=f"iEAT per layer: {name}"), width="content")
 st.caption(f"{name}, {len(result.table)} layers; images per set: "
            f"{', '.join(f'{k} {v}' for k, v in result.n_per_set.items())}; "
            f"{result.n_permutations:,} partitions a layer, seed {result.seed}; Holm across the layers.")
-st.dataframe(result.table, column_config=COLUMNS, hide_index=True, key="bias_table")
-if baseline:
+st.dataframe(result.to_records(), column_config=COLUMNS, hide_index=True, key="bias_table")
+if result.baseline_table:
     st.markdown(f"**The same test on a random-weight copy** of {name} (untrained: what pixel statistics alone give)")
-    st.dataframe(baseline, column_config=COLUMNS, hide_index=True, key="bias_baseline")
+    st.dataframe(result.to_records(baseline=True), column_config=COLUMNS, hide_index=True, key="bias_baseline")
 summary = {"model": name, "checkpoint": path, "source": source, **result.to_dict(),
-           "likelihood": lik.to_dict() if ck.config.objective == "ar" else None}
+           "likelihood": lik.to_dict() if lik else None}
 st.download_button("Download the result (JSON)", json.dumps(summary, indent=1, default=str),
                    file_name="bias_result.json", mime="application/json")

@@ -1,6 +1,6 @@
 """Feature quality versus depth: a linear probe of every layer against its baselines (probe.probe_report:
 shipped beside bundled models, cached on disk for others, computed on a button), probe quality over
-a run's checkpoints, and a UMAP of one layer (probe.layer_umap). Every figure comes from plots.py.
+a run's checkpoints, and a UMAP of one layer (probe.layer_umap). Every figure comes from probe.figures.
 """
 import streamlit as st
 
@@ -19,7 +19,7 @@ def stored_report(path: str, dataset: str, limit: int, over_training: bool = Fal
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def layer_map(path: str, dataset: str, layer: str, n: int) -> probe.LayerMap:
-    return probe.layer_umap(load_model(path), layer, dataset, n=n)
+    return probe.layer_umap(load_model(path), layer, dataset, n=n, cache_dir=probe.features_dir())
 
 
 def compute_report(ck, dataset: str, over_training: bool = False):
@@ -44,8 +44,8 @@ def source_note(report: probe.ProbeReport) -> str:
     return f"Computed for this model ({when}) and kept in `{report.path}`: it opens instantly next time."
 
 
-def pct(d: dict) -> str:
-    return f"{100 * d['test_acc']:.1f}%"
+def pct(row: probe.ProbeRow) -> str:
+    return f"{100 * row.test_acc:.1f}%"
 
 
 st.title("Feature quality versus depth")
@@ -79,23 +79,24 @@ except LookupError as e:
 
 if report is not None:
     s = report.summary
-    cols = st.columns(2 + len(s["margins"]))
-    cols[0].metric("Best layer", s["trained"]["layer"], help="The layer whose probe scores best on validation.")
-    cols[1].metric("Its test accuracy", f"{pct(s['trained'])} ± {100 * s['trained']['test_stderr']:.1f}",
+    cols = st.columns(2 + len(s.margins))
+    cols[0].metric("Best layer", s.trained.layer, help="The layer whose probe scores best on validation.")
+    cols[1].metric("Its test accuracy", f"{pct(s.trained)} ± {100 * s.trained.test_stderr:.1f}",
                    help="± its binomial standard error on the test images.")
-    for col, (kind, m) in zip(cols[2:], s["margins"].items()):
-        where = f" (layer {s[kind]['layer']})" if kind == "random" else ""  # pixels have a single "layer"
-        col.metric(f"vs {BASELINES[kind]} {pct(s[kind])}", f"{m['points']:+.1f} pts", f"{m['z']:+.1f} s.e.",
+    for col, (kind, m) in zip(cols[2:], s.margins.items()):
+        base = s.baselines[kind]
+        where = f" (layer {base.layer})" if kind == "random" else ""  # pixels have a single "layer"
+        col.metric(f"vs {BASELINES[kind]} {pct(base)}", f"{m.points:+.1f} pts", f"{m.z:+.1f} s.e.",
                    help=f"Test accuracy of the best layer minus that of the {BASELINES[kind]}{where}, chosen on "
                    "validation too, in points; below, in standard errors of that difference, sqrt(se₁² + se₂²).")
     st.caption(("The best layer beats every baseline by more than one standard error of the difference. "
-                if s["beats_all"] else "The best layer does not beat every baseline by more than one standard "
+                if s.beats_all else "The best layer does not beat every baseline by more than one standard "
                 "error of the difference. ") + source_note(report))
     st.plotly_chart(probe.probe_depth_chart(report.table, title=f"Linear probes: {name} on {dataset}"),
                     key="depth_chart")
     with st.expander("Every row of the table"):
-        st.dataframe([{k: r.get(k) for k in ("kind", "layer", "train_acc", "val_acc", "test_acc", "test_stderr",
-                                             "knn_test_acc", "C", "converged")} for r in report.table],
+        st.dataframe([{k: getattr(r, k) for k in ("kind", "layer", "train_acc", "val_acc", "test_acc", "test_stderr",
+                                                  "knn_test_acc", "C", "converged")} for r in report.table],
                      hide_index=True)
 
 # ---- over training ----
@@ -122,7 +123,7 @@ else:
 # ---- UMAP of one layer ----
 st.subheader("UMAP of one layer")
 layers = parse_layers(ck.model)
-best = report.summary["trained"]["layer"] if report is not None else layers[-1]
+best = report.table.best().layer if report is not None else layers[-1]
 # another model, or back from another page (Streamlit drops an unshown widget's state): start at the best layer
 if st.session_state.get("depth_layer_of") != (path, dataset, best) or "depth_layer" not in st.session_state:
     st.session_state["depth_layer_of"] = (path, dataset, best)

@@ -1,16 +1,33 @@
 """`igpt-lite attention`: maps of every layer and head from one pixel, and rollout."""
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
 
 from .. import checkpoint, data
-from ..arguments import count, data_args, existing_file, input_images, model_arg, overwrite_arg, write_text
+from ..arguments import (VerbResult, count, data_args, existing_file, input_images, model_arg, overwrite_arg,
+                         write_text)
 from ..figures import figures_html
 from .figures import attention_distance_chart, attention_grid, attention_rollout_figure
-from .maps import attend, attention_summary
+from .maps import AttentionMaps, AttentionSummary, attend, attention_summary
 
 
-def cmd_attention(args) -> dict:
+@dataclass
+class AttentionRun(VerbResult):
+    """What `igpt-lite attention` found: the maps from one pixel of one image, that image's per-head
+    summary, where the image came from and where the figures went."""
+    model: str
+    source: str | list[str]  # an image file, or a dataset's split and index
+    maps: AttentionMaps
+    summary: AttentionSummary
+    html: str | None
+    hidden = ("maps", "start", "head_mean", "rollout", "visible")  # too big to read
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "source": self.source, **self.maps.to_dict(),
+                "rollout_peak": list(self.maps.rollout_peak), **self.summary.to_dict(), "html": self.html}
+
+
+def cmd_attention(args) -> AttentionRun:
     ck = checkpoint.load_checkpoint(args.model)
     images, source = input_images(args, ck, [args.image] if args.image else None, [args.index])
     att = attend(ck, images[0], args.pixel)
@@ -20,21 +37,19 @@ def cmd_attention(args) -> dict:
         figs = [attention_grid(att), attention_rollout_figure(att),
                 attention_distance_chart(summary.mean_distance, title="Mean attention distance per head, this image")]
         html = write_text(args.html, figures_html(figs, title=f"attention from pixel {att.pixel}"))
-    peak = np.unravel_index(int(np.argmax(att.rollout)), att.rollout.shape)
-    return {"model": str(ck.path), "source": source, **att.to_dict(),
-            "rollout_peak": [int(peak[0]), int(peak[1])], **summary.to_dict(), "html": html}
+    return AttentionRun(str(ck.path), source, att, summary, html)
 
 
 def add_parsers(sub) -> list:
     """Add this capability's verbs to the `igpt-lite` parser; return the parsers that run (they take --json)."""
     p = sub.add_parser("attention", help="attention maps of every layer and head from one pixel, and rollout")
     model_arg(p)
-    p.add_argument("--image", type=existing_file, default=None, help="an image file (centre-cropped and resized)")
+    p.add_argument("--image", type=existing_file, default=None, help="an image file, centre-cropped and resized (default: an image of --split)")
     data_args(p)
-    p.add_argument("--split", default="test", choices=data.SPLITS)
-    p.add_argument("--index", type=count(0), default=0, help="image of the split (default 0)")
+    p.add_argument("--split", default="test", choices=data.SPLITS, help="(default: %(default)s)")
+    p.add_argument("--index", type=count(0), default=0, help="image of the split (default: %(default)s)")
     p.add_argument("--pixel", type=count(0), nargs=2, required=True, metavar=("ROW", "COL"), help="the query pixel")
-    p.add_argument("--html", default=None, help="write the figures to this HTML file")
+    p.add_argument("--html", default=None, help="write the figures to this HTML file (default: no file)")
     overwrite_arg(p, "--html")
     p.set_defaults(func=cmd_attention)
     return [sub.choices["attention"]]

@@ -4,7 +4,30 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..figures import _bool_panels, _rgb, _title
+from ..figures import dimmed_rgb
+
+
+AR_NOTE = "autoregressive: a pixel sees only the pixels before it"
+
+
+def _title(title: str, objective: str | None, *notes: str) -> tuple[dict, int]:
+    """A title with small note lines under it, hung from the top, and the top margin it needs
+    (one short note a line: narrow figures clip long lines)."""
+    lines = [AR_NOTE + " (greyed: unseen)"] if objective == "ar" else []
+    lines += ["query pixel in cyan", *notes]
+    text = f"{title}<br><sup>{'<br>'.join(lines)}</sup>"
+    title = dict(text=text, x=0.02, xanchor="left", y=1, yref="container", yanchor="top", pad=dict(t=14))
+    return title, 50 + 22 * len(lines)
+
+
+def _bool_panels(masks: dict) -> dict:
+    """{name: 2-D bool array}, all of one shape, or a ValueError saying what came instead."""
+    masks = {name: np.asarray(m, dtype=bool) for name, m in masks.items()}
+    shapes = {m.shape for m in masks.values()}
+    if not masks or len(shapes) > 1 or len(next(iter(shapes))) != 2:
+        raise ValueError(f"masks must be one or more H×W bool arrays of one shape, got shapes "
+                         f"{ {name: m.shape for name, m in masks.items()} }")
+    return masks
 
 
 # transparent where attention is zero, so the image shows through; opaque yellow at the maximum
@@ -25,7 +48,7 @@ def _attention_panel(fig, z, row, col, pixel, image, visible, zmax, marker_px, c
     # for the browser to take in on every click; single precision is far more than a colour needs
     z = np.asarray(z, dtype=np.float32)
     h, w = z.shape
-    traces = [go.Image(z=_rgb(image), hoverinfo="skip")] if image is not None else []
+    traces = [go.Image(z=dimmed_rgb(image), hoverinfo="skip")] if image is not None else []
     traces.append(go.Heatmap(z=z, zmin=0, zmax=zmax if zmax > 0 else 1, colorscale=_ATTENTION_SCALE,
                              showscale=colorbar is not None, colorbar=colorbar,
                              hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra></extra>"))

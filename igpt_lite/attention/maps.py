@@ -37,6 +37,12 @@ class AttentionMaps:
     visible: np.ndarray  # H × W bool, the pixels this query can attend to
     image: np.ndarray | None = None  # uint8 H × W × C: the image as the model sees it (palette colours)
 
+    @property
+    def rollout_peak(self) -> tuple[int, int]:
+        """(row, col) of the pixel the rollout weighs most."""
+        row, col = np.unravel_index(int(np.argmax(self.rollout)), self.rollout.shape)
+        return int(row), int(col)
+
     def to_dict(self) -> dict:
         def lst(a):
             return None if a is None else np.asarray(a).tolist()

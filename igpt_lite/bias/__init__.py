@@ -1,34 +1,32 @@
-"""Bias tests: iEAT on embeddings and the likelihood test on composed scenes, per layer, with baselines."""
-from .association import (  # noqa: F401
+"""Bias tests: the likelihood test on composed scenes and iEAT on embeddings, per layer, with
+random-weight baselines; `run` does both on one model and gives a `BiasReport`."""
+from .stats import (  # noqa: F401
+    BOOTSTRAP,
+    BiasRow,
     IEATResult,
     association,
-    n_partitions,
-    smallest_p_value,
     bootstrap_ci,
-    permutation_test,
-    ieat,
     holm,
-    ieat_per_layer,
-    NullCalibration,
-    null_calibration,
-    SET_NAMES,
-    EXTRACTIONS,
-    BiasResult,
-    BOOTSTRAP,
-    bias_test,
+    ieat,
+    n_partitions,
+    permutation_test,
+    smallest_p_value,
+)
+from .sets import (  # noqa: F401
     PAIRS,
-    likelihood_scores,
-    likelihood_association,
-    composed_bits,
-    LikelihoodResult,
-    likelihood_test,
-    likelihood_null_calibration,
-    compose_sets,
-    compose_halves,
-    load_ieat_folders,
+    SET_NAMES,
     check_target_sizes,
+    compose_halves,
+    compose_sets,
+    load_ieat_folders,
 )
-from .figures import (  # noqa: F401
-    bias_per_layer_chart,
-    permutation_chart,
+from .embedding import EXTRACTIONS, BiasResult, bias_test, ieat_per_layer  # noqa: F401
+from .likelihood import (  # noqa: F401
+    LikelihoodResult,
+    composed_bits,
+    likelihood_association,
+    likelihood_scores,
+    likelihood_test,
 )
+from .report import BiasReport, Extraction, SetInfo, run  # noqa: F401
+from .figures import bias_per_layer_chart, permutation_chart  # noqa: F401

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 
 
-def bias_per_layer_chart(table: list[dict], title: str = "iEAT per layer", alpha: float = 0.05):
-    """Effect size d (top) and Holm-adjusted p-value (bottom, log scale) per layer, from the rows of
-    `bias.ieat_per_layer` (layer, effect_size, p_value, p_holm). Rows with a "model" key draw one
-    line per model, e.g. the figures models trained at p = 0.5 and p = 0.9."""
+def bias_per_layer_chart(table, title: str = "iEAT per layer", alpha: float = 0.05):
+    """Effect size d (top) and Holm-adjusted p-value (bottom, log scale) per layer, from rows
+    (`BiasRow`s, or their dicts: layer, effect_size, p_value, p_holm). One line per model: `table`
+    as {model label: rows}, e.g. {"p50": ..., "p90": ...}, or rows whose dicts carry a "model" key."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -15,6 +15,7 @@ def bias_per_layer_chart(table: list[dict], title: str = "iEAT per layer", alpha
                         subplot_titles=("effect size d", f"Holm-adjusted p-value (dotted: {alpha})"))
     import plotly.colors
 
+    table = _labelled(table)
     models = list(dict.fromkeys(row.get("model", "") for row in table))
     palette = plotly.colors.qualitative.Plotly
     for i, model in enumerate(models):
@@ -45,6 +46,16 @@ def bias_per_layer_chart(table: list[dict], title: str = "iEAT per layer", alpha
     fig.update_layout(title=title, width=760, height=560, template="plotly_white",
                       legend=dict(orientation="h", y=-0.15))
     return fig
+
+
+def _labelled(table) -> list[dict]:
+    """Rows as plain dicts, each with its model's label where `table` is {label: rows}."""
+    def plain(row) -> dict:
+        return row.to_dict() if hasattr(row, "to_dict") else dict(row)
+
+    if isinstance(table, dict):
+        return [{**plain(r), "model": model} for model, rows in table.items() for r in rows]
+    return [plain(r) for r in table]
 
 
 def permutation_chart(statistics, observed: float, title: str = "The permutation test"):

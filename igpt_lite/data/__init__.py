@@ -1,6 +1,6 @@
-"""Datasets: the registry, embedded and generated sets, image files and zips (the rest: formats, download,
-tokens, scenes, as submodules)."""
-from .datasets import (  # noqa: F401
+"""Datasets: the registry (names, splits, loading, checks), embedded and generated sets, image files and
+folders, the image sets of a zip (the rest: formats, download, tokens, scenes, as submodules)."""
+from .registry import (  # noqa: F401
     SPLITS,
     SPLIT_FRACTIONS,
     VAL_FRACTION,
@@ -8,10 +8,6 @@ from .datasets import (  # noqa: F401
     FOLDER,
     FOLDER_RESOLUTION,
     Dataset,
-    resize,
-    SHAPE_NAMES,
-    SHAPE_COLOURS,
-    make_shapes,
     NATIVE_RESOLUTION,
     register_dataset,
     register_figures,
@@ -24,10 +20,19 @@ from .datasets import (  # noqa: F401
     available_datasets,
     split_indices,
     holdout_indices,
-    to_channels,
     load_dataset,
     DatasetStatus,
+    DatasetCheck,
     check_datasets,
+)
+from .embedded import (  # noqa: F401
+    SHAPE_NAMES,
+    SHAPE_COLOURS,
+    make_shapes,
+)
+from .images import (  # noqa: F401
+    resize,
+    to_channels,
     GREY_MODES,
     MIN_FOLDER_DATASET,
     MAX_IMAGE_PIXELS,
@@ -39,6 +44,8 @@ from .datasets import (  # noqa: F401
     ImageFolder,
     load_image_files,
     load_image_folder,
+)
+from .sets import (  # noqa: F401
     SET_FOLDERS,
     MAX_ZIP_MEMBERS,
     MAX_ZIP_BYTES,

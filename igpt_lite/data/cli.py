@@ -3,32 +3,15 @@ from __future__ import annotations
 
 from . import download
 from ..arguments import root_arg
-from .datasets import check_datasets, data_root
+from .registry import DatasetCheck, check_datasets, data_root
 
 
-def cmd_data_download(args) -> dict:
-    result = download.download(args.name, args.root, progress=not args.json)
-    if args.json:
-        return result.to_dict()
-    if result.already_present:
-        return {"dataset": args.name, "path": str(result.path), "status": "already present and complete; nothing fetched"}
-    return {"dataset": args.name, "path": str(result.path), "status": "fetched, checked and unpacked",
-            **{f.file: f"{f.bytes} bytes, MD5 {f.md5} as published"
-               + (f" (resumed at byte {f.resumed_from})" if f.resumed_from else "") for f in result.files}}
+def cmd_data_download(args) -> download.DownloadResult:
+    return download.download(args.name, args.root, progress=not args.json)
 
 
-def cmd_data_check(args) -> dict:
-    statuses = check_datasets(args.root)
-    return {"root": str(data_root(args.root)), "datasets": [s.to_dict() for s in statuses]}
-
-
-def check_text(rows: list[dict]) -> str:
-    lines = []
-    for r in rows:
-        counts = ", ".join(f"{k} {v:,}" for k, v in r["counts"].items())
-        lines.append(f"{r['name']:<16} {r['status']:<8} {counts or r['folder']}")
-        lines += [f"    {text}" for text in ([r["problem"]] if r["status"] == "broken" else []) + r["notes"]]
-    return "\n".join(lines)
+def cmd_data_check(args) -> DatasetCheck:
+    return DatasetCheck(data_root(args.root), check_datasets(args.root))
 
 
 def add_parsers(sub) -> list:

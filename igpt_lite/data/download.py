@@ -18,7 +18,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .datasets import data_root
+from .registry import data_root
 from .formats import DATASETS
 
 TIMEOUT = 60  # seconds per connect or read: a stalled server ends in an error, not a hang
@@ -104,6 +104,14 @@ class DownloadResult:
     def to_dict(self) -> dict:
         return {"dataset": self.name, "path": str(self.path), "already_present": self.already_present,
                 "verified": self.verified, "files": [asdict(f) for f in self.files]}
+
+    def text(self) -> str:
+        """What `igpt-lite data download` says: where the dataset is, and each file fetched and checked."""
+        if self.already_present:
+            return f"dataset: {self.name}\npath: {self.path}\nstatus: already present and complete; nothing fetched"
+        return "\n".join([f"dataset: {self.name}", f"path: {self.path}", "status: fetched, checked and unpacked",
+                          *(f"{f.file}: {f.bytes} bytes, MD5 {f.md5} as published"
+                            + (f" (resumed at byte {f.resumed_from})" if f.resumed_from else "") for f in self.files)])
 
 
 def download(name: str, root: str | Path | None = None, *, mirrors: list[str] | None = None,

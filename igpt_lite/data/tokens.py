@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..storage import cache_root, write_file_atomically
-from .datasets import dataset_folder, load_dataset
+from .registry import dataset_folder, load_dataset
 from ..palette import Palette
 
 ENCODE_CHUNK = 4096  # images encoded at a time: bounds the float32 copy palette.encode makes

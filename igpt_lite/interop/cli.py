@@ -2,15 +2,42 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import checkpoint
-from ..arguments import model_arg
+from ..arguments import VerbResult, model_arg
+from ..checkpoint import Checkpoint
 from ..storage import occupied
 from .hf import export_hf, load_hf
 
 
-def cmd_import_hf(args) -> dict:
+@dataclass
+class ImportRun(VerbResult):
+    """What `igpt-lite import-hf` wrote: the imported checkpoint, where from and where to."""
+    out: Path
+    source: str  # the Hugging Face folder
+    imported: Checkpoint
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"out": str(self.out), "name": self.out.name, "source": self.source,
+                "config": self.imported.config.to_dict(), "parameters": self.imported.model.num_params(),
+                "seconds": self.seconds}
+
+
+@dataclass
+class ExportRun(VerbResult):
+    """What `igpt-lite export-hf` wrote: the Hugging Face folder and the files in it."""
+    model: str
+    out: Path
+    files: list[str]
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "out": str(self.out), "files": self.files}
+
+
+def cmd_import_hf(args) -> ImportRun:
     # default: the user's models folder, so the import is found by its folder name
     if not args.out:
         checkpoint.check_user_model_name(Path(args.path).resolve().name)
@@ -20,14 +47,13 @@ def cmd_import_hf(args) -> dict:
     t0 = time.perf_counter()
     ck = load_hf(args.path)
     checkpoint.save_checkpoint(out, ck.model, ck.palette, ck.meta, overwrite=args.overwrite)
-    return {"out": str(out), "name": out.name, "source": str(args.path), "config": ck.config.to_dict(),
-            "parameters": ck.model.num_params(), "seconds": time.perf_counter() - t0}
+    return ImportRun(out, str(args.path), ck, time.perf_counter() - t0)
 
 
-def cmd_export_hf(args) -> dict:
+def cmd_export_hf(args) -> ExportRun:
     ck = checkpoint.load_checkpoint(args.model)
     out = export_hf(ck, args.out, overwrite=args.overwrite)
-    return {"model": str(ck.path), "out": str(out), "files": sorted(p.name for p in out.iterdir())}
+    return ExportRun(str(ck.path), out, sorted(p.name for p in out.iterdir()))
 
 
 def add_parsers(sub) -> list:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..figures import _rgb
+from ..figures import dimmed_rgb
 
 
 def raster_sequence_figure(tokens: np.ndarray, colors: np.ndarray, title: str = "An image as a sequence of tokens"):
@@ -40,7 +40,7 @@ def palette_swatches(colors: np.ndarray, usage=None, title: str = "Palette", nco
     (share of pixels per colour, e.g. `PaletteReport.usage`), how much of the images it paints."""
     import plotly.graph_objects as go
 
-    rgb = _rgb(np.asarray(colors, dtype=np.uint8)[:, None], dim=1.0)[:, 0]  # k×3
+    rgb = dimmed_rgb(np.asarray(colors, dtype=np.uint8)[:, None], dim=1.0)[:, 0]  # k×3
     k = len(rgb)
     ncols = ncols or min(k, 16)
     nrows = int(np.ceil(k / ncols))

@@ -1,12 +1,15 @@
-"""Linear and kNN probes of every layer: estimators, tables, reports, figures and the `probe` verb."""
-from .probes import (  # noqa: F401
+"""Linear and kNN probes of every layer: estimators, tables, reports, projections, figures and the `probe` verb."""
+from .estimators import (  # noqa: F401
     DEFAULT_CS,
     DEFAULT_MAX_ITER,
     WHITEN_RCOND,
-    UMAP_PRECOMPUTED_BELOW,
     Whitener,
     LinearProbe,
     KNNProbe,
+    FeatureExtractor,
+)
+from .table import ProbeRow, ProbeTable, ProbeSummary, Margin, DepthShape  # noqa: F401
+from .run import (  # noqa: F401
     probe_layers,
     load_split,
     baselines,
@@ -14,24 +17,26 @@ from .probes import (  # noqa: F401
     step_of,
     checkpoint_val_bpd,
     probe_checkpoints,
-    best_row,
-    probe_summary,
-    depth_shape,
+)
+from .projection import (  # noqa: F401
+    UMAP_PRECOMPUTED_BELOW,
+    UMAP_POINTS,
     umap_embedding,
     layer_projections,
-    IGPT_S_CIFAR10,
+    LayerMap,
+    layer_umap,
+)
+from .report import (  # noqa: F401
     REPORT_FORMAT,
     PROBE_VERSION,
     REPORT_FILE,
     REPORT_LIMIT,
-    UMAP_POINTS,
+    features_dir,
     model_hash,
     run_steps,
     ProbeReport,
     load_probe_report,
     probe_report,
-    LayerMap,
-    layer_umap,
 )
 from .figures import (  # noqa: F401
     probe_depth_chart,

@@ -2,18 +2,51 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
-import numpy as np
-
-from .. import checkpoint, data
+from .. import checkpoint
 from ..arguments import SEED, count, data_args, model_arg, overwrite_arg, positive, write_text
-from ..features import extract_features, parse_layers
 from ..figures import figures_html
+from .estimators import DEFAULT_CS
 from .figures import probe_depth_chart, umap_scatter
-from .probes import DEFAULT_CS, best_row, load_split, probe_model, probe_summary, umap_embedding
+from .projection import LayerMap, layer_umap
+from .run import probe_model
+from .table import ProbeTable
 
 
-def cmd_probe(args) -> dict:
+@dataclass
+class ProbeRun:
+    """What `igpt-lite probe` made: the table (with its baselines), how, and the optional UMAP."""
+    model: str
+    dataset: str
+    resolution: int
+    limit: int | None
+    norm: str
+    pool: str
+    Cs: list[float]
+    seed: int
+    seconds: float
+    table: ProbeTable
+    umap: LayerMap | None = None
+    html: str | None = None
+
+    def to_dict(self) -> dict:
+        best = self.table.best()  # the layer is chosen on validation; its test accuracy is the headline
+        return {"model": self.model, "dataset": self.dataset, "resolution": self.resolution, "limit": self.limit,
+                "extraction": {"norm": self.norm, "pool": self.pool}, "Cs": self.Cs, "seed": self.seed,
+                "seconds": self.seconds, "best": {k: getattr(best, k) for k in ("layer", "val_acc", "test_acc",
+                                                                                  "test_stderr", "C")},
+                "summary": self.table.summary().to_dict(), "html": self.html,
+                "umap": self.umap.to_dict() if self.umap else None, "table": self.table.to_records()}
+
+    def text(self) -> str:
+        d = self.to_dict()
+        lines = [f"{k}: {f'{d[k]:.4g}' if isinstance(d[k], float) else d[k]}"
+                 for k in ("model", "dataset", "resolution", "limit", "extraction", "Cs", "seed", "seconds", "best")]
+        return "\n".join([*lines, self.table.summary().text(), f"html: {self.html}", self.table.text()])
+
+
+def cmd_probe(args) -> ProbeRun:
     ck = checkpoint.load_checkpoint(args.model)
     name = ck.dataset_name(args.data)
     Cs = sorted(args.C) if args.C else list(DEFAULT_CS)
@@ -21,27 +54,20 @@ def cmd_probe(args) -> dict:
     table = probe_model(ck, name, layers=args.layers, limit=args.limit, norm=args.norm, pool=args.pool,
                         Cs=Cs, seed=args.seed, cache_dir=args.cache, progress=not args.json, root=args.root)
     seconds = time.perf_counter() - t0
-    best = best_row(table)  # the layer is chosen on validation; its test accuracy is the headline
-    embedding = None
+    umap = None
     if args.umap:
-        layer = best["layer"] if args.umap == "best" else parse_layers(ck.model, [args.umap])[0]
-        _, tokens, labels = load_split(name, "test", ck.palette, ck.config.height, args.limit, args.root)
-        feats = extract_features(ck.model, tokens, [layer], norm=args.norm, pool=args.pool, cache_dir=args.cache)
-        xy = umap_embedding(feats[layer], seed=args.seed)
-        embedding = {"layer": layer, "split": "test", "seed": args.seed, "x": xy[:, 0].tolist(),
-                     "y": xy[:, 1].tolist(), "labels": labels.tolist()}
+        layer = table.best().layer if args.umap == "best" else args.umap
+        umap = layer_umap(ck, layer, name, n=args.limit, norm=args.norm, pool=args.pool, seed=args.seed,
+                          cache_dir=args.cache, root=args.root)
     html = None
     if args.html:
         figs = [probe_depth_chart(table, title=f"Linear probes: {ck.path.name} on {name}")]
-        if embedding:
-            figs.append(umap_scatter(np.c_[embedding["x"], embedding["y"]], embedding["labels"],
-                                     data.load_dataset(name, "test", limit=1, root=args.root).class_names or None,
-                                     title=f"UMAP of {embedding['layer']} (test split, seed {args.seed})"))
+        if umap:
+            figs.append(umap_scatter(umap.embedding, umap.labels, umap.class_names or None,
+                                     title=f"UMAP of {umap.layer} (test split, seed {args.seed})"))
         html = write_text(args.html, figures_html(figs, title="igpt-lite probe"))
-    return {"model": str(ck.path), "dataset": name, "resolution": ck.config.height, "limit": args.limit,
-            "extraction": {"norm": args.norm, "pool": args.pool}, "Cs": Cs, "seed": args.seed, "seconds": seconds,
-            "best": {k: best[k] for k in ("layer", "val_acc", "test_acc", "test_stderr", "C")},
-            "summary": probe_summary(table), "html": html, "umap": embedding, "table": table}
+    return ProbeRun(model=str(ck.path), dataset=name, resolution=ck.config.height, limit=args.limit, norm=args.norm,
+                    pool=args.pool, Cs=Cs, seed=args.seed, seconds=seconds, table=table, umap=umap, html=html)
 
 
 def add_parsers(sub) -> list:
@@ -54,18 +80,20 @@ def add_parsers(sub) -> list:
     model_arg(p)
     data_args(p)
     p.add_argument("--layers", nargs="+", default=None, help="layers (embed, blocks.3 or 3, ln_f); default: all")
-    p.add_argument("--limit", type=count(1), default=None, help="at most this many images per split")
+    p.add_argument("--limit", type=count(1), default=None, help="at most this many images per split (default: all)")
     p.add_argument("--norm", default="layernorm", choices=["layernorm", "next", "none"],
-                   help="layernorm: the paper's plain layer norm; next: the model's next norm (as iEAT)")
+                   help="layernorm: the paper's plain layer norm; next: the model's next norm (as iEAT) "
+                   "(default: %(default)s)")
     p.add_argument("--pool", default="mean", choices=["mean", "max", "last"],
-                   help="over positions; mean is the paper's")
+                   help="over positions; mean is the paper's (default: %(default)s)")
     p.add_argument("--C", type=positive(), nargs="+", default=None,
-                   help="inverse regularisation grid, chosen on validation (default 1e-4 ... 1e3)")
-    p.add_argument("--seed", type=SEED, default=0, help="seed of the random-weight baseline and of UMAP")
-    p.add_argument("--cache", default=None, metavar="DIR", help="keep features in DIR (.npz), keyed by model and data")
+                   help=f"inverse regularisation grid, chosen on validation (default: probe.DEFAULT_CS, {len(DEFAULT_CS)} "
+                        f"values from {min(DEFAULT_CS):.0e} to {max(DEFAULT_CS):.0e})")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the random-weight baseline and of UMAP (default: %(default)s)")
+    p.add_argument("--cache", default=None, metavar="DIR", help="keep features in DIR (.npz), keyed by model and data (default: not kept)")
     p.add_argument("--umap", nargs="?", const="best", default=None, metavar="LAYER",
                    help="also a UMAP of a layer's test features (default: the best layer on validation)")
-    p.add_argument("--html", default=None, help="write the figures to this HTML file")
+    p.add_argument("--html", default=None, help="write the figures to this HTML file (default: no file)")
     overwrite_arg(p, "--html")
     p.set_defaults(func=cmd_probe)
     return [sub.choices["probe"]]

@@ -4,46 +4,41 @@ from __future__ import annotations
 
 import numpy as np
 
+from .table import ProbeRow, ProbeTable
 
 _BASELINE_STYLE = {"pixels": ("raw pixels", "#7f7f7f", "dash"), "palette": ("palette pixels", "#bcbd22", "dot")}
 
 
-def _layer_axis(rows: list[dict]) -> list[str]:
-    """Layer names in depth order (embed, blocks.0, ..., ln_f), from the rows that have a depth."""
-    depth = {r["layer"]: r["depth"] for r in rows if r.get("depth") is not None}
-    return sorted(depth, key=depth.get)
+def _probe_hover(r: ProbeRow, prefix: str = "") -> str:
+    edge = " (at the grid's edge)" if r.C_at_edge else ""
+    return (f"{prefix}{r.layer}: test {100 * r.test_acc:.1f} ± {100 * r.test_stderr:.1f}%, "
+            f"val {100 * r.val_acc:.1f}%, train {100 * r.train_acc:.1f}%, C={r.C:.3g}{edge}")
 
 
-def _probe_hover(r: dict, prefix: str = "") -> str:
-    edge = " (at the grid's edge)" if r.get("C_at_edge") else ""
-    return (f"{prefix}{r['layer']}: test {100 * r['test_acc']:.1f} ± {100 * r['test_stderr']:.1f}%, "
-            f"val {100 * r['val_acc']:.1f}%, train {100 * r['train_acc']:.1f}%, C={r['C']:.3g}{edge}")
-
-
-def _probe_curve(fig, rows: list[dict], name: str, color: str, dash: str = "solid", width: float = 2.5, **kw):
+def _probe_curve(fig, rows: list[ProbeRow], name: str, color: str, dash: str = "solid", width: float = 2.5, **kw):
     import plotly.graph_objects as go
 
-    rows = sorted(rows, key=lambda r: r["depth"])
-    fig.add_trace(go.Scatter(x=[r["layer"] for r in rows], y=[100 * r["test_acc"] for r in rows], name=name,
+    rows = sorted(rows, key=lambda r: r.depth)
+    fig.add_trace(go.Scatter(x=[r.layer for r in rows], y=[100 * r.test_acc for r in rows], name=name,
                              mode="lines+markers", line=dict(color=color, dash=dash, width=width),
-                             error_y=dict(type="data", array=[100 * r["test_stderr"] for r in rows], thickness=1),
+                             error_y=dict(type="data", array=[100 * r.test_stderr for r in rows], thickness=1),
                              hovertext=[_probe_hover(r, f"{name}, ") for r in rows], hoverinfo="text", **kw))
 
 
-def _probe_baselines(fig, table: list[dict]):
+def _probe_baselines(fig, table: ProbeTable):
     """The random-weight curve and the pixel baselines (horizontal lines across the layers, in the
     legend, ± their standard error shaded)."""
     import plotly.graph_objects as go
 
-    random = [r for r in table if r["kind"] == "random"]
+    random = table.of("random")
     if random:
-        _probe_curve(fig, random, f"random weights (seed {random[0].get('seed', '?')})", "#d62728", dash="dash",
-                     width=1.5, legendrank=900)
-    layers = _layer_axis(table)
+        seed = "?" if random[0].seed is None else random[0].seed
+        _probe_curve(fig, random, f"random weights (seed {seed})", "#d62728", dash="dash", width=1.5, legendrank=900)
+    layers = table.layers()
     for r in table:
-        if r["kind"] in _BASELINE_STYLE and layers:
-            label, color, dash = _BASELINE_STYLE[r["kind"]]
-            acc, se = 100 * r["test_acc"], 100 * r["test_stderr"]
+        if r.kind in _BASELINE_STYLE and layers:
+            label, color, dash = _BASELINE_STYLE[r.kind]
+            acc, se = 100 * r.test_acc, 100 * r.test_stderr
             fig.add_hrect(y0=acc - se, y1=acc + se, fillcolor=color, opacity=0.12, line_width=0)
             fig.add_trace(go.Scatter(x=[layers[0], layers[-1]], y=[acc, acc], mode="lines", legendrank=901,
                                      name=f"{label}: {acc:.1f} ± {se:.1f}%",
@@ -51,22 +46,25 @@ def _probe_baselines(fig, table: list[dict]):
                                      hovertext=_probe_hover(r), hoverinfo="text"))
 
 
-def _probe_layout(fig, table: list[dict], title: str, notes: list[str]):
-    edge = sum(bool(r.get("C_at_edge")) for r in table)
+def _n_test(table: ProbeTable):
+    return next((r.n_test for r in table if r.n_test is not None), "?")
+
+
+def _probe_layout(fig, table: ProbeTable, title: str, notes: list[str]):
+    edge = sum(bool(r.C_at_edge) for r in table)
     if edge:
         notes = notes + [f"{edge} probe(s) chose a C at the edge of the grid: widen it"]
-    n = next((r for r in table if "n_test" in r), {})
-    notes = [f"test accuracy ± standard error (n_test = {n.get('n_test', '?')}); C chosen on validation"] + notes
+    notes = [f"test accuracy ± standard error (n_test = {_n_test(table)}); C chosen on validation"] + notes
     fig.update_layout(title=dict(text=f"{title}<br><sup>{'<br>'.join(notes)}</sup>", x=0.02, xanchor="left"),
                       xaxis=dict(title="layer", type="category", categoryorder="array",
-                                 categoryarray=_layer_axis(table)),
+                                 categoryarray=table.layers()),
                       yaxis=dict(title="linear probe accuracy (%)"), width=800, height=480 + 18 * len(notes),
                       margin=dict(t=70 + 18 * len(notes)), template="plotly_white",
                       legend=dict(orientation="h", y=-0.18))
     return fig
 
 
-def probe_depth_chart(table: list[dict], title: str = "Linear probe accuracy versus depth"):
+def probe_depth_chart(table: ProbeTable, title: str = "Linear probe accuracy versus depth"):
     """Test accuracy per layer (error bars: its standard error) of the trained model, the same
     architecture with random weights, and raw / palette pixels as horizontal lines, from the rows
     of `probe.probe_model` (kind, layer, depth, test_acc, test_stderr, val_acc, train_acc, C).
@@ -74,44 +72,40 @@ def probe_depth_chart(table: list[dict], title: str = "Linear probe accuracy ver
     read-out (`knn_test_acc`, `knn_test_stderr`) add the trained model's kNN curve beside it."""
     import plotly.graph_objects as go
 
-    trained = [r for r in table if r["kind"] == "trained"]
-    steps = [r["step"] for r in trained if r.get("step") is not None]
-    if steps:
-        trained = [r for r in trained if r.get("step") == max(steps)]
+    trained = table.at_step().of("trained")
     fig = go.Figure()
     _probe_baselines(fig, table)
-    suffix = f" (step {max(steps)})" if steps else ""
+    suffix = f" (step {table.steps[-1]})" if table.steps else ""
     if trained:
         _probe_curve(fig, trained, "trained" + suffix, "#1f77b4", legendrank=1)
-    knn = sorted((r for r in trained if r.get("knn_test_acc") is not None), key=lambda r: r["depth"])
+    knn = sorted((r for r in trained if r.knn_test_acc is not None), key=lambda r: r.depth)
     if knn:
         fig.add_trace(go.Scatter(
-            x=[r["layer"] for r in knn], y=[100 * r["knn_test_acc"] for r in knn], mode="lines+markers",
-            name=f"trained, kNN (k = {knn[0].get('knn_k', '?')}){suffix}", legendrank=2,
+            x=[r.layer for r in knn], y=[100 * r.knn_test_acc for r in knn], mode="lines+markers",
+            name=f"trained, kNN (k = {'?' if knn[0].knn_k is None else knn[0].knn_k}){suffix}", legendrank=2,
             line=dict(color="#17becf", dash="dashdot", width=2.5), marker=dict(symbol="diamond"),
-            error_y=dict(type="data", array=[100 * r["knn_test_stderr"] for r in knn], thickness=1),
-            hovertext=[f"kNN, {r['layer']}: test {100 * r['knn_test_acc']:.1f} ± {100 * r['knn_test_stderr']:.1f}%, "
-                       f"val {100 * r['knn_val_acc']:.1f}%" for r in knn], hoverinfo="text"))
+            error_y=dict(type="data", array=[100 * r.knn_test_stderr for r in knn], thickness=1),
+            hovertext=[f"kNN, {r.layer}: test {100 * r.knn_test_acc:.1f} ± {100 * r.knn_test_stderr:.1f}%, "
+                       f"val {100 * r.knn_val_acc:.1f}%" for r in knn], hoverinfo="text"))
     fig = _probe_layout(fig, table, title, [])
     if knn:
         fig.update_yaxes(title="probe accuracy (%): logistic regression and kNN")
     return fig
 
 
-def probe_checkpoints_chart(table: list[dict], title: str = "Linear probe accuracy over training"):
+def probe_checkpoints_chart(table: ProbeTable, title: str = "Linear probe accuracy over training"):
     """One depth curve per checkpoint (rows of `probe.probe_checkpoints`: trained rows with a `step`
     column), light to dark with training, over the same baselines as `probe_depth_chart`."""
     import plotly.colors
     import plotly.graph_objects as go
 
-    steps = sorted({r["step"] for r in table if r["kind"] == "trained"})
+    steps = table.steps
     colors = plotly.colors.sample_colorscale("Blues", [0.35 + 0.65 * i / max(len(steps) - 1, 1)
                                                        for i in range(len(steps))])
     fig = go.Figure()
     _probe_baselines(fig, table)
     for step, color in zip(steps, colors):
-        _probe_curve(fig, [r for r in table if r["kind"] == "trained" and r["step"] == step], f"step {step}", color,
-                     legendrank=1)
+        _probe_curve(fig, table.at_step(step).of("trained"), f"step {step}", color, legendrank=1)
     return _probe_layout(fig, table, title, [])
 
 
@@ -136,26 +130,23 @@ def umap_scatter(embedding: np.ndarray, labels, class_names=None, title: str = "
     return fig
 
 
-def probe_reference_chart(table: list[dict], reference: dict, title: str = "Probe accuracy versus relative depth"):
+def probe_reference_chart(table: ProbeTable, reference: dict, title: str = "Probe accuracy versus relative depth"):
     """Our trained model's probe curve (rows of `probe.probe_model`) next to a published one
     (`reference`: name, source, protocol, n_layers, accuracy {hidden-state index: accuracy in [0, 1]}), both
     against relative depth (0 = embeddings, 1 = the final norm's output), since the models differ
     in depth; on different tasks, so compare shapes, not heights."""
     import plotly.graph_objects as go
 
-    trained = sorted((r for r in table if r["kind"] == "trained"), key=lambda r: r["depth"])
-    steps = [r["step"] for r in trained if r.get("step") is not None]
-    if steps:
-        trained = [r for r in trained if r.get("step") == max(steps)]
-    last = max(r["depth"] for r in trained)
+    trained = sorted(table.at_step().of("trained"), key=lambda r: r.depth)
+    last = max(r.depth for r in trained)
     ref = sorted(reference["accuracy"].items())
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=[i / reference["n_layers"] for i, _ in ref], y=[100 * a for _, a in ref],
                              mode="lines+markers", name=reference["name"], line=dict(color="#9467bd", width=2.5),
                              hovertext=[f"hidden state {i}: {100 * a:.1f}%" for i, a in ref], hoverinfo="text"))
-    fig.add_trace(go.Scatter(x=[r["depth"] / last for r in trained], y=[100 * r["test_acc"] for r in trained],
+    fig.add_trace(go.Scatter(x=[r.depth / last for r in trained], y=[100 * r.test_acc for r in trained],
                              mode="lines+markers", name="ours (test accuracy)", line=dict(color="#1f77b4", width=2.5),
-                             error_y=dict(type="data", array=[100 * r["test_stderr"] for r in trained], thickness=1),
+                             error_y=dict(type="data", array=[100 * r.test_stderr for r in trained], thickness=1),
                              hovertext=[_probe_hover(r) for r in trained], hoverinfo="text"))
     notes = f"reference: {reference['source']}<br>({reference.get('protocol', '')})"
     fig.update_layout(title=dict(text=f"{title}<br><sup>{notes}</sup>", x=0.02), margin=dict(t=110),
@@ -165,38 +156,37 @@ def probe_reference_chart(table: list[dict], reference: dict, title: str = "Prob
     return fig
 
 
-def layer_view(table: list[dict], layer: str, embedding: np.ndarray, labels, class_names=None):
+def layer_view(table: ProbeTable, layer: str, embedding: np.ndarray, labels, class_names=None):
     """One layer's 2-D projection of the features (e.g. `probe.umap_embedding`) coloured by class,
     titled with that layer's probe accuracy (linear, and kNN where the table has it) and the
     random-weight copy's at the same layer: what the notebooks' layer slider shows."""
-    rows = {r["kind"]: r for r in table if r["layer"] == layer and r["kind"] in ("trained", "random")
-            and r.get("step") is None}
+    rows = {r.kind: r for r in table if r.layer == layer and r.kind in ("trained", "random") and r.step is None}
     if "trained" not in rows:
-        raise ValueError(f"layer {layer!r} is not in the table: it has {', '.join(_layer_axis(table))}")
+        raise ValueError(f"layer {layer!r} is not in the table: it has {', '.join(table.layers())}")
     r = rows["trained"]
-    parts = [f"linear probe {100 * r['test_acc']:.1f} ± {100 * r['test_stderr']:.1f}%"]
-    if r.get("knn_test_acc") is not None:
-        parts.append(f"kNN {100 * r['knn_test_acc']:.1f}%")
+    parts = [f"linear probe {100 * r.test_acc:.1f} ± {100 * r.test_stderr:.1f}%"]
+    if r.knn_test_acc is not None:
+        parts.append(f"kNN {100 * r.knn_test_acc:.1f}%")
     if "random" in rows:
-        parts.append(f"random weights {100 * rows['random']['test_acc']:.1f}%")
+        parts.append(f"random weights {100 * rows['random'].test_acc:.1f}%")
     return umap_scatter(embedding, labels, class_names, title=f"{layer}: {', '.join(parts)}")
 
 
-def _best_by_step(table: list[dict], acc: str, val: str) -> list[dict]:
-    """Per step of a `probe_checkpoints` table (trained rows with `val_bpd`), the layer best on
-    validation by `val`, as {step, val_bpd, layer, acc, stderr}; steps without val_bpd are left out."""
+def _best_by_step(table: ProbeTable, by: str) -> list[ProbeRow]:
+    """Per step of a `probe_checkpoints` table, the trained layer best on validation by `by`
+    (`ProbeTable.best`); steps without val_bpd, or without that column, are left out."""
     out = []
-    for step in sorted({r["step"] for r in table if r["kind"] == "trained" and r.get("step") is not None}):
-        rows = [r for r in table if r["kind"] == "trained" and r.get("step") == step and r.get(val) is not None]
-        if not rows or rows[0].get("val_bpd") is None:
+    for step in table.steps:
+        try:
+            best = table.best(by=by, step=step)
+        except ValueError:  # no row of this step has the column
             continue
-        best = max(rows, key=lambda r: r[val])  # first of equals: the shallower layer
-        out.append({"step": step, "val_bpd": best["val_bpd"], "layer": best["layer"], "acc": best[acc],
-                    "stderr": best[f"{acc.rsplit('_', 1)[0]}_stderr"]})
+        if best.val_bpd is not None:
+            out.append(best)
     return out
 
 
-def probe_bits_chart(table: list[dict], title: str = "Probe accuracy against validation bits/dim over training"):
+def probe_bits_chart(table: ProbeTable, title: str = "Probe accuracy against validation bits/dim over training"):
     """The paper's link between generative and feature quality (Chen et al. 2020, fig. 3): for each
     checkpoint of a run (rows of `probe.probe_checkpoints`, with `step` and `val_bpd`), the test
     accuracy of the layer chosen on validation, logistic regression and (where the table has it)
@@ -209,28 +199,27 @@ def probe_bits_chart(table: list[dict], title: str = "Probe accuracy against val
     curves = [("logistic regression", "test_acc", "val_acc", "#1f77b4", "solid"),
               ("kNN", "knn_test_acc", "knn_val_acc", "#17becf", "dashdot")]
     for name, acc, val, color, dash in curves:
-        pts = _best_by_step(table, acc, val)
+        pts = _best_by_step(table, val)
         if not pts:
             continue
+        se = acc.replace("_acc", "_stderr")
         fig.add_trace(go.Scatter(
-            x=[p["val_bpd"] for p in pts], y=[100 * p["acc"] for p in pts], name=f"{name} (best layer on val)",
-            mode="lines+markers+text", text=[str(p["step"]) for p in pts], textposition="top center",
+            x=[p.val_bpd for p in pts], y=[100 * getattr(p, acc) for p in pts], name=f"{name} (best layer on val)",
+            mode="lines+markers+text", text=[str(p.step) for p in pts], textposition="top center",
             textfont=dict(size=9, color=color), line=dict(color=color, dash=dash, width=2.5),
-            error_y=dict(type="data", array=[100 * p["stderr"] for p in pts], thickness=1),
-            hovertext=[f"step {p['step']}: {p['val_bpd']:.4f} bits/dim, {p['layer']} {100 * p['acc']:.1f} ± "
-                       f"{100 * p['stderr']:.1f}%" for p in pts], hoverinfo="text"))
+            error_y=dict(type="data", array=[100 * getattr(p, se) for p in pts], thickness=1),
+            hovertext=[f"step {p.step}: {p.val_bpd:.4f} bits/dim, {p.layer} {100 * getattr(p, acc):.1f} ± "
+                       f"{100 * getattr(p, se):.1f}%" for p in pts], hoverinfo="text"))
     baselines = [("random weights", "random", "#d62728", "dash", "top right"),
                  ("raw pixels", "pixels", "#7f7f7f", "dot", "bottom right")]  # labels apart: the lines may be close
     for label, kind, color, dash, where in baselines:
-        rows = [r for r in table if r["kind"] == kind]
-        if rows:
-            best = max(rows, key=lambda r: r["val_acc"])
-            fig.add_hline(y=100 * best["test_acc"], line=dict(color=color, dash=dash, width=1.5),
-                          annotation_text=f"{label} ({best['layer']}): {100 * best['test_acc']:.1f}%",
+        if table.of(kind):
+            best = table.best(kind)
+            fig.add_hline(y=100 * best.test_acc, line=dict(color=color, dash=dash, width=1.5),
+                          annotation_text=f"{label} ({best.layer}): {100 * best.test_acc:.1f}%",
                           annotation_position=where, annotation_font_size=10)
-    n = next((r.get("n_test") for r in table if r.get("n_test")), "?")
     fig.update_layout(
-        title=dict(text=f"{title}<br><sup>test accuracy ± standard error (n_test = {n}) of the layer chosen on "
+        title=dict(text=f"{title}<br><sup>test accuracy ± standard error (n_test = {_n_test(table)}) of the layer chosen on "
                         f"validation; labels: training step</sup>", x=0.02, xanchor="left"),
         xaxis=dict(title="validation bits/dim (lower is better; training goes left to right)", autorange="reversed"),
         yaxis=dict(title="probe accuracy (%)"), width=800, height=500, margin=dict(t=80), template="plotly_white",

@@ -1,12 +1,21 @@
 """Pretraining: config, loop, run folder, distributed, and the training curve."""
-from .loop import (  # noqa: F401
+from ..history import EvalPoint, History  # noqa: F401  (what train and pretrain return)
+from .config import (  # noqa: F401
     TrainConfig,
     pick_device,
+)
+from .distributed import (  # noqa: F401
     distributed,
+)
+from .run import (  # noqa: F401
     LOCK_NAME,
     run_lock,
     RUN_FIELDS,
     check_resume,
+    require_resumable,
+    TrainResult,
+)
+from .loop import (  # noqa: F401
     batch_indices,
     train,
     pretrain,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..checkpoint import BUNDLED_DIR, load_checkpoint, save_checkpoint
 from ..model import GPTConfig
-from .loop import TrainConfig
+from .config import TrainConfig
 
 
 def _canvas(n_layer: int, n_embd: int, steps: int) -> dict:

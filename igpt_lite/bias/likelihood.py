@@ -1,0 +1,122 @@
+"""The likelihood association test: ask a generative model what it expects instead of comparing
+embeddings. Every target x in X u Y is composed with every attribute (a scene holding both:
+`scenes.TestSets.composed` for the figures scenes, `sets.compose_halves` for users' images), each
+composed image is scored by the model's negative log-likelihood in bits, and
+
+- s(x) = mean_{b in B} bits(x with b) - mean_{a in A} bits(x with a)
+
+(positive: the model finds x with A's attributes likelier). The statistic, effect size d, one-sided
+permutation p-value and bootstrap interval are then exactly iEAT's (stats.py), on these s. There are
+no layers: it is one test per model, beside the same test on a random-weight copy of the model."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..model import random_model
+from .sets import PAIRS, check_sets
+from .stats import BOOTSTRAP, BiasRow, IEATResult, _check_test_options, permutation_test
+
+BERT_SKIP = "a bert model gives no likelihood of a whole image"
+
+
+def likelihood_scores(bits: dict) -> tuple[np.ndarray, np.ndarray]:
+    """s(x) = mean_b bits(x with b) - mean_a bits(x with a) for every target, from bits = {"XA":
+    n_x×n_a, "XB": n_x×n_b, "YA": n_y×n_a, "YB": n_y×n_b} (entry [i, j]: target i with attribute j)."""
+    missing = [k for k in PAIRS if k not in bits]
+    if missing:
+        raise ValueError(f"bits must hold {', '.join(PAIRS)}; missing {', '.join(missing)}")
+    b = {k: np.asarray(v, dtype=np.float64) for k, v in bits.items()}
+    if any(v.ndim != 2 or v.size == 0 for v in b.values()):
+        raise ValueError(f"each bits entry must be a non-empty 2-D table, got shapes { {k: v.shape for k, v in b.items()} }")
+    if b["XA"].shape[0] != b["XB"].shape[0] or b["YA"].shape[0] != b["YB"].shape[0] \
+            or b["XA"].shape[1] != b["YA"].shape[1] or b["XB"].shape[1] != b["YB"].shape[1]:
+        raise ValueError(f"bits tables disagree on the set sizes: { {k: v.shape for k, v in b.items()} }")
+    return b["XB"].mean(1) - b["XA"].mean(1), b["YB"].mean(1) - b["YA"].mean(1)
+
+
+def likelihood_association(bits: dict, *, n_permutations: int = 100_000, seed: int = 0,
+                           n_bootstrap: int = 2_000) -> IEATResult:
+    """The likelihood association test on a table of bits (see `likelihood_scores`): iEAT's statistic,
+    d, permutation p-value and bootstrap interval on s(x)."""
+    s_x, s_y = likelihood_scores(bits)
+    return permutation_test(s_x, s_y, n_permutations=n_permutations, seed=seed, n_bootstrap=n_bootstrap,
+                            n_a=np.shape(bits["XA"])[1], n_b=np.shape(bits["XB"])[1])
+
+
+def composed_bits(model, palette, composed: dict, batch_size: int = 64) -> dict:
+    """{"XA": n_x×n_a, ...} bits of every composed image under an ar model (scoring.bits_per_image)."""
+    from ..scoring import bits_per_image
+
+    out = {}
+    with torch.inference_mode():
+        for k in PAIRS:
+            images = np.asarray(composed[k])
+            flat = images.reshape(-1, *images.shape[2:])
+            out[k] = bits_per_image(model, palette.encode(flat), batch_size=batch_size).numpy().reshape(images.shape[:2])
+    return out
+
+
+@dataclass
+class LikelihoodResult:
+    """The likelihood association test on one model: `row` its numbers (layer "bits", p_holm =
+    p_value: one test, nothing to adjust), `baseline` the same on a random-weight copy (None when
+    not run)."""
+    row: BiasRow
+    baseline: BiasRow | None
+    bits: dict = field(repr=False)  # {"XA": n_x×n_a, ...}: each composed image's bits
+    baseline_bits: dict | None = field(default=None, repr=False)
+    n_permutations: int = 100_000
+    seed: int = 0
+    baseline_seed: int | None = 0
+    n_bootstrap: int = 2_000
+
+    @property
+    def table(self) -> list[BiasRow]:
+        return [self.row]
+
+    def to_dict(self) -> dict:
+        return {"test": "likelihood", "score": "s(x) = mean bits with B - mean bits with A",
+                "n_permutations": self.n_permutations, "seed": self.seed, "n_bootstrap": self.n_bootstrap,
+                "bootstrap": BOOTSTRAP, "table": [self.row.to_dict()],
+                "baseline": {"model": f"random weights, seed {self.baseline_seed}", "table": [self.baseline.to_dict()]}
+                if self.baseline else None}
+
+    def text(self) -> str:
+        text = f"likelihood test: {self.row.text()}"
+        if self.baseline:
+            text += f"; random-weight copy: {self.baseline.text()}"
+        return text
+
+
+def _likelihood_row(bits: dict, **kw) -> BiasRow:
+    r = likelihood_association(bits, **kw)
+    return BiasRow.of("bits", r, p_holm=r.p_value)
+
+
+def likelihood_test(checkpoint, composed: dict, *, n_permutations: int = 100_000, seed: int = 0,
+                    baseline: bool = True, baseline_seed: int = 0, n_bootstrap: int = 2_000,
+                    batch_size: int = 64) -> LikelihoodResult:
+    """The likelihood association test on `checkpoint` (an ar Checkpoint). `composed` = {"XA":
+    uint8 n_x×n_a×H×W×C (target i of X with attribute j of A), "XB", "YA", "YB"}, e.g.
+    `scenes.TestSets(...).composed()` or `compose_halves`. Every image is scored once by the model
+    (and once by a random-weight copy when `baseline`)."""
+    _check_test_options(n_permutations, seed, n_bootstrap)
+    if checkpoint.config.objective != "ar":
+        raise ValueError(f"the likelihood test needs an ar model: {BERT_SKIP}; use bias_test (iEAT) instead")
+    check_sets(checkpoint, composed, PAIRS)
+    for k in PAIRS:
+        if np.ndim(composed[k]) != 5:
+            raise ValueError(f"composed[{k!r}] must be targets × attributes × H×W×C, got shape {np.shape(composed[k])}")
+    likelihood_scores({k: np.zeros(np.shape(composed[k])[:2]) for k in PAIRS})  # the sizes agree
+    kw = dict(n_permutations=n_permutations, seed=seed, n_bootstrap=n_bootstrap)
+    bits = composed_bits(checkpoint.model, checkpoint.palette, composed, batch_size)
+    base_bits = None
+    if baseline:
+        rand = random_model(checkpoint.config, baseline_seed).to(checkpoint.model.device)
+        base_bits = composed_bits(rand, checkpoint.palette, composed, batch_size)
+    return LikelihoodResult(row=_likelihood_row(bits, **kw), baseline=_likelihood_row(base_bits, **kw) if baseline
+                            else None, bits=bits, baseline_bits=base_bits, n_permutations=n_permutations, seed=seed,
+                            baseline_seed=baseline_seed if baseline else None, n_bootstrap=n_bootstrap)

@@ -1,0 +1,229 @@
+"""The statistics of the bias tests: the Image Embedding Association Test (iEAT, Steed & Caliskan,
+FAccT 2021) on embeddings, its permutation test and bootstrap interval, and Holm's adjustment.
+
+Definitions follow iEAT/WEAT/SEAT exactly, so numbers are comparable with published tables:
+
+- s(w, A, B) = mean_a cos(w, a) - mean_b cos(w, b)
+- statistic  = sum_{x in X} s(x, A, B) - sum_{y in Y} s(y, A, B)
+- effect size d = (mean_X s - mean_Y s) / std_{X u Y}(s), sample standard deviation (ddof = 1)
+- one-sided p-value: the share of re-partitions (X_i, Y_i) of X u Y, with |X_i| = |X| and
+  |Y_i| = |Y|, whose statistic is >= the observed one. Exact (every partition, the observed one
+  included) when there are at most `n_permutations` partitions; otherwise `n_permutations` seeded
+  random partitions and p = (1 + count) / (1 + draws). (iEAT's own sampler is unseeded.)
+
+Picking "the most biased layer" is multiple testing: `embedding.ieat_per_layer` adds Holm-Bonferroni
+adjusted p-values across layers (`holm`).
+
+Confidence interval for d (`bootstrap_ci`): a stratified percentile bootstrap. Each of
+`n_bootstrap` seeded resamples draws |X| scores from s_X and |Y| from s_Y with replacement (the
+attribute sets, and so each score's definition, held fixed) and recomputes d; the interval is the
+(1 - confidence)/2 and (1 + confidence)/2 quantiles of those d (numpy's linear interpolation).
+Resamples whose scores are all equal (d undefined) are dropped.
+
+Every test's numbers end in a `BiasRow`: one layer of iEAT, or the one row of the likelihood test.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from .. import validate
+from ..tables import aligned_text, html_table
+
+# Partition sums that differ by less than this (relative to sum |s|) are ties: the same partition
+# summed in another order can differ in the last bits, and it must still count as ">= observed".
+_TIE_TOLERANCE = 1e-10
+_CHUNK = 20_000  # partitions scored per numpy block: bounds memory at any n_permutations
+
+
+@dataclass
+class IEATResult:
+    statistic: float  # sum_X s - sum_Y s
+    effect_size: float  # d (nan when every s is equal)
+    p_value: float  # one-sided: X more associated with A (and Y with B) than chance
+    n_permutations: int  # partitions enumerated (exact) or random partitions drawn (sampled)
+    exact: bool
+    n_x: int = 0
+    n_y: int = 0
+    n_a: int = 0
+    n_b: int = 0
+    ci_low: float = float("nan")  # bootstrap interval for d (see bootstrap_ci)
+    ci_high: float = float("nan")
+
+
+def _unit_rows(name: str, m) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    if m.ndim != 2 or len(m) == 0:
+        raise ValueError(f"{name} must be a non-empty 2-D array of embeddings (rows), got shape {m.shape}")
+    norms = np.linalg.norm(m, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise ValueError(f"{name} holds an all-zero embedding: its cosine similarity is undefined")
+    return m / norms
+
+
+def association(W, A, B) -> np.ndarray:
+    """s(w, A, B) for every row w of W: mean cosine to A minus mean cosine to B."""
+    W, A, B = _unit_rows("W", W), _unit_rows("A", A), _unit_rows("B", B)
+    return (W @ A.T).mean(1) - (W @ B.T).mean(1)
+
+
+def n_partitions(n_x: int, n_y: int) -> int:
+    """How many ways X u Y splits into sets of sizes |X|, |Y| (the observed split included)."""
+    return math.comb(n_x + n_y, n_x)
+
+
+def smallest_p_value(n_x: int, n_y: int) -> float:
+    """The smallest p-value an exact permutation test on sets of these sizes can give."""
+    return 1 / n_partitions(n_x, n_y)
+
+
+def _count_at_least(s: np.ndarray, index_blocks, threshold: float) -> int:
+    """How many index sets (rows of each block) have a sum of s >= threshold."""
+    return sum(int((s[block].sum(1) >= threshold).sum()) for block in index_blocks)
+
+
+def _all_subsets(n: int, k: int):
+    """Every k-subset of range(n), as int arrays of at most _CHUNK rows."""
+    combos = itertools.combinations(range(n), k)
+    while True:
+        flat = np.fromiter(itertools.chain.from_iterable(itertools.islice(combos, _CHUNK)), dtype=np.intp)
+        if flat.size == 0:
+            return
+        yield flat.reshape(-1, k)
+
+
+def _random_subsets(n: int, k: int, draws: int, rng: np.random.Generator):
+    """`draws` uniformly random k-subsets of range(n) (independent draws, as iEAT samples)."""
+    for start in range(0, draws, _CHUNK):
+        rows = min(_CHUNK, draws - start)
+        # argsort of uniform keys is a uniform random permutation; its first k entries a random subset
+        yield rng.random((rows, n)).argsort(1)[:, :k]
+
+
+def bootstrap_ci(s_x, s_y, *, n_bootstrap: int = 2_000, confidence: float = 0.95, seed: int = 0
+                 ) -> tuple[float, float]:
+    """Stratified percentile bootstrap interval for d = (mean s_x - mean s_y) / std(s_x u s_y, ddof=1):
+    resample s_x and s_y separately, with replacement, `n_bootstrap` times (seeded). (nan, nan)
+    when n_bootstrap is 0 or no resample has a defined d."""
+    s_x, s_y = np.asarray(s_x, dtype=np.float64), np.asarray(s_y, dtype=np.float64)
+    if n_bootstrap < 1 or len(s_x) + len(s_y) < 3:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    bx = s_x[rng.integers(0, len(s_x), (n_bootstrap, len(s_x)))]
+    by = s_y[rng.integers(0, len(s_y), (n_bootstrap, len(s_y)))]
+    std = np.concatenate([bx, by], axis=1).std(axis=1, ddof=1)
+    ok = std > 0
+    if not ok.any():
+        return float("nan"), float("nan")
+    d = (bx.mean(1) - by.mean(1))[ok] / std[ok]
+    low, high = np.quantile(d, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(low), float(high)
+
+
+BOOTSTRAP = "stratified percentile bootstrap over targets (X and Y resampled separately), 95%"
+
+
+def _check_test_options(n_permutations, seed, n_bootstrap) -> None:
+    """The options every test takes, checked before any model runs (the messages the CLI gives)."""
+    validate.integer("n_permutations", n_permutations, low=1)
+    validate.seed("seed", seed)
+    validate.integer("n_bootstrap", n_bootstrap, low=0)
+
+
+def permutation_test(s_x, s_y, *, n_permutations: int = 100_000, seed: int = 0, n_bootstrap: int = 2_000,
+                     n_a: int = 0, n_b: int = 0) -> IEATResult:
+    """The statistic, d, one-sided permutation p-value and bootstrap interval of iEAT (see the module
+    docstring) from the association scores of the targets, s_x and s_y; ieat and the likelihood
+    test both end here."""
+    _check_test_options(n_permutations, seed, n_bootstrap)
+    s_x, s_y = np.asarray(s_x, dtype=np.float64), np.asarray(s_y, dtype=np.float64)
+    n_x, n_y = len(s_x), len(s_y)
+    s = np.concatenate([s_x, s_y])
+    statistic = float(s_x.sum() - s_y.sum())
+    std = s.std(ddof=1)
+    effect_size = float((s_x.mean() - s_y.mean()) / std) if std > 0 else float("nan")
+
+    # statistic(X_i) = 2 sum_{X_i} s - sum s, so comparing the sums over X_i is the same test
+    threshold = s_x.sum() - _TIE_TOLERANCE * np.abs(s).sum()
+    total = n_partitions(n_x, n_y)
+    if total <= n_permutations:
+        count = _count_at_least(s, _all_subsets(n_x + n_y, n_x), threshold)
+        p_value, used, exact = count / total, total, True
+    else:
+        rng = np.random.default_rng(seed)
+        count = _count_at_least(s, _random_subsets(n_x + n_y, n_x, n_permutations, rng), threshold)
+        p_value, used, exact = (1 + count) / (1 + n_permutations), n_permutations, False
+    low, high = bootstrap_ci(s_x, s_y, n_bootstrap=n_bootstrap, seed=seed)
+    return IEATResult(statistic=statistic, effect_size=effect_size, p_value=float(p_value), n_permutations=used,
+                      exact=exact, n_x=n_x, n_y=n_y, n_a=n_a, n_b=n_b, ci_low=low, ci_high=high)
+
+
+def ieat(X, Y, A, B, *, n_permutations: int = 100_000, seed: int = 0, n_bootstrap: int = 2_000) -> IEATResult:
+    """The iEAT/WEAT test on four sets of embeddings (rows): targets X, Y; attributes A, B."""
+    X, Y, A, B = (_unit_rows(name, m) for name, m in dict(X=X, Y=Y, A=A, B=B).items())
+    widths = {name: m.shape[1] for name, m in dict(X=X, Y=Y, A=A, B=B).items()}
+    if len(set(widths.values())) > 1:
+        raise ValueError(f"the four sets must have the same embedding width, got {widths}")
+    s_x, s_y = ((W @ A.T).mean(1) - (W @ B.T).mean(1) for W in (X, Y))  # unit rows: cosines are dot products
+    return permutation_test(s_x, s_y, n_permutations=n_permutations, seed=seed, n_bootstrap=n_bootstrap,
+                            n_a=len(A), n_b=len(B))
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values, in the input order: the i-th smallest p times (m - i + 1),
+    made non-decreasing along the sorted order and capped at 1. Reject where adjusted p < alpha."""
+    p = np.asarray(p_values, dtype=np.float64)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    scaled = np.minimum(1.0, p[order] * (m - np.arange(m)))
+    adjusted = np.empty(m)
+    adjusted[order] = np.maximum.accumulate(scaled)
+    return adjusted
+
+
+@dataclass
+class BiasRow:
+    """One test's numbers: iEAT on one layer (`p_holm` adjusted across the layers), or the likelihood
+    test (layer "bits", p_holm = p_value: one test, nothing to adjust). `to_dict()` is the row of the
+    JSON tables (`igpt-lite bias --json`, bias_table.json)."""
+    layer: str
+    effect_size: float  # d
+    p_value: float  # one-sided permutation p
+    p_holm: float
+    ci_low: float  # bootstrap interval for d
+    ci_high: float
+    statistic: float
+    n_permutations: int
+    exact: bool
+    n_x: int
+    n_y: int
+    n_a: int
+    n_b: int
+
+    @classmethod
+    def of(cls, layer: str, result: IEATResult, p_holm: float) -> "BiasRow":
+        """`result`'s numbers as the row of `layer`."""
+        same = {f.name: getattr(result, f.name) for f in fields(cls) if f.name not in ("layer", "p_holm")}
+        return cls(layer=layer, p_holm=float(p_holm), **same)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def text(self) -> str:
+        return f"d {self.effect_size:.2f} (95% CI {self.ci_low:.2f} to {self.ci_high:.2f}), p {self.p_value:.2g}"
+
+
+TEXT_COLUMNS = ("layer", "effect_size", "ci_low", "ci_high", "p_value", "p_holm", "n_permutations")
+
+
+def rows_text(rows: list[BiasRow]) -> str:
+    """The rows as an aligned table, one line each (the columns a reader needs; the rest is in to_dict)."""
+    return aligned_text([r.to_dict() for r in rows], TEXT_COLUMNS)
+
+
+def rows_html(rows: list[BiasRow]) -> str:
+    """The rows as an HTML table (a notebook's view of a result)."""
+    return html_table([r.to_dict() for r in rows], (*TEXT_COLUMNS, "exact"))
