@@ -2,10 +2,11 @@
 #   make app    run the Streamlit app on the bundled models
 #   make test   run every test (slow ones included; GPU-only tests skip themselves without CUDA)
 #   make notebooks   executed HTML copies of notebooks/*.ipynb in build/notebooks/ (FAST=1: their quick mode)
+#   make docs        the documentation site in build/site/ (mkdocs build --strict)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: app test test-fast bench notebooks
+.PHONY: app test test-fast bench notebooks docs
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -40,3 +41,8 @@ notebooks: $(VENV)/.installed
 			--ExecutePreprocessor.timeout=1800 --output-dir build/notebooks "$$nb" || exit 1; \
 		echo "$$nb: $$(( $$(date +%s) - start )) s"; \
 	done
+
+# The documentation site (docs/, mkdocs.yml: Material theme, API pages from the docstrings by
+# mkdocstrings) in build/site/; strict: a broken link or anchor, or a page left out of the nav, fails.
+docs: $(VENV)/.installed
+	$(BIN)/mkdocs build --strict
