@@ -10,8 +10,7 @@ BIN := $(VENV)/bin
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
-	$(BIN)/pip install -q -r requirements-dev.txt 2>&1 | grep -v "is ignored: it is neither" || true
-	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/pip install -q -r requirements.txt 2>&1 | grep -v "is ignored: it is neither" || true
 	$(BIN)/python -c "import igpt_lite.model, torch, streamlit, transformers"
 	@# headless Chromium renders figures and app pages to PNG (docs, and the tests that look at them)
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \

@@ -1,4 +1,4 @@
-"""Time the iEAT permutation test at the sizes issue 6 names: ~50 embeddings of width 1,000,
+"""Time the iEAT permutation test at the sizes the bias experiment uses: ~50 embeddings of width 1,000,
 exact enumeration of 12,870 partitions (8 + 8 targets) and 100,000 sampled partitions (25 + 25).
 
     OMP_NUM_THREADS=1 python benchmarks/bias.py

@@ -1,6 +1,6 @@
 """Linear-probe speed: features of every layer (one pass) and a probe per layer (C search
 included) for a model on its dataset, next to a bare forward pass of the same model over the
-same images. Targets (issue 4): extraction within 1.2x of the bare forward; fitting every layer's
+same images. Targets: extraction within 1.2x of the bare forward; fitting every layer's
 probe under 30 s on 2 cores. Baselines (random weights, pixels) are not timed here.
 
     OMP_NUM_THREADS=2 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 \\

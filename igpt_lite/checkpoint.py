@@ -23,19 +23,35 @@ from .history import History
 from .model import GPT, GPTConfig
 from .model_card import ModelSummary
 from .palette import Palette
-from .storage import occupied, write_folder_atomically
+from .storage import bundled_models_dir, occupied, write_folder_atomically
 
 FORMAT = "igpt-lite/1"
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
+BUNDLED_DIR = bundled_models_dir()
 USER_DIR = Path(os.environ.get("IGPT_LITE_MODELS", Path.home() / ".cache" / "igpt-lite" / "models"))
 
 
 @dataclass
 class Checkpoint:
+    """A trained model with everything needed to use it: the GPT, its palette (pixels <-> tokens),
+    what it was trained on (`meta`: dataset, resolution, training history) and where it lives.
+
+    Example::
+
+        ck = load_checkpoint("mnist")
+        tokens = ck.palette.encode(images)          # uint8 N×H×W×C at ck.image_shape -> long N×T
+        logits = ck.model(ck.model.image_inputs(tokens))
+    """
+
     model: GPT
     palette: Palette
     meta: dict = field(default_factory=dict)  # dataset, resolution, training history, ...
     path: Path | None = None
+
+    def __repr__(self) -> str:
+        cfg, name = self.config, self.path.name if self.path else "unsaved"
+        return (f"Checkpoint({name!r}: {cfg.n_layer} layers × {cfg.n_embd}, {cfg.height}×{cfg.width}×"
+                f"{self.palette.channels}, {self.palette.n_colors} colours, {cfg.objective}, "
+                f"{self.model.num_params() / 1e6:.2f}M parameters)")
 
     @property
     def config(self) -> GPTConfig:
@@ -97,6 +113,14 @@ def _write_checkpoint_files(folder: Path, model: GPT, palette: Palette, meta: di
 
 def save_checkpoint(path: str | Path, model: GPT, palette: Palette, meta: dict | None = None,
                     overwrite: bool = False) -> Path:
+    """Write `model`, `palette` and `meta` as a checkpoint folder (model.safetensors, config.json,
+    palette.json; no pickle) and return its path. The folder appears whole or not at all; an existing
+    one is refused unless `overwrite`, which replaces only the checkpoint's own files.
+
+    Example::
+
+        save_checkpoint("runs/mine", ck.model, ck.palette, {"dataset": "mnist"})
+    """
     path = Path(path)
     if occupied(path) and not overwrite:
         raise FileExistsError(f"{path} already exists; choose another path or pass overwrite=True")
@@ -165,6 +189,15 @@ META_INIT_ABOVE = 100_000_000  # block weights (12·layers·width²) above which
 
 
 def load_checkpoint(path_or_name: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Load a checkpoint folder, a training run folder (its latest complete step) or a model by name
+    (bundled, or yours in $IGPT_LITE_MODELS) as a `Checkpoint` in eval mode on `device`. Damaged files
+    get a message naming the file.
+
+    Example::
+
+        ck = load_checkpoint("mnist")                 # or "runs/digits", or "runs/digits/step-000500"
+        ck.summary().card()                           # the model card `igpt-lite info` prints
+    """
     path = resolve(path_or_name)
     cfg_file, weights_file, palette_file = path / "config.json", path / "model.safetensors", path / "palette.json"
     try:

@@ -12,9 +12,10 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
-from . import checkpoint, data
-from .arguments import VerbResult, check_outputs
+from . import __version__, checkpoint, data
+from .arguments import VerbResult, check_outputs, count
 from .tables import key_value_text
 from .attention import cli as attention_cli
 from .bias import cli as bias_cli
@@ -65,13 +66,42 @@ def _add_info(sub) -> list:
     return [p]
 
 
+def app_script() -> Path:
+    """The Streamlit app's main.py: shipped inside the installed package, or app/ of a checkout."""
+    installed = Path(__file__).resolve().parent / "app" / "main.py"
+    return installed if installed.is_file() else Path(__file__).resolve().parents[1] / "app" / "main.py"
+
+
+def cmd_app(args):
+    """Replace this process with `streamlit run` on the app (Ctrl-C stops it)."""
+    try:
+        import streamlit  # noqa: F401
+    except ImportError:
+        raise ValueError("the app needs its extra: pip install 'igpt-lite[app]'") from None
+    os.execv(sys.executable, [sys.executable, "-m", "streamlit", "run", str(app_script()),
+                              "--server.address", args.host, "--server.port", str(args.port),
+                              "--server.headless", "true", "--server.maxUploadSize", "20",
+                              "--browser.gatherUsageStats", "false"])
+
+
+def _add_app(sub) -> list:
+    p = sub.add_parser("app", help="start the Streamlit app (bundled models, your own, imported ones)",
+                       description="Serves the app until Ctrl-C. It listens on this machine only unless --host "
+                       "says otherwise (0.0.0.0: every interface, so others on your network can open it).")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=count(1, 65535), default=8501, help="port (default: %(default)s)")
+    p.set_defaults(func=cmd_app)
+    return []  # it serves; it has no result to print
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="igpt-lite", description="A compact Image GPT.")
+    parser.add_argument("--version", action="version", version=f"igpt-lite {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True)
     runnable = []  # each capability adds its verbs, in the order `igpt-lite --help` lists them
     for add_parsers in (palette_cli.add_parsers, train_cli.add_parsers, sample_cli.add_parsers, bias_cli.add_parsers,
                         probe_cli.add_parsers, attention_cli.add_parsers, _add_info, interop_cli.add_parsers,
-                        data_cli.add_parsers):
+                        data_cli.add_parsers, _add_app):
         runnable += add_parsers(sub)
     for p in runnable:  # --json on every verb that runs (data's: on its sub-commands, where argparse reads the flags)
         p.add_argument("--json", action="store_true", help="print one JSON object on stdout")

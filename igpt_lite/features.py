@@ -124,7 +124,13 @@ def extract_features(model: GPT, tokens: torch.Tensor, layers: list[str] | None 
     """{layer: float32 N×d} features of every requested layer, from one forward pass per batch.
 
     layers: names as `parse_layers` reads them; None means embed and every block
-    (ln_f only when asked for). cache_dir: read and write the features there (.npz, no pickle)."""
+    (ln_f only when asked for). cache_dir: read and write the features there (.npz, no pickle).
+
+    Example::
+
+        feats = extract_features(ck.model, ck.palette.encode(images), ["blocks.2", "ln_f"])
+        feats["blocks.2"].shape                       # (N, n_embd)
+    """
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
     if pool not in POOLS:

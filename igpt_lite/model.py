@@ -29,6 +29,16 @@ OBJECTIVES = ("ar", "bert")
 
 @dataclass
 class GPTConfig:
+    """The shape of a model: palette size, image height and width, layers, heads, width, MLP ratio,
+    objective ("ar" or "bert"), norm ("layer" or "rms") and activation. `preset(name, ...)` builds
+    the paper's sizes and the CPU ones.
+
+    Example::
+
+        cfg = GPTConfig(n_colors=8, height=8, width=8, n_layer=4, n_head=4, n_embd=64)
+        model = GPT(cfg)
+    """
+
     n_colors: int = 16
     height: int = 8
     width: int = 8
@@ -193,6 +203,18 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
+    """The one model class: a pre-layer-norm GPT-2 decoder over raster-order palette tokens, with a
+    learned start token and positions and an untied head over the colours (ours and the official
+    iGPT weights imported by `interop.load_hf`). `run_with_cache` returns every layer's activations by
+    name (`blocks.3.resid_post`, ...), the one activation cache.
+
+    Example::
+
+        model = GPT(GPTConfig(n_colors=8, height=8, width=8))
+        logits = model(model.image_inputs(tokens))    # tokens: long N×64 -> N×64×8
+        logits, cache = model.run_with_cache(model.image_inputs(tokens))
+    """
+
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.config = cfg

@@ -5,7 +5,31 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from importlib import resources
 from pathlib import Path
+
+import platformdirs
+
+# the repository root when igpt_lite runs from a checkout (site-packages when it is installed)
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def in_checkout() -> bool:
+    """Whether igpt_lite runs from a source checkout (not from an installed wheel)."""
+    return (CHECKOUT / "pyproject.toml").is_file() and (CHECKOUT / "data").is_dir()
+
+
+def bundled_models_dir() -> Path:
+    """The bundled models: package data of the installed wheel (igpt_lite/models), else data/models/
+    of a checkout."""
+    installed = Path(str(resources.files("igpt_lite") / "models"))
+    return installed if installed.is_dir() else CHECKOUT / "data" / "models"
+
+
+def default_data_root() -> Path:
+    """Where the datasets you bring live unless $IGPT_LITE_DATA or --root says otherwise: data/datasets/
+    in a checkout, else the platform's folder for a user's data (never inside the installed package)."""
+    return CHECKOUT / "data" / "datasets" if in_checkout() else Path(platformdirs.user_data_dir("igpt-lite")) / "datasets"
 
 
 def cache_root() -> Path:

@@ -1,4 +1,4 @@
-"""The controlled bias experiment (issues 6 and 15): pretrain one model on "figures" scenes where men
+"""The controlled bias experiment: pretrain one model on "figures" scenes where men
 stand with career props and women with domestic ones at rate p = 0.5 (no association) and one at
 p = 0.9, then test both, and a random-weight copy of each, on held-out sets drawn for each
 `--test-seeds` seed (scenes.TestSets):

@@ -1,4 +1,4 @@
-"""Issue 16: does a CPU-sized iGPT show the paper's depth curve (probe accuracy rising to a peak in
+"""Does a CPU-sized iGPT show the paper's depth curve (probe accuracy rising to a peak in
 the middle layers, then falling at the last ones)? Probes every saved checkpoint of a training run
 on all images of its dataset (linear probe with C chosen on validation, and DINO's kNN read-out),
 with the random-weight and pixel baselines, then writes one table row per run and its charts.
@@ -31,7 +31,7 @@ SETTINGS = {
 }
 # shipped models probed again with today's probe (trained rows only: no run folder, no baselines)
 MODELS = {
-    "mnist-canvas (bundled)": ("mnist-canvas", "mnist-canvas", "the bundled 4 layers × 128, 1000 steps (issue 4)"),
+    "mnist-canvas (bundled)": ("mnist-canvas", "mnist-canvas", "the bundled 4 layers × 128, 1000 steps"),
     "mnist (bundled)": ("mnist", "mnist", "the bundled 6 layers × 128 on 28×28 MNIST, 1500 steps"),
     "shapes (bundled)": ("shapes", "shapes", "the bundled 4 layers × 128 on 16×16 coloured shapes, 1500 steps"),
 }

@@ -1,4 +1,4 @@
-"""The probe experiments of issue 4: where does a small iGPT's best layer beat raw pixels and a
+"""The probe experiments: where does a small iGPT's best layer beat raw pixels and a
 random-weight copy of itself, and does probe quality rise with training?
 
 Each setting is one `igpt-lite probe` call (the command is printed and kept in the report); the

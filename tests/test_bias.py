@@ -346,7 +346,7 @@ def test_bias_experiment_script_runs_on_a_tiny_budget(tmp_path):
     assert again["table"] == table + table and again["null"]["likelihood"]["n"] == 2 * 4 * 10
 
 
-# ---- bootstrap interval, likelihood test, baselines (issue 15) ----
+# ---- bootstrap interval, likelihood test, baselines ----
 
 def test_bootstrap_ci_is_the_percentile_interval_of_d_over_stratified_resamples(rng):
     s_x, s_y = rng.normal(1, 1, 7), rng.normal(0, 1, 5)
@@ -553,7 +553,7 @@ def test_bias_test_pools_over_masks_and_runs_the_random_baseline(scene_ck):
         bias.bias_test(scene_ck, sets, masks={**masks, "A": masks["A"][:2]})
 
 
-# ---- typed rows and the one flow (issue 21) ----
+# ---- typed rows and the one flow ----
 
 def test_bias_rows_are_typed_and_keep_the_json_row(rng):
     X, Y, A, B = _sets(rng, (4, 4, 3, 3))

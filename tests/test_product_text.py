@@ -1,5 +1,5 @@
-"""The product says what is true of the code now: no numbered development notes ("session 5",
-"issue 16") in README, docs, the library, the app, the notebooks or the tests."""
+"""The product says what is true of the code now: no numbered development notes (a session or an
+issue by its number) in README, docs, the library, the app, the notebooks or the tests."""
 import re
 from pathlib import Path
 

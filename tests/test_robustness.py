@@ -1,4 +1,4 @@
-"""Nothing lost, no tracebacks (issue 17).
+"""Nothing lost, no tracebacks.
 
 The tables below are what a user types and the line igpt-lite answers: each row is the command
 (or library call), the exit code (2: refused, nothing done; 0: it works) and a fragment of the

@@ -170,7 +170,13 @@ def attention_maps(model: GPT, tokens, pixel) -> AttentionMaps:
 def attend(checkpoint, image: np.ndarray, pixel) -> AttentionMaps:
     """Attention from `pixel` = (row, col) of one uint8 H×W×C image (the model's size), for a
     Checkpoint: the image is encoded with the checkpoint's palette, and the result carries the
-    quantised image, so plots.attention_grid / attention_rollout_figure draw it directly."""
+    quantised image, so attention.attention_grid / attention_rollout_figure draw it directly.
+
+    Example::
+
+        att = attend(load_checkpoint("mnist"), image, pixel=(14, 10))
+        att.maps.shape, att.rollout.shape              # per layer and head; one map through all layers
+    """
     cfg, palette = checkpoint.config, checkpoint.palette
     image = checkpoint.check_images(image, one=True)
     tokens = palette.encode(image[None])

@@ -113,7 +113,14 @@ def bias_test(checkpoint, sets: dict, *, layers=None, norm: str = "layernorm", n
     with `masks` ({"X": bool N×H×W, ...}) pooled over the chosen positions only (e.g.
     `scenes.TestSets.prop_side()`: where the prop stands or would stand).
     `baseline`: the same test on a random-weight copy (`model.random_model`, seed `baseline_seed`).
-    Each row carries a bootstrap interval for d (see `stats.bootstrap_ci`)."""
+    Each row carries a bootstrap interval for d (see `stats.bootstrap_ci`).
+
+    Example::
+
+        sets = scenes.make_test_sets(50, seed=1)        # {"X": men, "Y": women, "A": career, "B": domestic}
+        result = bias_test(load_checkpoint("figures-p90"), sets)
+        print(result.text())
+    """
     from ..features import extract_features, parse_layers
     _check_test_options(n_permutations, seed, n_bootstrap)
     check_sets(checkpoint, sets, SET_NAMES)

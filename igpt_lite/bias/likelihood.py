@@ -102,7 +102,14 @@ def likelihood_test(checkpoint, composed: dict, *, n_permutations: int = 100_000
     """The likelihood association test on `checkpoint` (an ar Checkpoint). `composed` = {"XA":
     uint8 n_x×n_a×H×W×C (target i of X with attribute j of A), "XB", "YA", "YB"}, e.g.
     `scenes.TestSets(...).composed()` or `compose_halves`. Every image is scored once by the model
-    (and once by a random-weight copy when `baseline`)."""
+    (and once by a random-weight copy when `baseline`).
+
+    Example::
+
+        composed = scenes.TestSets(16, seed=1).composed(n_targets=16, n_attributes=6)
+        result = likelihood_test(load_checkpoint("figures-p90"), composed)
+        print(result.text())
+    """
     _check_test_options(n_permutations, seed, n_bootstrap)
     if checkpoint.config.objective != "ar":
         raise ValueError(f"the likelihood test needs an ar model: {BERT_SKIP}; use bias_test (iEAT) instead")

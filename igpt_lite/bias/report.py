@@ -100,7 +100,7 @@ def run(checkpoint, sets: dict, *, compose: str = "rows", composed: dict | None 
     (ar models) scores each target composed with each attribute: `composed` where given (e.g.
     scenes.TestSets.composed()), else `compose_sets(sets, compose)` ("rows" or "columns"; "none"
     skips it). Then iEAT on every layer (`layers`, default all) with `extraction`'s norm (its crop is
-    the loader's: load_ieat_folders(crop=EXTRACTIONS[extraction]["crop"])). Both use `seed` for
+    the loader's: `load_ieat_folders(crop=EXTRACTIONS[extraction]["crop"])`). Both use `seed` for
     their permutations and, with `baseline`, for their random-weight copy."""
     if extraction not in EXTRACTIONS:
         raise ValueError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {extraction!r}")

@@ -95,7 +95,13 @@ def read_image(source, channels: int = 3, background: tuple[int, int, int] = (25
     EXIF orientation is applied; 16-bit and float grey images are scaled to 0–255 (not clipped);
     transparency is composited over `background` (white); colour is converted to grey (PIL's
     ITU-R 601 luma) or RGB as `channels` says. Files that are not images, truncated files and
-    images of more than MAX_IMAGE_PIXELS pixels raise ValueError naming the file."""
+    images of more than MAX_IMAGE_PIXELS pixels raise ValueError naming the file.
+
+    Example::
+
+        img = read_image("photo.jpg", channels=3)       # uint8 H×W×3, EXIF-rotated
+        small = prepare_image(img, 32)                 # centre square crop, resized to 32×32
+    """
     return _open_image(source, channels, background)[0]
 
 

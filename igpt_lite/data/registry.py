@@ -16,18 +16,27 @@ import numpy as np
 
 from .. import validate
 from . import embedded, formats
+from ..storage import default_data_root
 from .images import image_classes, resize, to_channels
 
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # embedded and folder datasets
 VAL_FRACTION = 0.1  # of a real dataset's official training split, held out as val
-DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "data" / "datasets"
+DEFAULT_ROOT = default_data_root()
 FOLDER = "folder:"
 FOLDER_RESOLUTION = 32  # folder images come in any size: centre-cropped and resized to this by default
 
 
 @dataclass
 class Dataset:
+    """One split of a dataset as plain arrays: uint8 images N×H×W×C, int labels N, class names.
+
+    Example::
+
+        test = load_dataset("mnist", "test", resolution=28, limit=100)
+        test.images.shape, test.labels[:5], test.class_names[:3]
+    """
+
     name: str
     images: np.ndarray  # uint8 N×H×W×C
     labels: np.ndarray  # int64 N
@@ -35,6 +44,10 @@ class Dataset:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def __repr__(self) -> str:
+        shape = "×".join(str(s) for s in self.images.shape[1:])
+        return f"Dataset({self.name!r}: {len(self)} images {shape}, {len(self.class_names) or 'no'} classes)"
 
     @property
     def resolution(self) -> tuple[int, int]:
@@ -83,8 +96,8 @@ def check_dataset_name(name: str) -> str:
 
 
 def data_root(root=None) -> Path:
-    """The folder real datasets are read from: `root`, else $IGPT_LITE_DATA, else data/datasets/ in
-    this repository (beside the bundled models in data/models/)."""
+    """The folder real datasets are read from: `root`, else $IGPT_LITE_DATA, else data/datasets/ in a
+    checkout, else the platform's user data folder (`storage.default_data_root`)."""
     return Path(root or os.environ.get("IGPT_LITE_DATA") or DEFAULT_ROOT).expanduser()
 
 
@@ -175,7 +188,13 @@ def load_dataset(name: str, split: str = "train", resolution: int | None = None,
     80/10/10 (`split_indices`). Real datasets (formats.DATASETS) are read from `data_root(root)`:
     test is the official test split, train/val a hold-out of the official training split
     (`holdout_indices`); stl10 also has `unlabeled`, memory-mapped (a np.memmap at its own size
-    and channels, so that it is never read whole into RAM)."""
+    and channels, so that it is never read whole into RAM).
+
+    Example::
+
+        train = load_dataset("digits", "train")
+        cifar = load_dataset("cifar10", "test", resolution=32, root="~/datasets")
+    """
     if limit is not None:
         validate.integer("limit", limit, low=1)
     if name.startswith(FOLDER):

@@ -190,7 +190,13 @@ def load_hf(path: str | Path, dtype: torch.dtype = torch.float32) -> Checkpoint:
     """A Checkpoint (our GPT + Palette, eval mode) from a saved transformers ImageGPT folder.
 
     Outputs equal transformers' ImageGPTForCausalImageModeling on the same token ids (start token
-    = n_colors), and `checkpoint.palette.encode` gives ImageGPTImageProcessor's token ids."""
+    = n_colors), and `checkpoint.palette.encode` gives ImageGPTImageProcessor's token ids.
+
+    Example::
+
+        ck = load_hf("imagegpt-small/")              # a folder saved by transformers' save_pretrained
+        save_checkpoint("models/imagegpt-small", ck.model, ck.palette, ck.meta)
+    """
     folder = Path(path)
     if not (folder / "config.json").exists():
         raise FileNotFoundError(f"{folder / 'config.json'}: missing; expected a folder saved by transformers' "

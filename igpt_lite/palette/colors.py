@@ -31,7 +31,14 @@ def as_nhwc(images: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Palette:
-    """k colour centres (k × C float32, C = 1 grey or 3 RGB) in [-1, 1]."""
+    """k colour centres (k × C float32, C = 1 grey or 3 RGB) in [-1, 1].
+
+    Example::
+
+        palette = Palette.fit(train.images, 16)
+        tokens = palette.encode(images)                # uint8 N×H×W×C -> long N×(H·W)
+        back = palette.decode(tokens, 28, 28)
+    """
 
     centers: np.ndarray
 

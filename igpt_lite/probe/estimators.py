@@ -72,7 +72,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
     scratch, so the chosen model is exactly scikit-learn's LogisticRegression(C=C_) on the
     transformed training features. A single C needs no validation split.
 
-    Why whiten (issue 16): standardised layer-normed features are nearly collinear (condition
+    Why whiten: standardised layer-normed features are nearly collinear (condition
     number ~1e14 on mnist-canvas), so lbfgs crawled: with 1000 iterations most fits at C >= 10 had
     not converged and their validation accuracy was ~9 points below the converged value, which
     took ~5000 iterations. Whitened (`Whitener`, dropping the null directions), every C converged
@@ -85,7 +85,13 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
 
     After fit: C_, Cs_ (the grid, sorted), whitened_ (the chosen preprocessing), val_scores_ (one
     per C in Cs_, of the chosen preprocessing), scaler_, whitener_ (None when not whitened),
-    classifier_, classes_, n_features_in_, converged_, n_iter_."""
+    classifier_, classes_, n_features_in_, converged_, n_iter_.
+
+    Example::
+
+        probe = LinearProbe().fit(X_train, y_train, X_val=X_val, y_val=y_val)   # C chosen on validation
+        probe.score(X_test, y_test)
+    """
 
     def __init__(self, Cs=DEFAULT_CS, max_iter: int = DEFAULT_MAX_ITER, tol: float = 1e-4, whiten=True,
                  rcond: float = WHITEN_RCOND):
@@ -170,7 +176,12 @@ class KNNProbe(ClassifierMixin, BaseEstimator):
     is chosen on validation: fit only stores the normalised training features.
 
     After fit: classes_ (sorted labels), X_ (normalised training features), y_ (their class
-    indices), n_features_in_."""
+    indices), n_features_in_.
+
+    Example::
+
+        KNNProbe(k=20).fit(X_train, y_train).score(X_test, y_test)
+    """
 
     def __init__(self, k: int = 20, temperature: float = 0.07, batch_size: int = 256):
         self.k = k
@@ -227,7 +238,14 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
 
         Pipeline([("features", FeatureExtractor("mnist", "blocks.3")), ("probe", LinearProbe(Cs=[0.1]))])
 
-    After fit: checkpoint_ (the Checkpoint), layer_ (the layer's canonical name)."""
+    After fit: checkpoint_ (the Checkpoint), layer_ (the layer's canonical name).
+
+    Example::
+
+        from sklearn.pipeline import make_pipeline
+        pipe = make_pipeline(FeatureExtractor(ck, "blocks.3"), LinearProbe(Cs=[1.0]))
+        pipe.fit(train.images, train.labels).score(test.images, test.labels)
+    """
 
     def __init__(self, checkpoint, layer: str, norm: str = "layernorm", pool: str = "mean",
                  batch_size: int = 64, cache_dir=None):

@@ -160,7 +160,13 @@ def probe_report(checkpoint, dataset: str | None = None, *, limit: int | None = 
 
     reuse=False skips stored reports (to remake one). Without `compute` and with nothing stored,
     LookupError says why (none stored, or the stored one is stale and how). on_step(done, total):
-    progress while computing."""
+    progress while computing.
+
+    Example::
+
+        report = probe_report("mnist")                 # shipped, cached or computed
+        report.table.summary().text()
+    """
     ck = as_checkpoint(checkpoint)
     name = ck.dataset_name(dataset)
     settings = _settings(limit, norm, pool, Cs, max_iter, seed)

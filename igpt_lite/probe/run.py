@@ -173,7 +173,14 @@ def probe_model(checkpoint, dataset: str | None = None, *, layers=None, limit: i
     One table: the trained model's rows, then the random-weight model's, then pixels and palette.
     layers: default every layer, embed to ln_f (checked before any data is loaded). Features: one
     pass per split for all layers, cached in `cache_dir` (None: not cached).
-    on_step(done, total): progress, called after each split's features and each set of probes."""
+    on_step(done, total): progress, called after each split's features and each set of probes.
+
+    Example::
+
+        table = probe_model("mnist", limit=500)
+        table.best()                                   # the layer best on validation, its test accuracy
+        print(table.text())
+    """
     ck = as_checkpoint(checkpoint)
     name = ck.dataset_name(dataset)
     layers = parse_layers(ck.model, layers)

@@ -123,7 +123,14 @@ class Completions:
 
 def complete_images(model: GPT, palette: Palette, images: np.ndarray, keep_rows: int, n_samples: int = 1,
                     **kwargs) -> Completions:
-    """`complete` from uint8 images (N×H×W×C, the model's size) to a Completions result."""
+    """`complete` from uint8 images (N×H×W×C, the model's size) to a Completions result.
+
+    Example::
+
+        ck = load_checkpoint("mnist")
+        done = complete_images(ck.model, ck.palette, images, keep_rows=14, n_samples=4, seed=0)
+        done.images.shape                             # N × 4 × 28 × 28 × 1
+    """
     cfg = model.config
     images = validate.images(images, cfg.height, cfg.width, palette.channels)
     tokens = palette.encode(images)

@@ -28,7 +28,7 @@ RECIPES = {
                           eval_every=100, eval_images=256, save_every=100, keep_checkpoints=0),
     ),
     # the same data and schedule with 4 layers instead of 6 (0.9M parameters), for the < 1 s completion
-    # target of issue 3: 8 completions in 0.87 s vs 1.47 s for mnist (2 threads, benchmarks/sampling.py)
+    # target: 8 completions in 0.87 s vs 1.47 s for mnist (2 threads, benchmarks/sampling.py)
     "mnist-small": dict(
         dataset="mnist",
         model=GPTConfig(n_colors=8, height=28, width=28, n_layer=4, n_head=4, n_embd=128),
@@ -43,9 +43,9 @@ RECIPES = {
                           eval_every=100, eval_images=256, save_every=100, keep_checkpoints=0),
     ),
     # MNIST digits (16×16) at random places on a 32×32 canvas, 8 grey levels, 4 layers × 128 (0.93M
-    # parameters): the probe experiments' setting where raw pixels are weak (issue 4)
+    # parameters): the probe experiments' setting where raw pixels are weak
     "mnist-canvas": _canvas(n_layer=4, n_embd=128, steps=1000),
-    # Issue 16's experiments, not shipped: a search for a probe curve that peaks in the middle layers
+    # The depth experiments (docs/experiments/depth.md), not shipped: a search for a probe curve that peaks in the middle layers
     # and falls at the last ones, as iGPT-S's does (docs/probes/depth.md). None did.
     # The mnist-canvas data with a deeper, narrower model, 8 layers × 64 (0.47M parameters), one
     # thread: 2.0 s a step alone, up to 7 s beside the other jobs on this 2-core machine. The run of

@@ -11,6 +11,15 @@ from .. import validate
 
 @dataclass
 class TrainConfig:
+    """How to train: steps, batch size and accumulation, AdamW's learning rate (warm-up then cosine to
+    `min_lr`), evaluation and checkpoint intervals, seed, device, and the distributed and memory options.
+
+    Example::
+
+        model, palette, history = pretrain("digits", "runs/digits", model_cfg=preset("small"),
+                                           train_cfg=TrainConfig(steps=500))
+    """
+
     steps: int = 1000
     batch_size: int = 32
     grad_accum: int = 1

@@ -214,7 +214,14 @@ def pretrain(dataset: str, out_dir, *, model_cfg: GPTConfig, train_cfg: TrainCon
 
     token_cache: train from the split encoded once and kept on disk (`tokens.encoded_split`, a
     uint16 memmap read a batch at a time); False encodes it in memory, as long ids, every run.
-    root: where real datasets live (`data.data_root`)."""
+    root: where real datasets live (`data.data_root`).
+
+    Example::
+
+        model, palette, history = pretrain("digits", "runs/digits", model_cfg=preset("small", n_colors=8),
+                                           train_cfg=TrainConfig(steps=500))
+        history.last.val_bpd
+    """
     from ..data import load_dataset
 
     side = validate.square_side(model_cfg.height, model_cfg.width)  # datasets are loaded square
