@@ -526,5 +526,5 @@ def test_cli_probe_umap(digits_ckpt, capsys):
 def test_cli_probe_help_shows_the_default_grid():
     probe_parser = build_parser()._subparsers._group_actions[0].choices["probe"]
     (action,) = [a for a in probe_parser._actions if "--C" in a.option_strings]
-    assert f"{DEFAULT_CS[0]:.0e} ... {DEFAULT_CS[-1]:.0e}" in action.help and "1e-05 ... 1e+05" in action.help
+    assert f"from {DEFAULT_CS[0]:.0e} to {DEFAULT_CS[-1]:.0e}" in action.help and "1e-05 to 1e+05" in action.help
     assert f"{len(DEFAULT_CS)} values" in action.help
