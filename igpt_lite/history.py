@@ -67,3 +67,10 @@ class History:
 
     def __getitem__(self, i):
         return History(self.points[i]) if isinstance(i, slice) else self.points[i]
+
+    def __repr__(self) -> str:
+        last = self.last
+        if last is None:
+            return "History(no evaluation yet)"
+        val = "not evaluated" if last.val_bpd is None else f"val {last.val_bpd:.4g} bits/dim"
+        return f"History({len(self)} evaluations; step {last.step}: {val})"

@@ -51,3 +51,6 @@ class ModelSummary:
     def to_dict(self) -> dict:
         """The `igpt-lite info --json` object: the history as the rows checkpoints keep."""
         return {**vars(self), "history": self.history.to_records()}
+
+    def __repr__(self) -> str:
+        return f"ModelSummary({self.name!r}, {self.source}, {self.parameters / 1e6:.2f}M parameters, dataset {self.dataset})"

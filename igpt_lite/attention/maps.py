@@ -52,6 +52,11 @@ class AttentionMaps:
                 "head_mean_start": lst(self.head_mean_start), "rollout": lst(self.rollout),
                 "rollout_start": self.rollout_start, "visible": lst(self.visible), "image": lst(self.image)}
 
+    def __repr__(self) -> str:
+        layers, heads, h, w = self.maps.shape
+        return f"AttentionMaps(pixel {self.pixel}, {layers} layers × {heads} heads, {h}×{w}, {self.objective})"
+
+
 
 @dataclass
 class AttentionSummary:

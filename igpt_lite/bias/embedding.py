@@ -76,6 +76,12 @@ class BiasResult:
             html += "<p>random-weight copy</p>" + rows_html(self.baseline_table)
         return html
 
+    def __repr__(self) -> str:
+        low = min(self.table, key=lambda r: r.p_holm) if self.table else None
+        most = f"; smallest Holm p {low.p_holm:.3g} at {low.layer} (d {low.effect_size:.2f})" if low else ""
+        return f"BiasResult(iEAT on {len(self.table)} layers, n per set {self.n_per_set}{most})"
+
+
 
 @torch.inference_mode()
 def _masked_mean_features(model, tokens, layers, norm: str, masks: np.ndarray, batch_size: int) -> dict:

@@ -90,6 +90,10 @@ class LikelihoodResult:
             text += f"; random-weight copy: {self.baseline.text()}"
         return text
 
+    def __repr__(self) -> str:
+        return f"LikelihoodResult({self.text()})"
+
+
 
 def _likelihood_row(bits: dict, **kw) -> BiasRow:
     r = likelihood_association(bits, **kw)

@@ -91,6 +91,10 @@ class BiasReport:
     def _repr_html_(self) -> str:
         return f"<p>{self.likelihood_text()}</p>" + self.ieat._repr_html_()
 
+    def __repr__(self) -> str:
+        return f"BiasReport({self.model}: {self.likelihood_text()}; {self.ieat!r})"
+
+
 
 def run(checkpoint, sets: dict, *, compose: str = "rows", composed: dict | None = None, layers=None,
         extraction: str = "ours", n_permutations: int = 100_000, seed: int = 0, baseline: bool = True,

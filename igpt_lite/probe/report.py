@@ -104,6 +104,10 @@ class ProbeReport:
         text = json.dumps(self.to_dict(), indent=1, default=_json_scalar)
         return write_file_atomically(path, lambda tmp: tmp.write_text(text))
 
+    def __repr__(self) -> str:
+        return f"ProbeReport({self.source}, {self.dataset}, limit {self.settings.get('limit')}: {self.table!r})"
+
+
 
 def _json_scalar(x):
     if isinstance(x, np.generic):

@@ -227,3 +227,11 @@ class ProbeTable:
     def _repr_html_(self) -> str:
         return html_table(self.to_records(), TEXT_COLUMNS)
 
+    def __repr__(self) -> str:
+        kinds = ", ".join(dict.fromkeys(r.kind for r in self.rows))
+        try:
+            best = self.best()
+            headline = f"; best on validation {best.layer}, test {100 * best.test_acc:.1f}%"
+        except ValueError:  # no trained rows
+            headline = ""
+        return f"ProbeTable({len(self.rows)} rows: {kinds}{headline})"

@@ -120,6 +120,12 @@ class Completions:
     seed: int
     seconds: float  # sampling time
 
+    def __repr__(self) -> str:
+        n, s, h, w, c = self.images.shape
+        return (f"Completions({n} images × {s} samples, {h}×{w}×{c}, top {self.keep_rows} rows kept, "
+                f"seed {self.seed}, {self.seconds:.2f} s)")
+
+
 
 def complete_images(model: GPT, palette: Palette, images: np.ndarray, keep_rows: int, n_samples: int = 1,
                     **kwargs) -> Completions:
