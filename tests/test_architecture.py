@@ -103,18 +103,3 @@ def test_no_module_is_over_400_lines(module):
     lines = len(path.read_text().splitlines())
     assert lines <= 420, f"{module} has {lines} lines: split it by sub-capability"
 
-
-def test_result_objects_print_short():
-    """A result in a notebook cell or a log reads in one line, not as its arrays (3,600 characters)."""
-    import numpy as np
-
-    from igpt_lite.checkpoint import load_checkpoint
-    from igpt_lite.probe import probe_report
-    from igpt_lite.sample import complete_images
-
-    ck = load_checkpoint("mnist-small")
-    images = np.zeros((2, 28, 28, 1), dtype=np.uint8)
-    done = complete_images(ck.model, ck.palette, images, keep_rows=27, n_samples=1)
-    for result in (done, probe_report("mnist"), ck.summary(), ck.summary().history):
-        assert len(repr(result)) < 200 and "\n" not in repr(result), repr(result)[:300]
-    assert repr(done).startswith("Completions(2 images × 1 samples, 28×28×1, top 27 rows kept")

@@ -3,9 +3,13 @@ import inspect
 import subprocess
 import sys
 
+import numpy as np
+
 import igpt_lite as ig
 from igpt_lite.checkpoint import load_checkpoint
 from igpt_lite.data import load_dataset
+from igpt_lite.probe import probe_report
+from igpt_lite.sample import complete_images
 
 
 def test_import_is_light_and_every_public_name_resolves():
@@ -29,3 +33,13 @@ def test_short_reprs_name_what_a_user_holds():
                         f"{ck.model.num_params() / 1e6:.2f}M parameters)")
     ds = load_dataset("mnist", "test", resolution=28, limit=4)
     assert repr(ds) == "Dataset('mnist': 4 images 28×28×1, 10 classes)"
+
+
+def test_result_objects_print_short():
+    """A result in a notebook cell or a log reads in one line, not as its arrays (3,600 characters)."""
+    ck = load_checkpoint("mnist-small")
+    images = np.zeros((2, 28, 28, 1), dtype=np.uint8)
+    done = complete_images(ck.model, ck.palette, images, keep_rows=27, n_samples=1)
+    for result in (done, probe_report("mnist"), ck.summary(), ck.summary().history):
+        assert len(repr(result)) < 200 and "\n" not in repr(result), repr(result)[:300]
+    assert repr(done).startswith("Completions(2 images × 1 samples, 28×28×1, top 27 rows kept")
