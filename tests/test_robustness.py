@@ -372,3 +372,20 @@ def test_a_stale_lock_is_taken_over_and_the_run_folder_is_checked_first(tmp_path
     pretrain("digits", out, model_cfg=tiny_config(height=8, width=8), train_cfg=cfg, progress=False)
     assert [p.name for p in step_dirs(out)] == ["step-000001", "step-000002"]
     assert (out / ".lock").read_text() == ""  # released
+
+
+def test_a_lock_planted_as_a_symlink_is_refused_and_its_target_left_alone(tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("the user's notes")
+    out = tmp_path / "runs" / "shared"
+    out.mkdir(parents=True)
+    (out / ".lock").symlink_to(notes)
+    assert main([*TRAIN, "--out", str(out), "--steps", "5"]) == 2
+    err = capsys.readouterr().err
+    assert ".lock is a symbolic link; a run folder's lock must be a plain file" in err, err
+    assert notes.read_text() == "the user's notes" and not step_dirs(out)
+    os.mkfifo(out / "fifo-lock")
+    (out / ".lock").unlink()
+    os.rename(out / "fifo-lock", out / ".lock")  # not a file at all: refused without blocking on it
+    assert main([*TRAIN, "--out", str(out), "--steps", "5"]) == 2
+    assert ".lock is not a plain file" in capsys.readouterr().err

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import sys
 import time
 from contextlib import contextmanager
@@ -39,10 +40,17 @@ def run_lock(out_dir):
     created = not out_dir.exists()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        # never through a link: a .lock planted as a symlink would make us truncate the file it names
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     except OSError as e:
+        if path.is_symlink():
+            raise FileExistsError(f"{path} is a symbolic link; a run folder's lock must be a plain file (it is "
+                                  "written): remove the link, or choose another output folder (--out)") from None
         raise PermissionError(f"cannot write the run folder {out_dir} ({e.strerror}); choose another "
                               "output folder (--out)") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FileExistsError(f"{path} is not a plain file; remove it, or choose another output folder (--out)")
     with os.fdopen(fd, "r+") as f:
         try:
             import fcntl
