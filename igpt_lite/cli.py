@@ -12,7 +12,6 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from . import __version__, checkpoint, data
 from .arguments import VerbResult, check_outputs, count
@@ -26,6 +25,7 @@ from .model import PRESETS
 from .palette import cli as palette_cli
 from .probe import cli as probe_cli
 from .sample import cli as sample_cli
+from .storage import app_main
 from .train import cli as train_cli
 
 
@@ -66,19 +66,13 @@ def _add_info(sub) -> list:
     return [p]
 
 
-def app_script() -> Path:
-    """The Streamlit app's main.py: shipped inside the installed package, or app/ of a checkout."""
-    installed = Path(__file__).resolve().parent / "app" / "main.py"
-    return installed if installed.is_file() else Path(__file__).resolve().parents[1] / "app" / "main.py"
-
-
 def cmd_app(args):
     """Replace this process with `streamlit run` on the app (Ctrl-C stops it)."""
     try:
         import streamlit  # noqa: F401
     except ImportError:
         raise ValueError("the app needs its extra: pip install 'igpt-lite[app]'") from None
-    os.execv(sys.executable, [sys.executable, "-m", "streamlit", "run", str(app_script()),
+    os.execv(sys.executable, [sys.executable, "-m", "streamlit", "run", str(app_main()),
                               "--server.address", args.host, "--server.port", str(args.port),
                               "--server.headless", "true", "--server.maxUploadSize", "20",
                               "--browser.gatherUsageStats", "false"])

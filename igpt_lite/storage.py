@@ -26,6 +26,13 @@ def bundled_models_dir() -> Path:
     return installed if installed.is_dir() else CHECKOUT / "data" / "models"
 
 
+def app_main() -> Path:
+    """The Streamlit app's main.py: package data of the installed wheel (igpt_lite/app), else app/ of a
+    checkout."""
+    installed = Path(str(resources.files("igpt_lite") / "app" / "main.py"))
+    return installed if installed.is_file() else CHECKOUT / "app" / "main.py"
+
+
 def default_data_root() -> Path:
     """Where the datasets you bring live unless $IGPT_LITE_DATA or --root says otherwise: data/datasets/
     in a checkout, else the platform's folder for a user's data (never inside the installed package)."""

@@ -44,7 +44,6 @@ def cmd_bias(args) -> BiasRun:
     return BiasRun(report, html)
 
 
-
 def add_parsers(sub) -> list:
     """Add this capability's verbs to the `igpt-lite` parser; return the parsers that run (they take --json)."""
     p = sub.add_parser("bias", help="iEAT bias test per layer on four folders of images",
