@@ -1,4 +1,5 @@
-"""Linear and kNN probes of every layer: estimators, tables, reports, projections, figures and the `probe` verb."""
+"""Linear and kNN probes of every layer, and the logit lens: estimators, tables, reports, projections,
+figures and the `probe` and `lens` verbs."""
 from .estimators import (  # noqa: F401
     DEFAULT_CS,
     DEFAULT_MAX_ITER,
@@ -38,6 +39,7 @@ from .report import (  # noqa: F401
     load_probe_report,
     probe_report,
 )
+from .lens import LENS_FORMAT, LENS_FILE, LENS_LIMIT, LensRow, LensCurve, lens_bits, fit_tuned_lens, logit_lens  # noqa: F401
 from .figures import (  # noqa: F401
     probe_depth_chart,
     probe_checkpoints_chart,

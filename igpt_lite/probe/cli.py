@@ -1,4 +1,4 @@
-"""`igpt-lite probe`: a linear probe of every layer, with baselines."""
+"""`igpt-lite probe`: a linear probe of every layer, with baselines; `igpt-lite lens`: the logit lens of every layer."""
 from __future__ import annotations
 
 import time
@@ -9,6 +9,7 @@ from ..arguments import SEED, count, data_args, model_arg, overwrite_arg, positi
 from ..figures import figures_html
 from .estimators import DEFAULT_CS
 from .figures import probe_depth_chart, umap_scatter
+from .lens import LENS_LIMIT, LensCurve, logit_lens
 from .projection import LayerMap, layer_umap
 from .run import probe_model
 from .table import ProbeTable
@@ -70,6 +71,30 @@ def cmd_probe(args) -> ProbeRun:
                     pool=args.pool, Cs=Cs, seed=args.seed, seconds=seconds, table=table, umap=umap, html=html)
 
 
+def cmd_lens(args) -> LensCurve:
+    ck = checkpoint.load_checkpoint(args.model)
+    return logit_lens(ck, ck.dataset_name(args.data), limit=args.limit, tuned=not args.plain, reuse=not args.again,
+                      root=args.root)
+
+
+def _add_lens(sub):
+    p = sub.add_parser("lens", help="logit lens: bits/dim of every layer read through the final norm and head",
+                       description="The logit lens: each layer's residual stream put through the model's final norm "
+                       "and head, as if the blocks above were skipped, scored in bits/dim on held-out (test) images; "
+                       "the last block's equals the model's own bits/dim. With the tuned lens (the default), each "
+                       "layer is first mapped by an affine map fitted by least squares on train images. The result "
+                       "is kept in the cache and reused.")
+    model_arg(p)
+    data_args(p)
+    p.add_argument("--limit", type=count(1), default=LENS_LIMIT,
+                   help="at most this many test images scored, and train images the tuned maps are fitted on "
+                        "(default: %(default)s)")
+    p.add_argument("--plain", action="store_true", help="the plain logit lens only (no tuned lens: half the time)")
+    p.add_argument("--again", action="store_true", help="compute again even if a stored result matches")
+    p.set_defaults(func=cmd_lens)
+    return p
+
+
 def add_parsers(sub) -> list:
     """Add this capability's verbs to the `igpt-lite` parser; return the parsers that run (they take --json)."""
     p = sub.add_parser("probe", help="linear probe of every layer, with baselines",
@@ -96,4 +121,4 @@ def add_parsers(sub) -> list:
     p.add_argument("--html", default=None, help="write the figures to this HTML file (default: no file)")
     overwrite_arg(p, "--html")
     p.set_defaults(func=cmd_probe)
-    return [sub.choices["probe"]]
+    return [sub.choices["probe"], _add_lens(sub)]
