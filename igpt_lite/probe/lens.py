@@ -38,7 +38,7 @@ from ..storage import write_file_atomically
 from ..tables import aligned_text
 from .estimators import as_checkpoint
 from .report import features_dir, model_hash
-from .run import load_split
+from .run import _counter, load_split
 
 LENS_FORMAT = "igpt-lite-lens/1"
 LENS_FILE = "lens.json"  # a lens shipped inside a checkpoint folder: data/models/<name>/lens.json
@@ -231,14 +231,7 @@ def logit_lens(checkpoint, dataset: str | None = None, *, limit: int | None = LE
     side = ck.square_side()
     splits = ["test"] + (["train"] if tuned else [])
     tokens = {s: load_split(name, s, ck.palette, side, limit, root)[1] for s in splits}
-    total = sum(math.ceil(len(t) / batch_size) for t in tokens.values())
-    done = 0
-
-    def tick():
-        nonlocal done
-        done += 1
-        if on_step is not None:
-            on_step(done, total)
+    tick = _counter(on_step, sum(math.ceil(len(t) / batch_size) for t in tokens.values()))
 
     layers = feature_layers(ck.model, final_norm=True)
     maps = fit_tuned_lens(ck.model, tokens["train"], batch_size=batch_size, tick=tick) if tuned else {}
