@@ -209,3 +209,54 @@ def test_bad_models_get_a_message_not_a_traceback(tmp_path, grey_palette, cache)
     (oblong / REPORT_FILE).write_text("not json")
     at = depth_page(path=oblong)
     assert any("not a readable probe report" in i.value for i in at.info) and at.button(key="depth_compute")
+
+
+# ---- the logit lens on the same page ----
+
+def chart_traces(at) -> list[str]:
+    """The names of the depth chart's curves."""
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    return [t.get("name") for t in spec["data"]]
+
+
+def test_the_logit_lens_is_computed_on_a_button_kept_and_drawn(digits_model, cache):
+    at = depth_page(path=digits_model)
+    assert not at.get("plotly_chart") and "depth_lens" in [b.key for b in at.button]
+    assert any(f"up to {probe.LENS_LIMIT} test images" in c.value for c in at.caption)
+    at.button(key="depth_lens").click().run()
+    assert not at.exception, at.exception
+    assert chart_traces(at) == ["logit lens, bits/dim (right axis)", "tuned lens, bits/dim (right axis)"]
+    stored = probe.logit_lens(digits_model, compute=False)
+    assert stored.source == "cached" and stored.n_images == 179  # digits has 179 test images, under LENS_LIMIT
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["data"][0]["y"] == pytest.approx([r.bits_per_dim for r in stored.rows])
+    at = depth_page(path=digits_model)  # a new session: read from disk, no button
+    assert "depth_lens" not in [b.key for b in at.button] and len(at.get("plotly_chart")) == 1
+    assert any("Kept on disk" in c.value for c in at.caption)
+
+
+LENS_SHIPPED = [n for n in SHIPPED if (BUNDLED_DIR / n / probe.LENS_FILE).exists()]
+
+
+@pytest.mark.skipif(not LENS_SHIPPED, reason="no logit lens shipped in data/models (scripts/depth_phases.py --ship)")
+def test_a_bundled_model_shows_its_shipped_lens_beside_the_probes():
+    name = "mnist-small" if "mnist-small" in LENS_SHIPPED else LENS_SHIPPED[0]
+    at = depth_page(label=f"{name} (bundled)")
+    assert "depth_lens" not in [b.key for b in at.button]
+    traces = chart_traces(at)
+    assert "trained" in traces and "logit lens, bits/dim (right axis)" in traces
+    shipped = json.loads((BUNDLED_DIR / name / probe.LENS_FILE).read_text())
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    lens = next(t for t in spec["data"] if t["name"] == "logit lens, bits/dim (right axis)")
+    assert lens["y"] == pytest.approx([r["bits_per_dim"] for r in shipped["rows"]])
+    assert any("Shipped with the model" in c.value for c in at.caption)
+
+
+def test_a_large_model_gets_fewer_images_and_the_expected_time_first(digits_model, cache, monkeypatch):
+    monkeypatch.setattr(probe, "forward_seconds", lambda model, n: 0.25 * n)  # a quarter second an image
+    at = depth_page(path=digits_model)
+    # 6 passes over n images per split and ~4 s a layer's probes must fit 180 s: 100 images (150 s + 16 s)
+    assert at.select_slider(key="depth_limit").value == 100
+    captions = " ".join(c.value for c in at.caption)
+    assert "up to 300 images of digits, then fits the probes: about 2 min here" in captions
+    assert "up to 100 test images" in captions and "about 50 s here" in captions  # the lens: 2 × 100 images

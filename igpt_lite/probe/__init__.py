@@ -39,7 +39,17 @@ from .report import (  # noqa: F401
     load_probe_report,
     probe_report,
 )
-from .lens import LENS_FORMAT, LENS_FILE, LENS_LIMIT, LensRow, LensCurve, lens_bits, fit_tuned_lens, logit_lens  # noqa: F401
+from .lens import (  # noqa: F401
+    LENS_FORMAT,
+    LENS_FILE,
+    LENS_LIMIT,
+    LensRow,
+    LensCurve,
+    lens_bits,
+    fit_tuned_lens,
+    logit_lens,
+    forward_seconds,
+)
 from .figures import (  # noqa: F401
     probe_depth_chart,
     probe_checkpoints_chart,

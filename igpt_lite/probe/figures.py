@@ -1,9 +1,10 @@
-"""Figures of probes: accuracy versus depth (with baselines), over training, against bits/dim,
-against a reference curve, and UMAP scatters of a layer."""
+"""Figures of probes: accuracy versus depth (with baselines and, on a second axis, the logit lens),
+over training, against bits/dim, against a reference curve, and UMAP scatters of a layer."""
 from __future__ import annotations
 
 import numpy as np
 
+from .lens import LensCurve
 from .table import ProbeRow, ProbeTable
 
 _BASELINE_STYLE = {"pixels": ("raw pixels", "#7f7f7f", "dash"), "palette": ("palette pixels", "#bcbd22", "dot")}
@@ -54,22 +55,41 @@ def _probe_layout(fig, table: ProbeTable, title: str, notes: list[str]):
     edge = sum(bool(r.C_at_edge) for r in table)
     if edge:
         notes = notes + [f"{edge} probe(s) chose a C at the edge of the grid: widen it"]
-    notes = [f"test accuracy ± standard error (n_test = {_n_test(table)}); C chosen on validation"] + notes
+    if len(table):  # a figure of the logit lens alone has no probe rows
+        notes = [f"test accuracy ± standard error (n_test = {_n_test(table)}); C chosen on validation"] + notes
     fig.update_layout(title=dict(text=f"{title}<br><sup>{'<br>'.join(notes)}</sup>", x=0.02, xanchor="left"),
                       xaxis=dict(title="layer", type="category", categoryorder="array",
-                                 categoryarray=table.layers()),
+                                 categoryarray=table.layers() or None),
                       yaxis=dict(title="linear probe accuracy (%)"), width=800, height=480 + 18 * len(notes),
                       margin=dict(t=70 + 18 * len(notes)), template="plotly_white",
                       legend=dict(orientation="h", y=-0.18))
     return fig
 
 
-def probe_depth_chart(table: ProbeTable, title: str = "Linear probe accuracy versus depth"):
+def _lens_curves(fig, lens: LensCurve):
+    """The logit lens (and the tuned lens, where fitted) in bits/dim on the right-hand axis."""
+    import plotly.graph_objects as go
+
+    curves = [("logit lens", "bits_per_dim", "solid")] + ([("tuned lens", "tuned_bits_per_dim", "dot")] if lens.tuned
+                                                           else [])
+    for name, col, dash in curves:
+        fig.add_trace(go.Scatter(
+            x=lens.layers(), y=[getattr(r, col) for r in lens.rows], name=f"{name}, bits/dim (right axis)",
+            yaxis="y2", mode="lines+markers", marker=dict(symbol="square"), legendrank=3,
+            line=dict(color="#ff7f0e", dash=dash, width=2.5),
+            hovertext=[f"{name}, {r.layer}: {getattr(r, col):.4f} bits/dim" for r in lens.rows], hoverinfo="text"))
+    fig.update_layout(yaxis2=dict(title="logit lens: bits/dim (lower: better)", overlaying="y", side="right",
+                                  showgrid=False, rangemode="tozero", tickmode="auto", tickformat=".2f"))
+
+
+def probe_depth_chart(table: ProbeTable, title: str = "Linear probe accuracy versus depth", lens: LensCurve | None = None):
     """Test accuracy per layer (error bars: its standard error) of the trained model, the same
     architecture with random weights, and raw / palette pixels as horizontal lines, from the rows
     of `probe.probe_model` (kind, layer, depth, test_acc, test_stderr, val_acc, train_acc, C).
     Tables over several checkpoints (a `step` column) show the latest step. Rows with the kNN
-    read-out (`knn_test_acc`, `knn_test_stderr`) add the trained model's kNN curve beside it."""
+    read-out (`knn_test_acc`, `knn_test_stderr`) add the trained model's kNN curve beside it.
+    `lens` (`probe.logit_lens`): the logit lens's bits/dim per layer on a second y axis, the paper's
+    second phase (next-pixel prediction) on the same depth axis as the first (features)."""
     import plotly.graph_objects as go
 
     trained = table.at_step().of("trained")
@@ -87,9 +107,14 @@ def probe_depth_chart(table: ProbeTable, title: str = "Linear probe accuracy ver
             error_y=dict(type="data", array=[100 * r.knn_test_stderr for r in knn], thickness=1),
             hovertext=[f"kNN, {r.layer}: test {100 * r.knn_test_acc:.1f} ± {100 * r.knn_test_stderr:.1f}%, "
                        f"val {100 * r.knn_val_acc:.1f}%" for r in knn], hoverinfo="text"))
-    fig = _probe_layout(fig, table, title, [])
+    notes = []
+    if lens is not None:
+        _lens_curves(fig, lens)
+        notes.append(f"logit lens: bits/dim on {lens.n_images} {lens.dataset} test images" +
+                     (f", tuned maps fitted on {lens.n_train} train images" if lens.tuned else ""))
+    fig = _probe_layout(fig, table, title, notes)
     if knn:
-        fig.update_yaxes(title="probe accuracy (%): logistic regression and kNN")
+        fig.update_layout(yaxis_title="probe accuracy (%): logistic regression and kNN")
     return fig
 
 
