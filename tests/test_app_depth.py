@@ -255,8 +255,8 @@ def test_a_bundled_model_shows_its_shipped_lens_beside_the_probes():
 def test_a_large_model_gets_fewer_images_and_the_expected_time_first(digits_model, cache, monkeypatch):
     monkeypatch.setattr(probe, "forward_seconds", lambda model, n: 0.25 * n)  # a quarter second an image
     at = depth_page(path=digits_model)
-    # 6 passes over n images per split and ~4 s a layer's probes must fit 180 s: 100 images (150 s + 16 s)
+    # 6 passes over n images per split and 4 s a layer's probes must fit 180 s: 100 images (150 s + 16 s)
     assert at.select_slider(key="depth_limit").value == 100
     captions = " ".join(c.value for c in at.caption)
-    assert "up to 300 images of digits, then fits the probes: about 2 min here" in captions
+    assert "up to 300 images of digits, then fits the probes: about 3 min here" in captions
     assert "up to 100 test images" in captions and "about 50 s here" in captions  # the lens: 2 × 100 images
