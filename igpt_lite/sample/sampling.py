@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .. import validate
+from ..memory import check_memory
 from ..model import GPT
 from ..palette import Palette
 
@@ -55,6 +56,7 @@ def generate(model: GPT, prompt: torch.Tensor, *, temperature: float = 1.0, top_
     if prompt.numel() and (prompt.min() < 0 or prompt.max() >= cfg.n_colors):
         raise ValueError(f"prompt tokens must lie in [0, {cfg.n_colors})")
     n, p = prompt.shape
+    check_memory(cfg, "sample", n, device=model.device)  # sample --n 10⁹: refused before the tokens are allocated
     gen = torch.Generator(device=model.device).manual_seed(seed)
     out = torch.empty(n, T, dtype=torch.long, device=model.device)
     out[:, :p] = prompt
