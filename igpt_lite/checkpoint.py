@@ -283,7 +283,7 @@ def _source(path: Path | None, meta: dict) -> str:
 def summarize(ck: Checkpoint) -> ModelSummary:
     """A checkpoint's size, images, palette, objective, data and training history."""
     meta = ck.meta
-    training = meta.get("training", {})
+    training = meta.get("training") or {}  # null: none recorded
     history = History.from_records(training.get("history"))
     name = meta.get("name") or (ck.path.name if ck.path else "unsaved")
     if ck.path is not None and ck.path.name.startswith("step-"):

@@ -64,6 +64,10 @@ def read_set_files(files: list, counts: list[int], res: int, channels: int, budg
             for k, n, end in zip(bias.SET_NAMES, counts, ends)}
 
 
+def read_zip(files: list, res: int, channels: int, budget) -> data.ImageSets:
+    return data.read_image_sets_zip(files[0], res, channels, budget=budget)
+
+
 def uploaded_sets(res: int, channels: int) -> dict | None:
     """The user's four sets as model inputs, or None (with a message in the page saying what to do)."""
     how = st.radio("Upload as", UPLOAD_HOW, horizontal=True, key="bias_upload_how")
@@ -86,8 +90,7 @@ def uploaded_sets(res: int, channels: int) -> dict | None:
             if upload is None:
                 st.info("Upload a zip with four folders X/, Y/, A/, B/, each holding that set's images.")
                 return None
-            found = parse_upload("bias_zip", upload, lambda files, res, channels, budget: data.read_image_sets_zip(files[0], res, channels, budget=budget),
-                                 res, channels)
+            found = parse_upload("bias_zip", upload, read_zip, res, channels)
             folders, ignored = found.sets, found.ignored
     except ValueError as e:
         st.error(f"{escape_markdown(e)}.")
@@ -95,7 +98,7 @@ def uploaded_sets(res: int, channels: int) -> dict | None:
     if ignored:
         st.caption(f"Left out (not inside X/, Y/, A/ or B/): {escape_markdown(', '.join(ignored))}")
     for note in filter(None, (f.conversion_note(channels) for f in folders.values())):
-        st.caption(note)
+        st.caption(escape_markdown(note))
     try:
         bias.check_target_sizes(len(folders["X"].images), len(folders["Y"].images), ALPHA)
     except ValueError as e:

@@ -101,6 +101,7 @@ def complete(model: GPT, tokens: torch.Tensor, keep_rows: int, n_samples: int = 
     validate.integer("n_samples", n_samples, 1)
     tokens = torch.as_tensor(tokens, dtype=torch.long)
     model._check_tokens(tokens)
+    check_memory(cfg, "sample", len(tokens) * n_samples, device=model.device)  # before the prompts are repeated
     prompt = tokens[:, : keep_rows * cfg.width].repeat_interleave(n_samples, dim=0)
     return generate(model, prompt, **kwargs).view(len(tokens), n_samples, cfg.block_size)
 
