@@ -242,8 +242,8 @@ def load_checkpoint(path_or_name: str | Path, device: str | torch.device = "cpu"
     check_finite(state, weights_file)
     held, wanted = sum(t.numel() for t in state.values()), parameter_count(config)
     if held != wanted:  # before building the model: a config that is not these weights' is not built at all
-        raise ValueError(f"{weights_file}: holds {held:,} weights but {cfg_file} describes a model of {wanted:,}: "
-                         "config and weights come from different models")
+        raise ValueError(f"{weights_file}: weights do not match {cfg_file} (it holds {held:,} weights, the config "
+                         f"describes {wanted:,}): config and weights come from different models")
     # The loaded weights replace the random ones (assign=True). Random init costs ~7 ns a weight on
     # CPU; skipping it by building on the meta device imports torch._dynamo (~1.3 s, once a process),
     # which pays only for big models (iGPT-M/L), not for the app's first page of a small one.
