@@ -6,15 +6,20 @@ Nothing here computes: it parses the sidebar, calls igpt_lite, and shows the res
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from igpt_lite import checkpoint as ckpt
 from igpt_lite import data
 
 TYPE_A_PATH = "a folder on this machine…"
+# Streamlit caps each file (.streamlit/config.toml, maxUploadSize: 20 MB); these cap a set of uploads
+UPLOAD_TOTAL_MB = 40  # all the files of one uploader (or of the four sets of the bias page) together
+UPLOAD_PIXELS = 100_000_000  # pixels decoded for one upload, all its images together
 DEFAULT_MODEL = "mnist-small"  # the fastest bundled model to sample from
 
 
@@ -61,10 +66,10 @@ def model_sidebar() -> None:
         ck = load_model(path)
     except (OSError, ValueError) as e:  # missing, unreadable (permissions), damaged or mismatched files
         st.session_state["checkpoint_path"] = None
-        st.sidebar.error(f"Cannot load this model: {e}")
+        st.sidebar.error(f"Cannot load this model: {escape_markdown(e)}")
         return
     with st.sidebar.expander("Model card", expanded=False):
-        st.markdown("\n".join(f"- **{k}**: {v}" for k, v in ck.summary().card()))
+        st.markdown("\n".join(f"- **{k}**: {escape_markdown(v)}" for k, v in ck.summary().card()))
 
 
 def current_checkpoint() -> ckpt.Checkpoint:
@@ -89,3 +94,43 @@ def current_dataset(ck: ckpt.Checkpoint) -> str:
     named = ck.meta.get("dataset")
     why = f"{named!r} is not available here" if named else "this model names no dataset"
     return st.sidebar.selectbox(f"Images from ({why})", data.available_datasets(), key="dataset")
+
+
+def parse_upload(slot: str, files, parse, *args):
+    """parse(files, *args, budget) for the files of one upload (an UploadedFile, a list, or None
+    entries to skip), run once per uploaded bytes and arguments: kept in this session's state under
+    `slot` (one result a slot, its error too), so a widget change redraws without decoding again.
+    Refused before parsing (ValueError): more than UPLOAD_TOTAL_MB in all; the files are then dropped
+    from the server's memory. `budget` is a data.PixelBudget of UPLOAD_PIXELS for parse to spend."""
+    files = [f for f in (files if isinstance(files, list) else [files]) if f is not None]
+    total = sum(f.size for f in files)
+    if total > UPLOAD_TOTAL_MB * 1e6:
+        ctx = get_script_run_ctx()
+        for f in files:  # nothing of a refused upload is kept
+            ctx.uploaded_file_mgr.remove_file(ctx.session_id, f.file_id)
+        st.session_state.pop(f"upload:{slot}", None)
+        raise ValueError(f"these {len(files)} file{'s' if len(files) > 1 else ''} hold {total / 1e6:.1f} MB in all, "
+                         f"more than the {UPLOAD_TOTAL_MB} MB accepted at once: the model sees each image at a few "
+                         "dozen pixels a side, so downscale them or upload fewer")
+    h = hashlib.sha256(repr(args).encode())
+    for f in files:
+        h.update(hashlib.sha256(f.getvalue()).digest())
+    kept = st.session_state.get(f"upload:{slot}")
+    if kept is None or kept[0] != h.hexdigest():
+        try:
+            result = parse(files, *args, data.PixelBudget(UPLOAD_PIXELS))
+        except ValueError as e:
+            result = e
+        kept = st.session_state[f"upload:{slot}"] = (h.hexdigest(), result)
+    if isinstance(kept[1], ValueError):
+        raise kept[1]
+    return kept[1]
+
+
+def escape_markdown(text) -> str:
+    """Text from outside (file and folder names, messages that quote them) shown in Markdown as
+    itself: `![t](http://...)` is not an image the viewer's browser fetches, `[a](b)` or a bare
+    https://... not a link, `*a*` not emphasis. (The characters that start none of these are left
+    alone, so a message reads the same in the page source.)"""
+    out = "".join("\\" + c if c in "\\`*_[]<>!~$|" else c for c in str(text))
+    return out.replace("://", ":\\/\\/").replace("www.", "www\\.")

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from . import validate
 from .history import History
+from .memory import check_memory, parameter_count
 from .model import GPT, GPTConfig
 from .model_card import ModelSummary
 from .palette import Palette
@@ -185,6 +186,27 @@ def resolve(path_or_name: str | Path) -> Path:
     raise FileNotFoundError(f"{p / 'config.json'}: missing; {p} is neither a checkpoint nor a training run folder")
 
 
+def read_config(path: str | Path) -> tuple[GPTConfig, dict]:
+    """(the model config, the rest of the metadata) of the checkpoint folder `path`, from its
+    config.json, every field checked (validate.model_config, validate.checkpoint_meta); a damaged
+    file gets a ValueError naming it and the field. Reads no weights."""
+    cfg_file = Path(path) / "config.json"
+    try:
+        meta = json.loads(cfg_file.read_text())
+        if not isinstance(meta, dict):
+            raise ValueError(f"expected a JSON object, got a {type(meta).__name__}")
+        if meta.get("model_type") == "imagegpt":
+            raise FileNotFoundError(f"{path} is a Hugging Face ImageGPT folder, not an igpt-lite checkpoint: "
+                                    f"convert it once with `igpt-lite import-hf {path}`")
+        if "model" not in meta:
+            raise ValueError('no "model" settings')
+        config = GPTConfig.from_dict(validate.model_config(meta.pop("model")))
+        validate.checkpoint_meta(meta)
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as e:
+        raise ValueError(f"{cfg_file}: not a valid igpt-lite config ({e}); the checkpoint is damaged, re-save it") from e
+    return config, meta
+
+
 META_INIT_ABOVE = 100_000_000  # block weights (12·layers·width²) above which load_checkpoint skips random init
 
 
@@ -200,16 +222,11 @@ def load_checkpoint(path_or_name: str | Path, device: str | torch.device = "cpu"
     """
     path = resolve(path_or_name)
     cfg_file, weights_file, palette_file = path / "config.json", path / "model.safetensors", path / "palette.json"
-    try:
-        meta = json.loads(cfg_file.read_text())
-        if not isinstance(meta, dict):
-            raise ValueError(f"expected a JSON object, got a {type(meta).__name__}")
-        if meta.get("model_type") == "imagegpt":
-            raise FileNotFoundError(f"{path} is a Hugging Face ImageGPT folder, not an igpt-lite checkpoint: "
-                                    f"convert it once with `igpt-lite import-hf {path}`")
-        config = GPTConfig.from_dict(validate.model_config(meta.pop("model")))
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{cfg_file}: not a valid igpt-lite config ({e}); the checkpoint is damaged, re-save it") from e
+    config, meta = read_config(path)
+    try:  # before a byte of weights is read: a config of 10⁸ layers is refused, not built
+        check_memory(config, device=device)
+    except ValueError as e:
+        raise ValueError(f"{cfg_file}: {e}") from e
     palette = Palette.load(palette_file)
     if palette.fingerprint != meta.pop("palette_fingerprint", None) or palette.n_colors != config.n_colors:
         raise ValueError(
@@ -223,6 +240,10 @@ def load_checkpoint(path_or_name: str | Path, device: str | torch.device = "cpu"
     except (SafetensorError, OSError, ValueError) as e:
         raise ValueError(f"{weights_file}: cannot be read as safetensors ({e}); the file is corrupt, re-save it") from e
     check_finite(state, weights_file)
+    held, wanted = sum(t.numel() for t in state.values()), parameter_count(config)
+    if held != wanted:  # before building the model: a config that is not these weights' is not built at all
+        raise ValueError(f"{weights_file}: weights do not match {cfg_file} (it holds {held:,} weights, the config "
+                         f"describes {wanted:,}): config and weights come from different models")
     # The loaded weights replace the random ones (assign=True). Random init costs ~7 ns a weight on
     # CPU; skipping it by building on the meta device imports torch._dynamo (~1.3 s, once a process),
     # which pays only for big models (iGPT-M/L), not for the app's first page of a small one.
@@ -262,7 +283,7 @@ def _source(path: Path | None, meta: dict) -> str:
 def summarize(ck: Checkpoint) -> ModelSummary:
     """A checkpoint's size, images, palette, objective, data and training history."""
     meta = ck.meta
-    training = meta.get("training", {})
+    training = meta.get("training") or {}  # null: none recorded
     history = History.from_records(training.get("history"))
     name = meta.get("name") or (ck.path.name if ck.path else "unsaved")
     if ck.path is not None and ck.path.name.startswith("step-"):

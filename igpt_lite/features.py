@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -102,19 +105,34 @@ def features_key(model: GPT, tokens, layers: list[str], norm: str, pool: str) ->
     return h.hexdigest()
 
 
-def _load_cached(path: Path, layers: list[str]) -> dict[str, np.ndarray] | None:
+def _load_cached(path: Path, layers: list[str], shape: tuple[int, int]) -> dict[str, np.ndarray] | None:
+    """The cached features, or None (recompute) unless every layer is there as float32 N×d."""
     try:
         with np.load(path, allow_pickle=False) as f:
             if not set(layers) <= set(f.files):
                 return None
-            return {l: f[l] for l in layers}
-    except (OSError, ValueError):  # missing, truncated or foreign file: recompute
+            feats = {l: f[l] for l in layers}
+    # missing, truncated (BadZipFile, EOFError, zlib.error) or foreign file: recompute
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error):
         return None
+    if any(v.dtype != np.float32 or v.shape != shape for v in feats.values()):
+        return None
+    return feats
+
+
+_UNWRITABLE: set[str] = set()  # cache folders already reported as unwritable (said once a process)
 
 
 def _save_cached(path: Path, feats: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_file_atomically(path, lambda tmp: np.savez(tmp, **feats))  # the name ends in .npz: savez adds none
+    """Keep the features; a folder that cannot be written (read-only, full) costs time, not the result."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_file_atomically(path, lambda tmp: np.savez(tmp, **feats))  # the name ends in .npz: savez adds none
+    except OSError as e:
+        if str(path.parent) not in _UNWRITABLE:
+            _UNWRITABLE.add(str(path.parent))
+            warnings.warn(f"{path.parent}: cannot keep features there ({e.strerror or e}); they are computed "
+                          "without caching", stacklevel=3)
 
 
 @torch.inference_mode()
@@ -139,7 +157,7 @@ def extract_features(model: GPT, tokens: torch.Tensor, layers: list[str] | None 
     path = None
     if cache_dir is not None:
         path = Path(cache_dir) / f"features-{features_key(model, tokens, layers, norm, pool)}.npz"
-        cached = _load_cached(path, layers)
+        cached = _load_cached(path, layers, (len(tokens), model.config.n_embd))
         if cached is not None:
             return cached
     names = {cache_name(l) for l in layers}

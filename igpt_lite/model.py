@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from . import validate
+from .memory import check_memory
 
 OBJECTIVES = ("ar", "bert")
 
@@ -217,6 +218,7 @@ class GPT(nn.Module):
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
+        check_memory(cfg, device=torch.get_default_device())  # a config of 10⁸ layers: refused, not built
         self.config = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)

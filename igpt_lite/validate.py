@@ -80,7 +80,57 @@ def model_config(d) -> dict:
     for key in ("norm_eps", "dropout", "mask_rate"):
         if key in d:
             non_negative(key, d[key])
+    if d.get("dropout", 0) >= 1:
+        raise ValueError(_message("dropout", "≥ 0 and below 1", d["dropout"]))
+    if "mask_rate" in d and not 0 < d["mask_rate"] <= 1:
+        raise ValueError(_message("mask_rate", "> 0 and ≤ 1", d["mask_rate"]))
+    for key in ("objective", "norm", "activation"):
+        if key in d and not isinstance(d[key], str):
+            raise ValueError(_message(key, "a name (text)", d[key]))
+    for key in ("bias", "scale_attn_by_inverse_layer_idx"):
+        if key in d and not isinstance(d[key], bool):
+            raise ValueError(_message(key, "true or false", d[key]))
     return d
+
+
+def _optional(name: str, value, kind, rule: str):
+    if value is not None and (isinstance(value, bool) and kind is not bool or not isinstance(value, kind)):
+        raise ValueError(_message(name, rule, value))
+    return value
+
+
+def checkpoint_meta(meta: dict) -> dict:
+    """What a checkpoint's config.json records beside the model (dataset, class names, training
+    step and history, ...): each field that igpt-lite reads has its type, or is absent or null.
+    Returns it unchanged; a ValueError names the first field that is wrong."""
+    for key in ("format", "dataset", "name", "source", "source_step", "palette_fingerprint"):
+        _optional(key, meta.get(key), str, "text")
+    for key in ("resolution", "channels"):
+        if meta.get(key) is not None:
+            integer(key, meta[key], 1)
+    for key in ("baseline_bpd", "palette_error"):
+        if meta.get(key) is not None:
+            non_negative(key, meta[key])
+    names = _optional("class_names", meta.get("class_names"), list, "a list of names")
+    if names is not None and not all(isinstance(n, (str, int)) and not isinstance(n, bool) for n in names):
+        raise ValueError(_message("class_names", "a list of names", names))
+    training = _optional("training", meta.get("training"), dict, "a JSON object (step, config, history)") or {}
+    if training.get("step") is not None:
+        integer("training.step", training["step"], 0)
+    config = _optional("training.config", training.get("config"), dict, "a JSON object of settings") or {}
+    if config.get("steps") is not None:
+        integer("training.config.steps", config["steps"], 1)
+    history = _optional("training.history", training.get("history"), list, "a list of evaluations") or []
+    for i, row in enumerate(history):
+        where = f"training.history[{i}]"
+        _optional(where, row, dict, "a JSON object (step, train_bpd, val_bpd, lr, tokens_per_s)")
+        if row is None or row.get("step") is None:
+            raise ValueError(_message(f"{where}.step", "a whole number", None if row is None else row.get("step")))
+        integer(f"{where}.step", row["step"], 0)
+        for key in ("train_bpd", "val_bpd", "lr", "tokens_per_s"):
+            if row.get(key) is not None:
+                non_negative(f"{where}.{key}", row[key])
+    return meta
 
 
 def device(value: str, name: str = "device") -> str:

@@ -16,6 +16,13 @@ from igpt_lite.checkpoint import BUNDLED_DIR, load_checkpoint
 from igpt_lite.sample import complete_images
 
 APP = Path(__file__).resolve().parent.parent / "app"
+
+
+def seen(markdown: str) -> str:
+    """What a reader sees of Markdown whose outside text the app escaped (`\\_` shows `_`)."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
 pytestmark = pytest.mark.skipif(not (BUNDLED_DIR / "mnist-small").exists(), reason="bundled models missing")
 
 
@@ -62,7 +69,7 @@ def test_a_typed_path_that_is_no_checkpoint_says_so_and_the_page_asks_for_a_mode
     at.sidebar.text_input(key="model_path").set_value(str(tmp_path)).run()
     assert not at.exception
     assert "Cannot load this model" in at.sidebar.error[0].value
-    assert f"{tmp_path} is neither a checkpoint nor a training run folder" in at.sidebar.error[0].value
+    assert f"{tmp_path} is neither a checkpoint nor a training run folder" in seen(at.sidebar.error[0].value)
     assert [i.value for i in at.main.info] == ["Choose a model in the sidebar."]
     assert not at.button  # nothing to complete
 
@@ -318,3 +325,34 @@ def test_a_drawing_is_read_white_on_black_as_the_draw_tab_reads_it():
     image = data.prepare_image(data.read_image(io.BytesIO(png(canvas, "RGBA")), 1, background=(0, 0, 0)), 28)
     assert image.shape == (28, 28, 1)
     assert (image[4:24, 13:15] == 255).all() and image[:, :12].max() == 0 and image[:, 16:].max() == 0
+
+
+def test_a_typed_folder_with_a_huge_config_is_refused_at_once(tmp_path, grey_palette):
+    from conftest import tiny_model
+    from igpt_lite.checkpoint import save_checkpoint
+
+    folder = save_checkpoint(tmp_path / "huge", tiny_model(height=8, width=8), grey_palette, {"dataset": "digits"})
+    config = json.loads((folder / "config.json").read_text())
+    config["model"]["n_layer"] = 10**8  # was built layer by layer while memory grew, holding up the server
+    (folder / "config.json").write_text(json.dumps(config))
+    at = complete_page()
+    at.sidebar.selectbox(key="model_label").set_value("a folder on this machine…").run()
+    at.sidebar.text_input(key="model_path").set_value(str(folder)).run(timeout=20)
+    assert not at.exception
+    shown = seen(at.sidebar.error[0].value)
+    assert shown.startswith(f"Cannot load this model: {folder}/config.json: the model needs about 5,081.6 GB to load "
+                            "(1,270,400,002,656 parameters), but this machine has ")
+    assert [i.value for i in at.main.info] == ["Choose a model in the sidebar."]
+
+
+def test_a_model_card_shows_a_checkpoints_name_as_text(tmp_path, grey_palette):
+    from conftest import tiny_model
+    from igpt_lite.checkpoint import save_checkpoint
+
+    folder = save_checkpoint(tmp_path / "named", tiny_model(height=8, width=8), grey_palette,
+                             {"dataset": "digits", "name": "![t](http://HOST/x.png)"})
+    at = complete_page()
+    at.sidebar.selectbox(key="model_label").set_value("a folder on this machine…").run()
+    at.sidebar.text_input(key="model_path").set_value(str(folder)).run()
+    card = at.sidebar.expander[0].markdown[0].value
+    assert "**model**: \\!\\[t\\](http:\\/\\/HOST/x.png) (path)" in card

@@ -165,3 +165,48 @@ def test_a_non_image_among_a_sets_files_is_named():
     assert at.error[0].value.startswith("holiday.png: not an image file PIL can read")
     assert at.error[0].value.endswith("remove it from the set.")
     assert not thumbnail_captions(at)
+
+
+# ---- hostile uploads: names shown as text, capped in bytes and in decoded pixels, parsed once ----
+
+def test_file_names_in_a_zip_are_shown_as_text_not_markdown():
+    bad = {"![t](http://HOST/x.png)": b"an image the browser would fetch", "[link](https://example.com)": b"a link"}
+    at = upload_zip(bias_page(), zipped({**FOUR, **bad}))
+    assert not at.error, at.error
+    left_out = next(c.value for c in at.caption if c.value.startswith("Left out"))
+    assert "\\!\\[t\\](http:\\/\\/HOST/x.png)" in left_out and "\\[link\\](https:\\/\\/example.com)" in left_out
+    assert "](http://" not in left_out and "](https://" not in left_out  # no image, no link, no bare URL
+
+
+def test_a_zip_whose_images_hold_too_many_pixels_in_all_is_refused():
+    big = Image.new("L", (3000, 3000))  # 9 MP each, a few KB: under the per-image cap, not in all
+    buf = io.BytesIO()
+    big.save(buf, "PNG")
+    members = {f"{k}/img{i}.png": buf.getvalue() for k in "XYAB" for i in range(3)}  # the 12th: 108 MP > 100 MP
+    at = upload_zip(bias_page(), zipped(members))
+    assert [e.value for e in at.error] == [
+        "B/img2.png: the images hold more than 100,000,000 pixels in all (the cap on one upload); the model sees "
+        "each at a few dozen pixels a side: downscale them or send fewer."]
+    assert not thumbnail_captions(at)
+
+
+def test_a_set_of_files_over_the_total_cap_is_refused_and_not_kept():
+    at = bias_page()
+    blob = np.random.default_rng(0).bytes(14_000_000)  # each under the 20 MB per-file cap
+    for k in "XYAB":
+        at.file_uploader(key=f"bias_files_{k}").set_value([(f"{k}.png", blob, "image/png")])
+    at.run()
+    assert [e.value for e in at.error] == [
+        "these 4 files hold 56.0 MB in all, more than the 40 MB accepted at once: the model sees each image at a few "
+        "dozen pixels a side, so downscale them or upload fewer."]
+    assert "upload:bias_files" not in at.session_state  # nothing parsed or kept of it
+
+
+def test_an_upload_is_parsed_once_not_on_every_widget_change(monkeypatch):
+    calls = []
+    real = data.read_image_sets_zip
+    monkeypatch.setattr(data, "read_image_sets_zip", lambda *a, **k: calls.append(1) or real(*a, **k))
+    at = upload_zip(bias_page(), zipped(FOUR))
+    assert thumbnail_captions(at) and len(calls) == 1
+    at.number_input(key="bias_seed").set_value(7).run()  # a widget change: redrawn from the parsed sets
+    assert not at.exception and thumbnail_captions(at) and len(calls) == 1

@@ -11,6 +11,7 @@ from igpt_lite import probe
 from igpt_lite.checkpoint import BUNDLED_DIR, load_checkpoint, save_checkpoint
 from igpt_lite.probe import REPORT_FILE, probe_model, probe_report
 from conftest import tiny_model
+from test_app import seen
 
 APP = Path(__file__).resolve().parent.parent / "app"
 TINY = dict(limit=30, Cs=[0.1, 1.0])  # a tiny limit and C grid: seconds, not minutes
@@ -195,7 +196,7 @@ def test_bad_models_get_a_message_not_a_traceback(tmp_path, grey_palette, cache)
                               {"dataset": "no-such-set"})
     at = depth_page(path=unknown)  # a dataset this process lacks: the sidebar offers the others
     assert "'no-such-set' is not available here" in at.sidebar.selectbox(key="dataset").label
-    assert any(f"{unknown} on digits" in i.value for i in at.info) and at.button(key="depth_compute")
+    assert any(f"{unknown} on digits" in seen(i.value) for i in at.info) and at.button(key="depth_compute")
 
     oblong = save_checkpoint(tmp_path / "oblong", tiny_model(), grey_palette, {"dataset": "digits"})  # 6×5 pixels
     at = depth_page(path=oblong)
@@ -260,3 +261,30 @@ def test_a_large_model_gets_fewer_images_and_the_expected_time_first(digits_mode
     captions = " ".join(c.value for c in at.caption)
     assert "up to 300 images of digits, then fits the probes: about 3 min here" in captions
     assert "up to 100 test images" in captions and "about 50 s here" in captions  # the lens: 2 × 100 images
+
+
+def test_a_probe_table_with_rows_of_the_wrong_type_is_named_not_drawn(digits_model, cache):
+    probe_report(digits_model, reuse=False, **TINY).save(digits_model / REPORT_FILE)
+    stored = json.loads((digits_model / REPORT_FILE).read_text())
+    stored["summary"] = {}
+    stored["table"][0]["test_acc"] = "high"  # was a traceback in the page
+    (digits_model / REPORT_FILE).write_text(json.dumps(stored))
+    at = depth_page(path=digits_model)
+    assert any(f"{digits_model / REPORT_FILE}: not a readable probe report (row 0: column 'test_acc' must be a finite "
+               "number, got 'high')" in seen(i.value) for i in at.info), [i.value for i in at.info]
+    assert not at.metric and at.button(key="depth_compute")
+
+
+@pytest.mark.slow
+def test_an_unwritable_cache_computes_the_probes_and_says_they_are_not_kept(digits_model, tmp_path, monkeypatch):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("a file where the cache folder would go")  # read-only for root too
+    monkeypatch.setenv("IGPT_LITE_CACHE", str(blocked))
+    monkeypatch.setattr(probe, "REPORT_LIMIT", 40)
+    at = depth_page(path=digits_model)
+    at.button(key="depth_compute").click().run()
+    assert not at.exception, at.exception
+    assert shown(at)  # the probes were computed and drawn
+    note = seen(" ".join(c.value for c in at.caption))
+    assert f"but not kept on disk: {blocked}/probes cannot be written" in note and "computed again next time" in note
+    assert blocked.read_text() == "a file where the cache folder would go"

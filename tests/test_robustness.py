@@ -67,8 +67,8 @@ CLI_CASES = [
      "argument --image: {tmp}/none.png: no such file"),
     ("train --palette that is not there", [*TRAIN, "--out", "{tmp}/r", "--palette", "{tmp}/none.json"], 2,
      "argument --palette: {tmp}/none.json: no such file"),
-    ("train --batch-size above the data", [*TRAIN, "--out", "{tmp}/big", "--batch-size", "100000"], 2,
-     "batch size 100000 is larger than the training set (1438 images)"),
+    ("train --batch-size above the data", [*TRAIN, "--out", "{tmp}/big", "--batch-size", "2000"], 2,
+     "batch size 2000 is larger than the training set (1438 images)"),
     ("sample --out without an image suffix", [*SAMPLE, "--out", "{tmp}/grid"], 2, "must end in one of .png"),
     # --- training runs: checked before any work ---
     ("train --resume with no checkpoint (was a silent restart)", [*TRAIN, "--out", "{tmp}/new", "--resume"], 2,
@@ -389,3 +389,218 @@ def test_a_lock_planted_as_a_symlink_is_refused_and_its_target_left_alone(tmp_pa
     os.rename(out / "fifo-lock", out / ".lock")  # not a file at all: refused without blocking on it
     assert main([*TRAIN, "--out", str(out), "--steps", "5"]) == 2
     assert ".lock is not a plain file" in capsys.readouterr().err
+
+
+# ---------------- damaged metadata, sizes at the edges, caches that lie ----------------
+# A checkpoint's config.json, a run's, a probe table and the feature cache are read with every
+# field typed (the file and the field named); a config or flag whose model cannot fit is refused
+# from its memory estimate before anything is allocated (the estimate's machine is fixed at 16 GB
+# free of 32 GB here, so the rows do not depend on the machine running them).
+
+from igpt_lite import memory  # noqa: E402
+from igpt_lite.features import extract_features  # noqa: E402
+from igpt_lite.model import GPT, GPTConfig  # noqa: E402
+from igpt_lite.probe import ProbeTable, load_probe_report, probe_report  # noqa: E402
+
+DAMAGED = {  # folder name -> what is done to the checkpoint's config.json
+    "training-oops": lambda c: {**c, "training": "oops"},
+    "dataset-123": lambda c: {**c, "dataset": 123},
+    "classes-5": lambda c: {**c, "class_names": 5},
+    "history-rows": lambda c: {**c, "training": {"step": 2, "history": [{"step": "two"}]}},
+    "layers-true": lambda c: {**c, "model": {**c["model"], "n_layer": True}},
+    "dropout-2": lambda c: {**c, "model": {**c["model"], "dropout": 2.0}},
+    "bias-no": lambda c: {**c, "model": {**c["model"], "bias": "no"}},
+    "layers-1e8": lambda c: {**c, "model": {**c["model"], "n_layer": 10**8}},
+    "side-30000": lambda c: {**c, "model": {**c["model"], "height": 30000, "width": 30000}},
+    "mlp-1e8": lambda c: {**c, "model": {**c["model"], "mlp_ratio": 10**8}},
+}
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("hostile")
+    grey = Palette(np.linspace(-1, 1, 8, dtype=np.float32)[:, None])
+    for name, edit in {**DAMAGED, "run/step-000002": lambda c: [c]}.items():
+        folder = save_checkpoint(tmp / name, tiny_model(height=8, width=8), grey,
+                                 {"dataset": "digits", "training": {"step": 2}})
+        (folder / "config.json").write_text(json.dumps(edit(json.loads((folder / "config.json").read_text()))))
+    return tmp
+
+
+@pytest.fixture
+def sixteen_gb(monkeypatch):
+    monkeypatch.setattr(memory, "machine_memory", lambda device="cpu": (16 * 10**9, 32 * 10**9))
+
+
+def _bad_config(name, field_message):
+    return f"{{h}}/{name}/config.json: not a valid igpt-lite config ({field_message}); the checkpoint is damaged"
+
+
+MACHINE = "but this machine has 16.0 GB free of 32.0 GB"
+HOSTILE_CASES = [
+    # --- damaged metadata: the file and the field named, exit 2, no traceback (were tracebacks) ---
+    ("'training': 'oops'", ["info", "--model", "{h}/training-oops"],
+     _bad_config("training-oops", "training must be a JSON object (step, config, history), got 'oops'")),
+    ("'dataset': 123", ["sample", "--model", "{h}/dataset-123", "--n", "1"],
+     _bad_config("dataset-123", "dataset must be text, got 123")),
+    ("'class_names': 5", ["info", "--model", "{h}/classes-5"],
+     _bad_config("classes-5", "class_names must be a list of names, got 5")),
+    ("a history row of the wrong type", ["info", "--model", "{h}/history-rows"],
+     _bad_config("history-rows", "training.history[0].step must be a whole number (≥ 0), got 'two'")),
+    ("a bool where a size is expected", ["info", "--model", "{h}/layers-true"],
+     _bad_config("layers-true", "n_layer must be a whole number (≥ 1), got True")),
+    ("dropout 2", ["sample", "--model", "{h}/dropout-2", "--n", "1"],
+     _bad_config("dropout-2", "dropout must be ≥ 0 and below 1, got 2.0")),
+    ("'bias': 'no'", ["info", "--model", "{h}/bias-no"], _bad_config("bias-no", "bias must be true or false, got 'no'")),
+    ("a run's config.json that is a list", [*TRAIN, "--out", "{h}/run", "--steps", "4", "--resume"],
+     "{h}/run/step-000002/config.json: not a valid igpt-lite config (expected a JSON object, got a list)"),
+    # --- configs too big for the machine: refused from the estimate, before a weight is read (were hangs);
+    # the parameter counts are the tiny model's extrapolated from real ones (1 and 2 layers, 8×8 and 8×9, ratio 1 and 2) ---
+    ("a config with n_layer 1e8", ["info", "--model", "{h}/layers-1e8"],
+     "{h}/layers-1e8/config.json: the model needs about 5,081.6 GB to load (1,270,400,002,656 parameters), "
+     + MACHINE + ": the config (layers, width, image size, mlp_ratio) is not one this machine can hold"),
+    ("a config with height = width = 30000", ["sample", "--model", "{h}/side-30000", "--n", "1"],
+     "{h}/side-30000/config.json: the model needs about 115.2 GB to load (28,800,026,016 parameters)"),
+    ("a config with mlp_ratio 1e8", ["sample", "--model", "{h}/mlp-1e8", "--n", "1"],
+     "{h}/mlp-1e8/config.json: the model needs about 1,664.0 GB to load (416,000,011,424 parameters)"),
+    # --- flags too big: refused before the data is loaded (were out-of-memory tracebacks or hangs) ---
+    ("train --width 1000000", [*TRAIN, "--out", "{tmp}/r", "--width", "1000000"],
+     "the model needs about 384,067.3 GB to train with batches of 8 (24,000,109,000,000 parameters: "
+     "384,001.7 GB of weights with gradients and optimizer state, 65.5 GB of activations), " + MACHINE
+     + ": choose fewer layers, a smaller width, image size or batch size (or turn on activation checkpointing)"),
+    ("train --layers 100000", [*TRAIN, "--out", "{tmp}/r", "--layers", "100000"],
+     "the model needs about 125.2 GB to train with batches of 8 (1,270,402,656 parameters"),
+    ("train --resolution 256", ["train", "--data", "digits", "--resolution", "256", "--out", "{tmp}/r"],
+     "the model needs about 34.6 GB to train with batches of 32 (4,395,456 parameters: 70 MB of weights"),
+    ("sample --n 1000000000", ["sample", "--model", "{model}", "--n", "1000000000"],
+     "to sample 1,000,000,000 images at once (28,064 parameters: 0 MB of weights, 34,304.0 GB of activations), "
+     + MACHINE + ": sample fewer images at once"),
+    ("complete --samples 100000000", ["complete", "--model", "{model}", "--samples", "100000000"],
+     "to sample 800,000,000 images at once"),
+]
+
+
+@pytest.mark.parametrize("what,argv,fragment", _rows(HOSTILE_CASES))
+def test_hostile_files_and_sizes(world, hostile, sixteen_gb, capsys, what, argv, fragment):
+    before = {p: p.stat().st_mtime_ns for p in hostile.rglob("*")}
+    t0 = time.perf_counter()
+    fill = {k: str(v) for k, v in {**world, "h": hostile}.items()}
+    assert main([a.format(**fill) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert fragment.format(**fill) in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert time.perf_counter() - t0 < 20  # refused, not hung
+    assert {p: p.stat().st_mtime_ns for p in hostile.rglob("*")} == before  # nothing touched
+    assert not (world["tmp"] / "r").exists()
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: TrainConfig(betas=(0.9, 1.0)), r"betas must be two numbers ≥ 0 and below 1 \(AdamW's decay rates\), "
+                                            r"got \(0\.9, 1\.0\)"),
+    (lambda: TrainConfig(betas=(float("nan"), 0.9)), "betas must be ≥ 0 and finite, got nan"),
+    (lambda: GPTConfig(mask_rate=0), "mask_rate must be > 0 and ≤ 1, got 0"),
+    (lambda: GPTConfig(n_layer=2.0), r"n_layer must be a whole number \(≥ 1\), got 2\.0"),
+    (lambda: GPTConfig(norm_eps=float("inf")), "norm_eps must be ≥ 0 and finite, got inf"),
+])
+def test_settings_at_the_edges_of_their_ranges(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_the_parameter_count_is_the_models_own():
+    for kw in (dict(), dict(norm="rms", bias=False), dict(mlp_ratio=3, height=5, width=7, n_colors=11),
+               dict(bias=False, n_layer=3)):
+        cfg = GPTConfig(**{**dict(n_layer=2, n_head=2, n_embd=16), **kw})
+        assert memory.parameter_count(cfg) == GPT(cfg).num_params(), kw
+        assert memory.estimate_memory(cfg).bytes == 4 * GPT(cfg).num_params()
+
+
+def test_a_huge_config_is_refused_by_the_library_before_it_is_built(sixteen_gb):
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=r"the model needs about .* GB to load .* " + MACHINE):
+        GPT(GPTConfig(n_layer=10**8))
+    with pytest.raises(ValueError, match=r"to sample 100,000,000 images at once"):
+        sample(tiny_model(height=8, width=8), 10**8)
+    with pytest.raises(ValueError, match=r"to train with batches of 32 "):
+        pretrain("digits", Path("/nonexistent/never-made"), model_cfg=GPTConfig(n_layer=100_000, n_embd=32, n_head=2),
+                 train_cfg=TrainConfig(steps=1))
+    assert time.perf_counter() - t0 < 5 and not Path("/nonexistent/never-made").exists()
+
+
+def test_config_and_weights_of_different_sizes_are_refused_before_building(hostile, tmp_path):
+    folder = save_checkpoint(tmp_path / "m", tiny_model(height=8, width=8),
+                             Palette(np.linspace(-1, 1, 8, dtype=np.float32)[:, None]))
+    config = json.loads((folder / "config.json").read_text())
+    config["model"]["n_layer"] = 5000  # fits in memory, but not these weights: was built, then refused
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"model\.safetensors: weights do not match .*config\.json \(it holds 28,064 "
+                                         r"weights, the config describes 63,522,656\): config and weights come from"):
+        load_checkpoint(folder)
+
+
+def _probe_file(tmp_path, edit):
+    rows = [{"kind": "trained", "layer": "embed", "depth": 0, "val_acc": 0.5, "test_acc": 0.5, "test_stderr": 0.05},
+            {"kind": "pixels", "layer": "pixels", "val_acc": 0.3, "test_acc": 0.3, "test_stderr": 0.05}]
+    stored = edit({"format": "f", "models": ["m"], "dataset": "digits", "settings": {}, "steps": None,
+                   "model": None, "seconds": 1.0, "created": "2026-01-01", "summary": {}, "table": rows})
+    (tmp_path / "probe.json").write_text(json.dumps(stored))
+    return tmp_path / "probe.json"
+
+
+WANTED = {"format": "f", "models": ["m"], "dataset": "digits", "settings": {}, "steps": None}
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda s: {**s, "table": [{**s["table"][0], "test_acc": "x"}]}, "row 0: column 'test_acc' must be a finite number"),
+    (lambda s: {**s, "table": [{**s["table"][0], "depth": 1.5}]}, "row 0: column 'depth' must be a whole number"),
+    (lambda s: {**s, "table": [{**s["table"][0], "kind": "mine"}]}, "column 'kind' must be one of trained"),
+    (lambda s: {**s, "table": [{**s["table"][0], "val_acc": None}]}, "row 0: a row without 'val_acc'"),
+    (lambda s: {**s, "table": [s["table"][1]]}, "no 'trained' rows in the table"),
+    (lambda s: {**s, "table": {"rows": 1}}, "a table must be a list of rows, got dict"),
+    (lambda s: {**s, "created": 5}, "created must be text, got 5"),
+    (lambda s: [s], "expected a JSON object, got a list"),
+])
+def test_a_damaged_probe_table_is_named_not_drawn(tmp_path, edit, message):
+    path = _probe_file(tmp_path, edit)
+    with pytest.raises(ValueError, match=f"{path}: not a readable probe report .*{message}"):
+        load_probe_report(path, WANTED)
+
+
+def test_a_probe_table_with_an_empty_summary_is_read_from_its_rows(tmp_path):
+    report = load_probe_report(_probe_file(tmp_path, lambda s: s), WANTED)  # the stored summary is {}
+    assert report.summary.trained.layer == "embed" and report.summary.margins["pixels"].points == pytest.approx(20)
+    assert ProbeTable.from_records(report.table.to_records()).to_records() == report.table.to_records()
+
+
+def test_a_feature_cache_that_lies_is_recomputed(tmp_path):
+    model = tiny_model(height=8, width=8)
+    tokens = torch.randint(0, 8, (6, 64), generator=torch.Generator().manual_seed(0))
+    fresh = extract_features(model, tokens, ["embed", "blocks.1"])
+    extract_features(model, tokens, ["embed", "blocks.1"], cache_dir=tmp_path)
+    (cached,) = tmp_path.glob("features-*.npz")
+    whole = cached.read_bytes()
+    for damage in (whole[: len(whole) // 2],  # truncated: was BadZipFile
+                   whole[:-40] + b"\0" * 40):  # its directory zeroed
+        cached.write_bytes(damage)
+        again = extract_features(model, tokens, ["embed", "blocks.1"], cache_dir=tmp_path)
+        assert all(np.array_equal(again[k], fresh[k]) for k in fresh)
+        assert cached.read_bytes() == whole  # rewritten whole
+    np.savez(cached, embed=np.zeros((5, 16), np.float32), **{"blocks.1": np.zeros((6, 16), np.float32)})
+    cached.rename(cached)  # savez wrote the same name: a cache of the wrong shape
+    again = extract_features(model, tokens, ["embed", "blocks.1"], cache_dir=tmp_path)
+    assert all(np.array_equal(again[k], fresh[k]) for k in fresh)
+
+
+def test_an_unwritable_cache_costs_time_not_the_result(tmp_path, monkeypatch, grey_palette):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("a file where the cache folder would go")  # (root ignores permissions: this fails for all)
+    model = tiny_model(height=8, width=8)
+    tokens = torch.randint(0, 8, (4, 64), generator=torch.Generator().manual_seed(0))
+    with pytest.warns(UserWarning, match="a-file/features: cannot keep features there .*computed without caching"):
+        feats = extract_features(model, tokens, ["embed"], cache_dir=blocked / "features")
+    assert np.array_equal(feats["embed"], extract_features(model, tokens, ["embed"])["embed"])
+    folder = save_checkpoint(tmp_path / "m", model, grey_palette, {"dataset": "digits"})
+    report = probe_report(folder, limit=20, Cs=[1.0], cache_dir=blocked)
+    assert report.source == "computed" and report.path is None
+    assert report.not_kept.startswith(f"{blocked}") and "cannot be written" in report.not_kept
+    assert blocked.read_text() == "a file where the cache folder would go"

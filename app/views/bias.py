@@ -13,7 +13,7 @@ import json
 
 import streamlit as st
 
-from common import current_checkpoint, load_model
+from common import current_checkpoint, escape_markdown, load_model, parse_upload
 from igpt_lite import bias, data, figures
 from igpt_lite.data import scenes
 
@@ -57,6 +57,17 @@ def run_tests(path: str, sets: dict, composed: dict | None, seed: int) -> bias.B
     return bias.run(load_model(path), sets, composed=composed, n_permutations=PERMUTATIONS, seed=seed)
 
 
+def read_set_files(files: list, counts: list[int], res: int, channels: int, budget) -> dict:
+    """The four sets' uploaded files (in SET_NAMES order, `counts` of each) as model inputs."""
+    ends = [sum(counts[: i + 1]) for i in range(len(counts))]
+    return {k: data.load_image_files(files[end - n : end], res, channels, name=f"set {k}", budget=budget)
+            for k, n, end in zip(bias.SET_NAMES, counts, ends)}
+
+
+def read_zip(files: list, res: int, channels: int, budget) -> data.ImageSets:
+    return data.read_image_sets_zip(files[0], res, channels, budget=budget)
+
+
 def uploaded_sets(res: int, channels: int) -> dict | None:
     """The user's four sets as model inputs, or None (with a message in the page saying what to do)."""
     how = st.radio("Upload as", UPLOAD_HOW, horizontal=True, key="bias_upload_how")
@@ -71,22 +82,23 @@ def uploaded_sets(res: int, channels: int) -> dict | None:
                 st.info(f"Add images to {', '.join(empty)}: several files a set, any size and colour mode "
                         "(at least 4 in each of X and Y for a test that can reach p < 0.05; 20 or more is advisable).")
                 return None
-            folders = {k: data.load_image_files(v, res, channels, name=f"set {k}") for k, v in files.items()}
+            folders = parse_upload("bias_files", [f for k in bias.SET_NAMES for f in files[k]], read_set_files,
+                                   [len(files[k]) for k in bias.SET_NAMES], res, channels)
         else:
             upload = st.file_uploader("A zip holding the folders X/, Y/, A/, B/ (at its top or inside one folder)",
                                       type=["zip"], key="bias_zip")
             if upload is None:
                 st.info("Upload a zip with four folders X/, Y/, A/, B/, each holding that set's images.")
                 return None
-            found = data.read_image_sets_zip(upload, res, channels)
+            found = parse_upload("bias_zip", upload, read_zip, res, channels)
             folders, ignored = found.sets, found.ignored
     except ValueError as e:
-        st.error(f"{e}.")
+        st.error(f"{escape_markdown(e)}.")
         return None
     if ignored:
-        st.caption(f"Left out (not inside X/, Y/, A/ or B/): {', '.join(ignored)}")
+        st.caption(f"Left out (not inside X/, Y/, A/ or B/): {escape_markdown(', '.join(ignored))}")
     for note in filter(None, (f.conversion_note(channels) for f in folders.values())):
-        st.caption(note)
+        st.caption(escape_markdown(note))
     try:
         bias.check_target_sizes(len(folders["X"].images), len(folders["Y"].images), ALPHA)
     except ValueError as e:

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import streamlit as st
 
-from common import current_checkpoint, current_dataset, held_out_images
+from common import current_checkpoint, current_dataset, escape_markdown, held_out_images, parse_upload
 from igpt_lite import data, figures, sample
 from igpt_lite.sample import complete_images
 
@@ -52,9 +52,10 @@ def read_upload() -> tuple[np.ndarray, str] | None:
         st.info("Upload an image: any size and colour mode.")
         return None
     try:
-        full = data.read_image(upload, channels)
+        full = parse_upload("complete_upload", upload, lambda files, channels, budget: data.read_image(files[0], channels),
+                            channels)
     except ValueError as e:
-        st.error(f"{e}. Try another file.")
+        st.error(f"{escape_markdown(e)}. Try another file.")
         return None
     image = data.prepare_image(full, res)
     h, w = full.shape[:2]
@@ -62,7 +63,7 @@ def read_upload() -> tuple[np.ndarray, str] | None:
     crop = "no crop (square)" if h == w else f"centre {s}×{s} square cut from {w}×{h}"
     how = "area average" if s >= res else "bicubic"
     a, b, _ = st.columns([1, 1, 2])
-    a.image(full if channels == 3 else full[..., 0], caption=f"{upload.name}: {w}×{h}", width=220)
+    a.image(full if channels == 3 else full[..., 0], caption=f"{escape_markdown(upload.name)}: {w}×{h}", width=220)
     b.image(figures.image_grid(palette.quantise(image[None]), scale=max(1, 220 // res), pad=0),
             caption=f"what the model sees: {res}×{res}, {palette.n_colors} colours", width=220)
     st.caption(f"Prepared as: EXIF orientation applied, transparency on white, {crop}, resized to {res}×{res} "

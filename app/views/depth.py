@@ -7,7 +7,7 @@ how long it should take first.
 """
 import streamlit as st
 
-from common import current_checkpoint, current_dataset, load_model
+from common import current_checkpoint, current_dataset, escape_markdown, load_model
 from igpt_lite import probe
 from igpt_lite.features import parse_layers
 
@@ -63,9 +63,9 @@ def compute_report(ck, dataset: str, over_training: bool = False, limit: int = p
         report = probe.probe_report(ck, dataset, limit=limit, over_training=over_training,
                                     on_step=lambda done, total: bar.progress(
                                         done / total, text=f"Features and probes: step {done} of {total}…"))
-    except (ValueError, FileNotFoundError, LookupError) as e:
+    except (ValueError, OSError, LookupError) as e:
         bar.empty()
-        st.error(f"Cannot probe this model: {e}")
+        st.error(f"Cannot probe this model: {escape_markdown(e)}")
         return None
     bar.empty()
     return report
@@ -73,6 +73,8 @@ def compute_report(ck, dataset: str, over_training: bool = False, limit: int = p
 
 def source_note(report: probe.ProbeReport) -> str:
     when = f"made {report.created[:10]}" + (f" in {report.seconds:.0f} s" if report.seconds else "")
+    if report.not_kept:
+        return f"Computed for this model ({when}) but not kept on disk: {escape_markdown(report.not_kept)}. It is computed again next time."
     if report.source == "shipped":
         return f"From the table shipped with the model (`{report.path}`, {when} by `python scripts/probe_tables.py`)."
     return f"Computed for this model ({when}) and kept in `{report.path}`: it opens instantly next time."
@@ -123,7 +125,7 @@ report = None
 try:
     report = stored_report(path, dataset, limit)
 except LookupError as e:
-    st.info(f"{e}.")
+    st.info(f"{escape_markdown(e)}.")
     st.caption(f"Computing extracts every layer's features of this model and of a random-weight copy on up to "
                f"{3 * limit} images of {dataset}, then fits the probes: {about(probe_seconds(limit))} here "
                "(estimated from this model's size and this machine's speed); the result is kept on disk.")

@@ -8,7 +8,7 @@ last request is kept in st.session_state so reruns redraw it without fitting aga
 import numpy as np
 import streamlit as st
 
-from common import current_checkpoint, current_dataset, held_out_images, load_model
+from common import current_checkpoint, current_dataset, escape_markdown, held_out_images, load_model, parse_upload
 from igpt_lite import data, figures
 from igpt_lite.palette import palette_swatches, palette_sweep, palette_sweep_chart
 
@@ -67,9 +67,11 @@ else:
         st.info("Upload an image: it is square-cropped at the centre and resized to the model's size.")
     else:
         try:
-            image, what = data.load_image(upload, res, channels), upload.name
+            image = parse_upload("palette_upload", upload,
+                                 lambda files, res, channels, budget: data.load_image(files[0], res, channels), res, channels)
+            what = escape_markdown(upload.name)
         except ValueError as e:
-            st.error(f"{e}. Try another file.")
+            st.error(f"{escape_markdown(e)}. Try another file.")
 if image is not None:
     quantised = palette.quantise(image[None])[0]
     left, right = st.columns([2, 1])

@@ -36,6 +36,7 @@ from .images import (  # noqa: F401
     GREY_MODES,
     MIN_FOLDER_DATASET,
     MAX_IMAGE_PIXELS,
+    PixelBudget,
     MODES,
     read_image,
     prepare_image,

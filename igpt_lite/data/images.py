@@ -45,11 +45,31 @@ MAX_IMAGE_PIXELS = 50_000_000  # set on purpose: a few-KB PNG can claim 30,000 �
 MODES = {1: "L", 3: "RGB"}
 
 
+class OverBudget(ValueError):
+    """More pixels than a `PixelBudget` allows."""
+
+
+class PixelBudget:
+    """A cap on the pixels decoded for one upload or set of files, not only per image: 3,200 images
+    of 49 MP each pass the per-image check one by one. Each image's pixels are taken from it before
+    the image is decoded; the first that does not fit is refused, naming it."""
+
+    def __init__(self, limit: int):
+        self.limit, self.used = limit, 0
+
+    def take(self, pixels: int, name: str) -> None:
+        if self.used + pixels > self.limit:
+            raise OverBudget(f"{name}: the images hold more than {self.limit:,} pixels in all (the cap on one upload); "
+                             "the model sees each at a few dozen pixels a side: downscale them or send fewer")
+        self.used += pixels
+
+
 def source_name(source) -> str:
     return str(getattr(source, "name", None) or source)
 
 
-def _open_image(source, channels: int, background: tuple[int, int, int] = (255, 255, 255)) -> tuple[np.ndarray, str]:
+def _open_image(source, channels: int, background: tuple[int, int, int] = (255, 255, 255),
+                budget: PixelBudget | None = None) -> tuple[np.ndarray, str]:
     """(uint8 H×W×channels, the file's own PIL mode)."""
     from PIL import ImageOps, UnidentifiedImageError
 
@@ -64,6 +84,8 @@ def _open_image(source, channels: int, background: tuple[int, int, int] = (255, 
             if img.width * img.height > MAX_IMAGE_PIXELS:
                 raise ValueError(f"{name}: {img.width}×{img.height} pixels is more than this reader accepts "
                                  f"({MAX_IMAGE_PIXELS:,}); downscale it first (the model sees it at a few dozen pixels)")
+            if budget is not None:  # before a pixel is decoded
+                budget.take(img.width * img.height, name)
             img = ImageOps.exif_transpose(img)  # phones store the camera's orientation in EXIF
             img.load()
             if mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit / 32-bit grey: scale, do not clip
@@ -147,17 +169,20 @@ class ImageFolder:
 
 
 def load_image_files(sources, resolution: int, channels: int, crop: str = "center", *, name: str = "set",
-                     min_images: int = MIN_FOLDER_IMAGES, remove_hint: str = "remove it from the set") -> ImageFolder:
+                     min_images: int = MIN_FOLDER_IMAGES, remove_hint: str = "remove it from the set",
+                     budget: PixelBudget | None = None) -> ImageFolder:
     """Several image files as one set of model inputs: each source (a path, or a binary file object
     with a .name, e.g. an upload or a zip member) through `read_image`, then `prepare_image`.
     `name` says what the set is in messages and becomes the result's `path`. A file that is not an
     image is an error naming it (nothing is silently left out), and so is a set of fewer than
-    `min_images` images."""
+    `min_images` images. budget: a `PixelBudget` the images' pixels are taken from (an upload's cap)."""
     images, files, modes = [], [], {}
     for source in sources:
         try:
-            pixels, mode = _open_image(source, channels)
+            pixels, mode = _open_image(source, channels, budget=budget)
         except ValueError as e:
+            if isinstance(e, OverBudget):  # not this file's fault: the set as a whole is too big
+                raise
             raise ValueError(f"{e}; {remove_hint}") from None
         modes[mode] = modes.get(mode, 0) + 1
         images.append(prepare_image(pixels, resolution, crop))

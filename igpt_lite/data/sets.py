@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .images import MIN_FOLDER_IMAGES, ImageFolder, source_name, load_image_files
+from .images import MIN_FOLDER_IMAGES, ImageFolder, PixelBudget, load_image_files, source_name
 
 SET_FOLDERS = ("X", "Y", "A", "B")  # bias.SET_NAMES (data imports nothing above it)
 MAX_ZIP_MEMBERS = 5_000  # entries, folders included
@@ -28,7 +28,7 @@ def _zip_set(member: str, names) -> str | None:
 
 
 def read_image_sets_zip(source, resolution: int, channels: int, names=SET_FOLDERS, crop: str = "center",
-                        min_images: int = MIN_FOLDER_IMAGES) -> ImageSets:
+                        min_images: int = MIN_FOLDER_IMAGES, budget: PixelBudget | None = None) -> ImageSets:
     """One zip (a path or a binary file object, e.g. an upload) holding a folder per set, e.g. X/,
     Y/, A/, B/ (at the top or under one folder), as model inputs.
 
@@ -37,7 +37,7 @@ def read_image_sets_zip(source, resolution: int, channels: int, names=SET_FOLDER
     MAX_ZIP_MEMBERS entries or MAX_ZIP_BYTES uncompressed (a zip bomb), a missing set folder (named),
     a set of fewer than `min_images` images, and any file in a set folder that `read_image` refuses.
     __MACOSX/ and hidden files (.DS_Store, ._x.png) are skipped; other files outside the set folders
-    are listed in `ignored`."""
+    are listed in `ignored`. budget: a `PixelBudget` for the whole zip (an upload's cap on decoded pixels)."""
     import io
     import re
     import zipfile
@@ -94,5 +94,5 @@ def read_image_sets_zip(source, resolution: int, channels: int, names=SET_FOLDER
             folder = members[n][0].filename.rsplit("/", 1)[0]
             sets[n] = load_image_files((read(i) for i in sorted(members[n], key=lambda i: i.filename)), resolution,
                                        channels, crop, name=f"{folder}/", min_images=min_images,
-                                       remove_hint="remove it from the zip")
+                                       remove_hint="remove it from the zip", budget=budget)
     return ImageSets(sets=sets, ignored=[i.filename for i in ignored])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -74,6 +75,7 @@ class ProbeReport:
     created: str | None = None  # UTC, ISO 8601
     source: str = "computed"
     path: str | None = None
+    not_kept: str | None = None  # computed but not kept on disk: why (a read-only or full cache folder)
 
     @property
     def summary(self) -> ProbeSummary:
@@ -140,10 +142,16 @@ def load_probe_report(path, wanted: dict, source: str = "cached") -> ProbeReport
     path = Path(path)
     try:
         stored = json.loads(path.read_text())
+        if not isinstance(stored, dict):
+            raise ValueError(f"expected a JSON object, got a {type(stored).__name__}")
+        for key, kind in (("model", str), ("created", str), ("seconds", (int, float))):
+            if stored.get(key) is not None and (not isinstance(stored[key], kind) or isinstance(stored[key], bool)):
+                raise ValueError(f"{key} must be {'a number' if key == 'seconds' else 'text'}, got {stored[key]!r}")
         report = ProbeReport(table=ProbeTable.from_records(stored["table"]),
                              **{k: stored[k] for k in ("dataset", "settings", "models", "steps", "model", "seconds",
                                                        "created")}, source=source, path=str(path))
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        report.table.summary()  # what the page shows first: a table without trained rows is refused here
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: not a readable probe report ({e}); delete it or remake it") from e
     for field_, what in _MISMATCH.items():
         if stored.get(field_) != wanted[field_]:
@@ -194,14 +202,32 @@ def probe_report(checkpoint, dataset: str | None = None, *, limit: int | None = 
     if not compute:
         raise LookupError(" ".join(problems) or f"no probe table is stored for {ck.path or 'this model'} on {name} "
                           f"with these settings: compute it")
+    not_kept = _unwritable(_root(cache_dir))  # a read-only or full cache costs time, not the report
     t0 = time.perf_counter()
     opts = dict(limit=limit, norm=norm, pool=pool, Cs=settings["Cs"], max_iter=max_iter, seed=seed,
-                cache_dir=features_dir(cache_dir), on_step=on_step)
+                cache_dir=None if not_kept else features_dir(cache_dir), on_step=on_step)
     table = (probe_checkpoints(steps[0].parent, name, steps=wanted["steps"], **opts) if over_training
              else probe_model(ck, name, **opts))
     report = ProbeReport(table=table, dataset=name, settings=settings, models=models, steps=wanted["steps"],
                          model=str(ck.path) if ck.path else None, seconds=time.perf_counter() - t0,
                          created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    report.save(cached)
-    report.path = str(cached)
+    try:
+        if not not_kept:
+            report.save(cached)
+            report.path = str(cached)
+    except OSError as e:
+        not_kept = f"{cached} cannot be written ({e.strerror or e})"
+    report.not_kept = not_kept
     return report
+
+
+def _unwritable(root: Path) -> str | None:
+    """Why nothing can be kept under `root` (read-only, not a folder, full), or None when it can."""
+    try:
+        for sub in ("probes", "features"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=root / sub):
+                pass
+    except OSError as e:
+        return f"{e.filename or root} cannot be written ({e.strerror or e})"
+    return None

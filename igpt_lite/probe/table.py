@@ -6,7 +6,8 @@ On disk (probe.json) and in `igpt-lite probe --json` a table is a list of plain 
 row: `to_records` / `from_records` convert, keeping that format."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+import numbers
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
@@ -61,11 +62,45 @@ class ProbeRow:
     checkpoint: str | None = None
     val_bpd: float | None = None
 
+    @classmethod
+    def from_record(cls, record) -> "ProbeRow":
+        """A row from its dict form, every column of its type (a ValueError names the first that is
+        not): a damaged or hand-edited probe.json is refused, not drawn."""
+        if not isinstance(record, dict):
+            raise ValueError(f"a row must be a JSON object of columns, got {record!r}")
+        unknown = set(record) - set(_TYPES)
+        if unknown:
+            raise ValueError(f"unknown columns {sorted(unknown)}")
+        for key in _REQUIRED:
+            if record.get(key) is None:
+                raise ValueError(f"a row without {key!r}")
+        for key, value in record.items():
+            kind = _TYPES[key]
+            ok = (value is None or (kind == "list[float]" and isinstance(value, list) and all(map(_number, value)))
+                  or (kind == "float" and _number(value)) or (kind == "bool" and isinstance(value, bool))
+                  or (kind == "int" and isinstance(value, numbers.Integral) and not isinstance(value, bool))
+                  or (kind == "str" and isinstance(value, str)))
+            if not ok:
+                raise ValueError(f"column {key!r} must be {_NAMES[kind]}, got {value!r}")
+        if record["kind"] not in ("trained", *BASELINE_KINDS):
+            raise ValueError(f"column 'kind' must be one of trained, {', '.join(BASELINE_KINDS)}, got {record['kind']!r}")
+        return cls(**record)
+
     def to_record(self) -> dict:
         record = {k: v for k, v in asdict(self).items() if v is not None or k not in _OPTIONAL}
         if self.step is None:  # val_bpd is a column of tables over training only
             record.pop("val_bpd")
         return record
+
+
+def _number(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and bool(np.isfinite(x))
+
+
+_TYPES = {f.name: f.type.split(" |")[0] for f in fields(ProbeRow)}  # "float | None" -> "float"
+_NAMES = {"str": "text", "int": "a whole number", "float": "a finite number", "bool": "true or false",
+          "list[float]": "a list of finite numbers"}
+_REQUIRED = ("kind", "layer", "val_acc", "test_acc", "test_stderr")  # what the summary and the charts read
 
 
 @dataclass(frozen=True)
@@ -141,7 +176,15 @@ class ProbeTable:
     @classmethod
     def from_records(cls, records) -> "ProbeTable":
         """A table from its list-of-dicts form (probe.json, --json); missing columns read None."""
-        return cls([ProbeRow(**r) for r in records])
+        if not isinstance(records, list):
+            raise ValueError(f"a table must be a list of rows, got {type(records).__name__}")
+        rows = []
+        for i, r in enumerate(records):
+            try:
+                rows.append(ProbeRow.from_record(r))
+            except ValueError as e:
+                raise ValueError(f"row {i}: {e}") from None
+        return cls(rows)
 
     def to_records(self) -> list[dict]:
         return [r.to_record() for r in self.rows]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .. import validate
+from ..memory import check_memory
 from ..model import GPT
 from ..palette import Palette
 
@@ -55,6 +56,7 @@ def generate(model: GPT, prompt: torch.Tensor, *, temperature: float = 1.0, top_
     if prompt.numel() and (prompt.min() < 0 or prompt.max() >= cfg.n_colors):
         raise ValueError(f"prompt tokens must lie in [0, {cfg.n_colors})")
     n, p = prompt.shape
+    check_memory(cfg, "sample", n, device=model.device)  # sample --n 10⁹: refused before the tokens are allocated
     gen = torch.Generator(device=model.device).manual_seed(seed)
     out = torch.empty(n, T, dtype=torch.long, device=model.device)
     out[:, :p] = prompt
@@ -99,6 +101,7 @@ def complete(model: GPT, tokens: torch.Tensor, keep_rows: int, n_samples: int = 
     validate.integer("n_samples", n_samples, 1)
     tokens = torch.as_tensor(tokens, dtype=torch.long)
     model._check_tokens(tokens)
+    check_memory(cfg, "sample", len(tokens) * n_samples, device=model.device)  # before the prompts are repeated
     prompt = tokens[:, : keep_rows * cfg.width].repeat_interleave(n_samples, dim=0)
     return generate(model, prompt, **kwargs).view(len(tokens), n_samples, cfg.block_size)
 

@@ -50,6 +50,9 @@ class TrainConfig:
         for name in ("min_lr", "weight_decay", "grad_clip"):
             validate.non_negative(name, getattr(self, name))
         validate.seed("seed", self.seed)
+        if (not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2
+                or not all(validate.non_negative("betas", b) < 1 for b in self.betas)):
+            raise ValueError(f"betas must be two numbers ≥ 0 and below 1 (AdamW's decay rates), got {self.betas!r}")
 
     @property
     def checkpoint_every(self) -> int:

@@ -28,6 +28,7 @@ from ..checkpoint import (_write_checkpoint_files, load_checkpoint, load_trainin
                          save_training_state, step_dirs)
 from ..data.tokens import encoded_split, token_batch
 from ..history import EvalPoint, History
+from ..memory import check_memory
 from ..model import GPT, GPTConfig
 from ..palette import Palette
 from ..scoring import evaluate_bits_per_dim
@@ -228,6 +229,9 @@ def pretrain(dataset: str, out_dir, *, model_cfg: GPTConfig, train_cfg: TrainCon
     res = resolution or side
     if res != side:
         raise ValueError(f"model is {side}×{side} but the data would be {res}×{res}")
+    if not train_cfg.fsdp:  # (sharded, each GPU holds a part): --resolution 256 refused before the data is loaded
+        check_memory(model_cfg, "train", train_cfg.batch_size, device=pick_device(train_cfg.device),
+                     activation_checkpointing=train_cfg.activation_checkpointing)
     existing = run_steps(out_dir, resume)
     if existing:  # before any work: the run's dataset, model and palette are this one's
         check_resume(existing[-1], model_cfg, {"dataset": dataset, "resolution": res}, palette)

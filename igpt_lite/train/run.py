@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..checkpoint import step_dirs
+from ..checkpoint import read_config, step_dirs
 from ..history import History
 from ..model import GPT, GPTConfig
 from ..palette import Palette
@@ -126,7 +126,7 @@ def require_resumable(out_dir, steps: int) -> None:
     if not existing:
         raise FileNotFoundError(f"--resume: {out_dir} holds no checkpoint to resume from; leave out --resume "
                                 "to start the run")
-    done = json.loads((existing[-1] / "config.json").read_text()).get("training", {}).get("step", 0)
+    done = (read_config(existing[-1])[1].get("training") or {}).get("step") or 0
     if done >= steps:
         raise ValueError(f"--resume: the run in {out_dir} is already at step {done}; give --steps above "
                          f"{done} to train it further")
@@ -135,9 +135,9 @@ def require_resumable(out_dir, steps: int) -> None:
 def check_resume(last_step, model_cfg: GPTConfig, meta: dict | None = None, palette: Palette | None = None) -> None:
     """Refuse to continue the run whose latest checkpoint is `last_step` with another model config,
     objective, dataset or palette; the message lists every difference."""
-    saved = json.loads((Path(last_step) / "config.json").read_text())
+    then, saved = read_config(last_step)
     diffs = []
-    then, now = saved.get("model", {}), model_cfg.to_dict()
+    then, now = then.to_dict(), model_cfg.to_dict()
     if then.get("objective") != now["objective"]:
         diffs.append(f"objective: the run is {then.get('objective')!r}, this is {now['objective']!r}")
     diffs += [f"model {k}: the run has {then.get(k)!r}, this has {now[k]!r}"
