@@ -64,8 +64,10 @@ def full_disk_named(final, unchanged: str = "nothing was written there"):
     except Exception as e:
         if not is_disk_full(e):
             raise
-        raise OSError(errno.ENOSPC, f"no space left on the disk holding {final}: {unchanged}; free space (or "
-                      "choose another place) and run again") from None
+        full = OSError(f"no space left on the disk holding {final}: {unchanged}; free space (or choose another "
+                       "place) and run again")
+        full.errno = errno.ENOSPC  # (set after: an OSError built with it would print "[Errno 28]" first)
+        raise full from None
 
 
 def _sync(path: Path) -> None:

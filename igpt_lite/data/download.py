@@ -205,6 +205,9 @@ def _fetch_checked(path: Path, urls: tuple[str, ...], md5: str, progress: bool, 
 
 def _fetch(path: Path, urls: tuple[str, ...], progress: bool, max_bytes: int) -> Fetched:
     part = path.with_name(path.name + ".part")
+    if part.is_symlink() or (part.exists() and not part.is_file()):  # never appended to through a planted link
+        raise DownloadError(f"{part} is not a plain file (a link or a folder); remove it and run the same command "
+                            "again")
     errors = []
     for url in urls:
         have = part.stat().st_size if part.exists() else 0
@@ -265,7 +268,8 @@ def _stream(response, part: Path, have: int, total: int | None, max_bytes: int, 
 
     done, limit = have, max_bytes if total is None else total
     try:
-        with open(part, "ab" if have else "wb") as out, \
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if have else os.O_TRUNC) | getattr(os, "O_NOFOLLOW", 0)
+        with os.fdopen(os.open(part, flags, 0o644), "wb") as out, \
                 tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=label, disable=not progress) as bar:
             while done < limit:
                 try:

@@ -7,6 +7,7 @@ never interrupted (on CPU).
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import shutil
@@ -137,12 +138,12 @@ def train(model: GPT, palette: Palette, train_tokens, val_tokens, out_dir, cfg: 
             write_folder_atomically(out_dir / f"step-{step:06d}", write)
         except OSError as e:  # e.g. a full disk: the checkpoints before this one are whole
             last = step_dirs(out_dir)
-            raise OSError(e.errno, f"{e.strerror or e}; the checkpoint of step {step} was not saved, "
+            raise type(e)(f"{e.strerror or e}; the checkpoint of step {step} was not saved, "
                           + (f"the last one is {last[-1].name}: continue with --resume" if last else
                              "and the run has none yet")) from None
         if cfg.keep_checkpoints:
             for old in step_dirs(out_dir)[: -cfg.keep_checkpoints]:
-                shutil.rmtree(old)
+                old.unlink() if old.is_symlink() else shutil.rmtree(old)  # a link goes, never what it names
 
     use_amp = device.type == "cuda"
     loss_module = _Loss(model)
@@ -211,6 +212,16 @@ def train(model: GPT, palette: Palette, train_tokens, val_tokens, out_dir, cfg: 
     return history
 
 
+def _outside_the_data(fn):
+    """Refuse a run folder that overlaps the data folder before it is locked (or created)."""
+    @functools.wraps(fn)
+    def wrapper(dataset, out_dir, **kwargs):
+        check_apart(out_dir, dataset_folder(dataset, kwargs.get("root")))
+        return fn(dataset, out_dir, **kwargs)
+    return wrapper
+
+
+@_outside_the_data
 @owns_run_folder
 def pretrain(dataset: str, out_dir, *, model_cfg: GPTConfig, train_cfg: TrainConfig, resolution: int | None = None,
              palette: Palette | None = None, resume: bool = False, progress: bool = True, token_cache: bool = True,
@@ -234,7 +245,6 @@ def pretrain(dataset: str, out_dir, *, model_cfg: GPTConfig, train_cfg: TrainCon
     res = resolution or side
     if res != side:
         raise ValueError(f"model is {side}×{side} but the data would be {res}×{res}")
-    check_apart(out_dir, dataset_folder(dataset, root))
     # a folder dataset's files (names, sizes, times): a resume on changed files would train on other data
     data_files = {"data_files": source_files_id(dataset, root)} if dataset.startswith(FOLDER) else {}
     existing = run_steps(out_dir, resume)
