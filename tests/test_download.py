@@ -426,3 +426,17 @@ def test_a_full_disk_while_downloading_names_the_part_and_deletes_it(server, cif
                                "deleted and nothing was unpacked: free space (or give another --root) and run the same "
                                "command again")
     assert sorted(p.name for p in root.rglob("*")) == [".downloads", "filler"]
+
+
+def test_a_part_planted_as_a_link_is_refused_and_its_target_left_alone(server, cifar, tmp_path):
+    _, archive = cifar
+    server.files[CIFAR] = archive
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    (tmp_path / "root" / ".downloads").mkdir(parents=True)
+    part = tmp_path / "root" / ".downloads" / f"{CIFAR}.part"
+    part.symlink_to(notes)  # was appended to: the download resumed "from" the notes' length
+    with pytest.raises(dl.DownloadError, match=re.escape(
+            f"{part} is not a plain file (a link or a folder); remove it and run the same command again")):
+        fetch(server, tmp_path / "root", checksums={CIFAR: md5(archive)})
+    assert notes.read_text() == "my notes" and server.seen == []
