@@ -314,8 +314,23 @@ def save_training_state(folder: Path, optimizer_state: dict, state: dict) -> Non
 def load_training_state(folder: Path) -> tuple[dict, dict]:
     """(the optimizer's state dict, the run's state) as `save_training_state` wrote them; restores the
     torch RNG state."""
-    state = json.loads((folder / "state.json").read_text())
-    tensors = load_file(str(folder / "optimizer.safetensors"))
+    state_file, tensors_file = folder / "state.json", folder / "optimizer.safetensors"
+    redo = (f"{folder.parent} cannot be resumed from: move it out of the run folder to resume from the checkpoint "
+            "before it, or start a new run")
+    try:
+        state = json.loads(state_file.read_text())
+        missing = [k for k in ("step", "history", "running_loss", "param_groups") if k not in state]
+        if missing:
+            raise ValueError(f"no {', '.join(missing)}")
+        validate.integer("step", state["step"], 0)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{state_file}: missing; {redo}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as e:  # TypeError: not an object
+        raise ValueError(f"{state_file}: not a valid training state ({e}); {redo}") from None
+    try:
+        tensors = load_file(str(tensors_file))
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{tensors_file}: cannot be read as safetensors ({e}); {redo}") from None
     torch.set_rng_state(tensors.pop("rng.torch"))
     opt_state: dict[int, dict] = {}
     for key, value in tensors.items():

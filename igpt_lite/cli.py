@@ -113,19 +113,44 @@ def main(argv=None) -> int:
         check_outputs(args)  # before any work
         result = args.func(args)
     except (ValueError, OSError, FloatingPointError) as e:  # OSError: missing, existing, unwritable, full
-        print(f"igpt-lite {verb}: error: {e}", file=sys.stderr)
+        print(f"igpt-lite {verb}: error: {_said(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"igpt-lite {verb}: interrupted" + (" (continue with --resume)" if args.verb == "train" else ""),
-              file=sys.stderr)
+        print(f"igpt-lite {verb}: interrupted{_resume_hint(args)}", file=sys.stderr)
         return 130
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one report
         # every verb returns a result object: to_dict() is the --json object, text() the human summary
         try:
             print(json.dumps(result.to_dict()) if args.json else result.text(), flush=True)
         except BrokenPipeError:  # `igpt-lite info | head`: the reader has gone; nothing more to say
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            _drop_stdout()
+        except (OSError, UnicodeEncodeError) as e:  # stdout on a full disk: the work is done, its report is not
+            _drop_stdout()
+            print(f"igpt-lite {verb}: error: the result could not be written to stdout ({_said(e)}); the work "
+                  "itself is done", file=sys.stderr)
+            return 2
     return 0
+
+
+def _said(e: BaseException) -> str:
+    """An error as one line: an OSError's reason and file without its "[Errno N]" prefix."""
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.filename}: {e.strerror}" if e.filename else e.strerror
+    return str(e)
+
+
+def _drop_stdout() -> None:
+    """Send what is left for stdout to /dev/null, so that the exit's flush raises nothing more."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _resume_hint(args) -> str:
+    """After Ctrl-C in `train`: continue with --resume only where a checkpoint was written."""
+    if args.verb != "train":
+        return ""
+    if checkpoint.step_dirs(args.out):
+        return " (continue with --resume)"
+    return " before the first checkpoint: nothing to resume; run the same command again to start over"
 
 
 if __name__ == "__main__":

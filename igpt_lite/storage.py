@@ -2,9 +2,11 @@
 or not at all (written under a temporary name, then renamed), and outputs are checked before any work."""
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -45,22 +47,75 @@ def cache_root() -> Path:
     return Path(os.environ.get("IGPT_LITE_CACHE") or Path.home() / ".cache" / "igpt-lite").expanduser()
 
 
+def is_disk_full(e: BaseException) -> bool:
+    """Whether a write failed for want of space (a full disk or a quota), however the writer said so
+    (safetensors reports it as a SafetensorError naming os error 28)."""
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "No space left on device" in str(e) or "os error 28" in str(e)
+
+
+@contextmanager
+def full_disk_named(final, unchanged: str = "nothing was written there"):
+    """A full disk while writing `final` becomes one OSError naming it and saying what to do; other
+    errors pass unchanged."""
+    try:
+        yield
+    except Exception as e:
+        if not is_disk_full(e):
+            raise
+        full = OSError(f"no space left on the disk holding {final}: {unchanged}; free space (or choose another "
+                       "place) and run again")
+        full.errno = errno.ENOSPC  # (set after: an OSError built with it would print "[Errno 28]" first)
+        raise full from None
+
+
+def _sync(path: Path) -> None:
+    """Push a file's (or every file's under a folder) bytes to the disk, so the rename that follows
+    never publishes a name whose data a power cut would lose."""
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and not p.is_symlink()]
+    for f in files:
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def check_folder_output(final) -> bool:
+    """Whether `final` exists as a folder to write into; refused (before any work): a symbolic link, a
+    file, a parent that is a file."""
+    final = Path(final)
+    if final.is_symlink():
+        raise FileExistsError(f"{final} is a symbolic link; it is not written through: remove the link, or choose "
+                              "another path")
+    for parent in reversed(final.parents):
+        if parent.exists() and not parent.is_dir():
+            raise FileExistsError(f"{parent} is a file, not a folder, so {final} cannot be written there; "
+                                  "choose another path")
+    if final.exists() and not final.is_dir():
+        raise FileExistsError(f"{final} is a file, not a folder; choose another path")
+    return final.is_dir()
+
+
 def write_folder_atomically(final: Path, write) -> Path:
     """Write a folder with `write(tmp_dir)` and put it in place without ever showing a half-written one.
 
     A new folder appears in one rename. Into an existing folder (an overwrite) each file `write`
     made replaces the one of the same name in one rename, config.json last (it is removed first,
     so a folder caught between old and new files reads as incomplete, never as a mix); files it did
-    not write are left alone."""
+    not write are left alone. Files reach the disk (fsync) before any rename; a full disk is one
+    message naming `final`, with nothing left half-written."""
     final = Path(final)
+    existing = check_folder_output(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    existing = final.is_dir()
-    if final.exists() and not existing:
-        raise FileExistsError(f"{final} is a file, not a folder; choose another path")
     tmp = (final if existing else final.parent) / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    unchanged = "nothing was changed there" if existing else "nothing was written"
     try:
-        write(tmp)
+        with full_disk_named(final, unchanged):
+            tmp.mkdir()
+            write(tmp)
+            _sync(tmp)
         if existing:
             if (tmp / "config.json").exists():
                 (final / "config.json").unlink(missing_ok=True)
@@ -78,7 +133,7 @@ def _move_into(src: Path, dst: Path) -> None:
     for entry in sorted(src.iterdir(), key=lambda e: e.name == "config.json"):
         target = dst / entry.name
         if entry.is_dir():
-            if target.exists() and not target.is_dir():
+            if target.is_symlink() or (target.exists() and not target.is_dir()):  # replaced, never written through
                 target.unlink()
             target.mkdir(exist_ok=True)
             _move_into(entry, target)
@@ -96,11 +151,15 @@ def occupied(path: str | Path) -> bool:
 
 def write_file_atomically(path: str | Path, write) -> Path:
     """Write one file with `write(tmp_path)` beside it, then rename it into place: a reader (or a
-    kill) never sees a half-written file, and the old file stays whole until the new one is."""
+    kill) never sees a half-written file, and the old file stays whole until the new one is. The
+    bytes reach the disk (fsync) before the rename; a full disk is one message naming `path`.
+    A symbolic link at `path` is replaced, never written through."""
     path = Path(path)
     tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}{path.suffix}"
     try:
-        write(tmp)
+        with full_disk_named(path, "nothing was written" + (" and the file there is unchanged" if path.exists() else "")):
+            write(tmp)
+            _sync(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -1,4 +1,6 @@
 import os
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -39,3 +41,35 @@ def grey_palette() -> Palette:
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+# ---- a small disk: the full-disk cases ----
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """make(size) -> a folder on a fresh tmpfs of that size (root only: skipped, saying so, elsewhere)."""
+    mounted = []
+
+    def make(size="4m"):
+        d = tmp_path / f"disk{len(mounted)}"
+        d.mkdir()
+        try:
+            r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)], capture_output=True,
+                               text=True)
+        except FileNotFoundError:
+            pytest.skip("no mount command here: the full-disk cases need a small tmpfs (root)")
+        if r.returncode:
+            pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.strip() or 'mount failed'}): the full-disk "
+                        "cases need root")
+        mounted.append(d)
+        return d
+
+    yield make
+    for d in mounted:
+        subprocess.run(["umount", "-l", str(d)], check=False)
+
+
+def fill_disk(disk, leave: int = 0) -> None:
+    """Fill the disk holding `disk` up to `leave` free bytes (a file named filler)."""
+    with open(disk / "filler", "ab") as f:
+        f.write(b"\0" * max(0, shutil.disk_usage(disk).free - leave))

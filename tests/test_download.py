@@ -14,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
+from conftest import fill_disk
+
 from igpt_lite.data import download as dl
 from igpt_lite.cli import main
 
@@ -60,7 +62,8 @@ def _dir(name):
 
 class Server:
     """Serves `files` by name. Modes: good (Range honoured), corrupt (one byte flipped), cut (announces
-    the whole length, sends half, closes), norange (ignores Range, always 200). `seen`: (path, Range)."""
+    the whole length, sends half, closes), norange (ignores Range, always 200), endless (zeros with no
+    length, forever), huge (announces a terabyte, sends zeros). `seen`: (path, Range)."""
 
     def __init__(self):
         self.files, self.mode, self.seen = {}, "good", []
@@ -85,6 +88,16 @@ class Server:
                     self.send_header("Content-Range", f"bytes */{len(body)}")
                     self.end_headers()
                     return
+                if state.mode in ("endless", "huge"):  # a body with no end, or an announced size no file has
+                    self.send_response(200)
+                    if state.mode == "huge":
+                        self.send_header("Content-Length", str(10**12))
+                    self.end_headers()
+                    try:
+                        while True:
+                            self.wfile.write(bytes(65536))
+                    except OSError:  # the client hung up
+                        return
                 if start is not None:
                     self.send_response(206)
                     self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
@@ -377,3 +390,53 @@ def test_download_result_text_says_where_and_what_was_fetched(tmp_path):
     there = dl.DownloadResult("cifar10", tmp_path / "cifar", already_present=True)
     assert there.text().splitlines()[2] == "status: already present and complete; nothing fetched"
 
+
+
+@pytest.mark.parametrize("mode,fragment", [
+    ("endless", "{url} sent more than 300,000 bytes for {file}, more than the file can be; the part ({part}) was "
+                "deleted and nothing was unpacked: it is not the published file"),
+    ("huge", "{url} announces 1,000,000,000,000 bytes for {file}, more than the 300,000 this file can be; it is not "
+             "the published file: nothing was fetched"),
+])
+def test_a_body_longer_than_the_file_can_be_is_cut_off_and_deleted(server, cifar, tmp_path, monkeypatch, mode, fragment):
+    """Was: an endless body filled the disk, and the next run resumed the garbage."""
+    _, archive = cifar
+    source = dl.SOURCES["cifar10"]
+    monkeypatch.setitem(dl.SOURCES, "cifar10", replace(source, archives=(replace(source.archives[0], max_bytes=300_000),)))
+    server.files[CIFAR], server.mode = archive, mode
+    part = tmp_path / ".downloads" / f"{CIFAR}.part"
+    with pytest.raises(dl.DownloadError) as info:
+        fetch(server, tmp_path, checksums={CIFAR: md5(archive)})
+    assert str(info.value) == fragment.format(url=f"{server.base}/{CIFAR}", file=CIFAR, part=part)
+    assert not part.exists() and not leftovers(tmp_path) and not (tmp_path / "cifar-10-batches-bin").exists()
+    server.mode = "good"  # the next run starts from byte 0, not from garbage
+    assert fetch(server, tmp_path, checksums={CIFAR: md5(archive)}).files[0].resumed_from == 0
+
+
+def test_a_full_disk_while_downloading_names_the_part_and_deletes_it(server, cifar, small_disk):
+    root = small_disk("1m")
+    (root / ".downloads").mkdir()
+    fill_disk(root, leave=64 * 1024)  # less than the ~170 kB archive
+    _, archive = cifar
+    server.files[CIFAR] = archive
+    part = root / ".downloads" / f"{CIFAR}.part"
+    with pytest.raises(dl.DownloadError) as info:
+        fetch(server, root, checksums={CIFAR: md5(archive)})
+    assert str(info.value) == (f"cannot write {part} while downloading {CIFAR} (No space left on device); the part was "
+                               "deleted and nothing was unpacked: free space (or give another --root) and run the same "
+                               "command again")
+    assert sorted(p.name for p in root.rglob("*")) == [".downloads", "filler"]
+
+
+def test_a_part_planted_as_a_link_is_refused_and_its_target_left_alone(server, cifar, tmp_path):
+    _, archive = cifar
+    server.files[CIFAR] = archive
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    (tmp_path / "root" / ".downloads").mkdir(parents=True)
+    part = tmp_path / "root" / ".downloads" / f"{CIFAR}.part"
+    part.symlink_to(notes)  # was appended to: the download resumed "from" the notes' length
+    with pytest.raises(dl.DownloadError, match=re.escape(
+            f"{part} is not a plain file (a link or a folder); remove it and run the same command again")):
+        fetch(server, tmp_path / "root", checksums={CIFAR: md5(archive)})
+    assert notes.read_text() == "my notes" and server.seen == []

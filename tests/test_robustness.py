@@ -12,6 +12,7 @@ After the tables, the fault tests: two trains on one folder, kill -9 at random p
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tiny_model
+from conftest import fill_disk, tiny_model
 from igpt_lite import bias, checkpoint, data, interop, validate
 from igpt_lite.checkpoint import load_checkpoint, save_checkpoint, step_dirs
 from igpt_lite.cli import main
@@ -69,6 +70,8 @@ CLI_CASES = [
      "argument --palette: {tmp}/none.json: no such file"),
     ("train --batch-size above the data", [*TRAIN, "--out", "{tmp}/big", "--batch-size", "2000"], 2,
      "batch size 2000 is larger than the training set (1438 images)"),
+    ("complete --rows above the image height (was named keep_rows)", ["complete", "--model", "{model}", "--rows", "99"],
+     2, "argument --rows: must be between 0 and 8 (the model's image height), got 99"),
     ("sample --out without an image suffix", [*SAMPLE, "--out", "{tmp}/grid"], 2, "must end in one of .png"),
     # --- training runs: checked before any work ---
     ("train --resume with no checkpoint (was a silent restart)", [*TRAIN, "--out", "{tmp}/new", "--resume"], 2,
@@ -111,9 +114,9 @@ CLI_CASES = [
     ("--model that is a file", ["sample", "--model", "{tmp}/exists.png"], 2, "is a file; a checkpoint is a folder"),
     # --- images: one reader (data.read_image) for every --image ---
     ("a truncated --image (was a traceback)", ["complete", "--model", "{model}", "--image", "{tmp}/cut.png"], 2,
-     "cut.png: the image data is truncated or corrupt"),
+     "{tmp}/cut.png: the image data is truncated or corrupt"),  # the whole path (was the base name only)
     ("a decompression bomb --image (was a traceback)", ["complete", "--model", "{model}", "--image", "{tmp}/bomb.png"],
-     2, "bomb.png: 8000×8000 pixels is more than this reader accepts"),
+     2, "{tmp}/bomb.png: 8000×8000 pixels is more than this reader accepts"),
     ("a 16-bit grey PNG is scaled (was clipped to white)",
      ["complete", "--model", "{model}", "--image", "{tmp}/deep.png", "--rows", "8", "--samples", "1", "--json"], 0,
      '"tokens": [[[4, 4, 4, 4, 4, 4, 4, 4, 4'),  # mid grey: the grey palette's middle colour, not white (7)
@@ -372,6 +375,373 @@ def test_a_stale_lock_is_taken_over_and_the_run_folder_is_checked_first(tmp_path
     pretrain("digits", out, model_cfg=tiny_config(height=8, width=8), train_cfg=cfg, progress=False)
     assert [p.name for p in step_dirs(out)] == ["step-000001", "step-000002"]
     assert (out / ".lock").read_text() == ""  # released
+
+
+# ---------------- hostile files, full disks, caches that lie ----------------
+# Each case: the exact message (what to do) and nothing outside the run folder or the named output
+# changed. The full-disk cases write to a small tmpfs the test mounts (root only; skipped elsewhere).
+
+def _snapshot(folder: Path) -> dict:
+    """Every file under `folder` (links not followed) and its bytes' hash."""
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+FULL = "no space left on the disk holding {path}: {what}; free space (or choose another place) and run again"
+
+
+def test_a_full_disk_at_a_checkpoint_save_names_the_path_and_leaves_nothing_half_written(small_disk):
+    disk = small_disk("1m")
+    grey = Palette(np.linspace(-1, 1, 8, dtype=np.float32)[:, None])
+    model = tiny_model(height=8, width=8)
+    old = save_checkpoint(disk / "ck", model, grey)
+    fill_disk(disk, leave=4096)
+    before = _snapshot(disk)
+    with pytest.raises(OSError) as new:
+        save_checkpoint(disk / "new", model, grey)
+    assert str(new.value) == FULL.format(path=disk / "new", what="nothing was written")
+    with pytest.raises(OSError) as over:
+        save_checkpoint(old, tiny_model(seed=1, height=8, width=8), grey, overwrite=True)
+    assert str(over.value) == FULL.format(path=old, what="nothing was changed there")
+    assert _snapshot(disk) == before and not list(disk.rglob(".tmp-*"))  # the old checkpoint whole, no debris
+    assert torch.equal(load_checkpoint(old).model.lm_head.weight, model.lm_head.weight)
+
+
+def test_a_full_disk_mid_run_says_where_to_resume_from_and_resume_works(small_disk, capsys):
+    from igpt_lite.train import train
+
+    disk = small_disk("8m")
+    grey = Palette(np.linspace(-1, 1, 8, dtype=np.float32)[:, None])
+    tokens = torch.randint(0, 8, (32, 64), generator=torch.Generator().manual_seed(0))
+    cfg = TrainConfig(steps=4, batch_size=8, eval_every=2, save_every=2, eval_images=8)
+
+    def fill_after_the_first_save(history, model):
+        if history.last.step == 4:
+            fill_disk(disk)
+
+    with pytest.raises(OSError) as info:
+        train(tiny_model(height=8, width=8), grey, tokens, tokens, disk / "run", cfg, progress=False,
+              on_eval=fill_after_the_first_save)
+    assert str(info.value) == (FULL.format(path=disk / "run" / "step-000004", what="nothing was written")
+                                   + "; the checkpoint of step 4 was not saved, the last one is step-000002: "
+                                     "continue with --resume")
+    assert [p.name for p in step_dirs(disk / "run")] == ["step-000002"] and not list(disk.rglob(".tmp-*"))
+    (disk / "filler").unlink()
+    train(tiny_model(height=8, width=8), grey, tokens, tokens, disk / "run", cfg, resume=True, progress=False)
+    assert load_checkpoint(disk / "run").meta["training"]["step"] == 4
+
+
+def test_a_full_disk_in_import_hf_is_one_message_and_no_debris(world, small_disk, capsys):
+    disk = small_disk("1m")
+    fill_disk(disk, leave=8192)
+    before = _snapshot(disk)
+    assert main(["import-hf", str(world["hf"]), str(disk / "imported")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"igpt-lite import-hf: error: {FULL.format(path=disk / 'imported', what='nothing was written')}\n"
+    assert _snapshot(disk) == before and sorted(p.name for p in disk.iterdir()) == ["filler"]
+
+
+def test_a_full_disk_while_the_token_cache_is_written_costs_speed_not_the_run(small_disk):
+    """Was a SIGBUS (the cache was written through a memmap) and a .tmp file left on the full disk."""
+    from igpt_lite.data.tokens import encoded_split, token_cache_path
+
+    disk = small_disk("1m")
+    grey = Palette(np.linspace(-1, 1, 8, dtype=np.float32)[:, None])
+    (disk / "tokens").mkdir()
+    fill_disk(disk, leave=8192)  # room for the folder, not the tokens
+    path = token_cache_path("digits", "train", grey, 8, cache_dir=disk / "tokens")
+    with pytest.warns(UserWarning) as caught:
+        got = encoded_split("digits", "train", grey, 8, cache_dir=disk / "tokens")
+    assert str(caught[0].message) == (
+        f"cannot write the token cache {path} ({FULL.format(path=path, what='nothing was written')}); encoding in "
+        "memory instead (set IGPT_LITE_CACHE to a writable folder)")
+    assert np.array_equal(got, grey.encode(data.load_dataset("digits", "train", resolution=8).images).numpy())
+    assert [p.name for p in disk.rglob("*") if p.is_file()] == ["filler"]  # no half-written cache, no .tmp
+
+
+def test_a_zeroed_token_cache_is_rebuilt_not_trained_on(world, monkeypatch, tmp_path, capsys):
+    """Was: zeroed tokens (header intact) trained silently to 0.29 bits/dim against 1.96."""
+    from igpt_lite.data.tokens import token_cache_path
+
+    monkeypatch.setenv("IGPT_LITE_CACHE", str(tmp_path / "cache"))
+    argv = [*TRAIN, "--steps", "2", "--json", "--seed", "3"]
+    assert main([*argv, "--out", str(tmp_path / "clean")]) == 0, capsys.readouterr().err
+    clean = json.loads(capsys.readouterr().out)
+    palette = load_checkpoint(tmp_path / "clean").palette
+    for split in ("train", "val"):
+        cache = np.lib.format.open_memmap(token_cache_path("digits", split, palette, 8), mode="r+")
+        cache[:] = 0
+        cache.flush()
+        del cache
+    with pytest.warns(UserWarning, match=r"does not match its checksum \(it changed after it was written\); "
+                                         "rebuilding it"):
+        assert main([*argv, "--out", str(tmp_path / "again")]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["val_bpd"] == clean["val_bpd"] and again["baseline_bpd"] == clean["baseline_bpd"]
+
+
+def test_a_token_cache_cut_short_under_a_run_is_an_error_naming_it(tmp_path):
+    """Was a SIGBUS: the run read the cache through a memmap whose pages had gone."""
+    from igpt_lite.data.tokens import encoded_split, token_batch
+
+    grey = Palette(np.linspace(-1, 1, 8, dtype=np.float32)[:, None])
+    tokens = encoded_split("digits", "train", grey, 8, cache_dir=tmp_path)
+    want = token_batch(tokens, torch.tensor([0, 1000]))
+    assert torch.equal(want, torch.from_numpy(np.asarray(tokens[[0, 1000]], dtype=np.int64)))
+    size = tokens.offset + tokens.nbytes
+    os.truncate(tokens.filename, 4096)
+    with pytest.raises(OSError, match=re.escape(
+            f"token cache {tokens.filename} is 4096 bytes, shorter than when it was opened ({size}): it was changed "
+            "while in use; delete it and run again (with --resume to continue a run)")):
+        token_batch(tokens, torch.tensor([0, 1000]))
+
+
+def test_stdout_on_a_full_disk_or_a_closed_pipe_ends_without_a_traceback(tmp_path):
+    cmd = [sys.executable, "-m", "igpt_lite", "info", "--json"]
+    with open("/dev/full", "w") as full:  # every write: no space left on device
+        done = subprocess.run(cmd, stdout=full, stderr=subprocess.PIPE, text=True, env=ENV)
+    assert done.returncode == 2 and done.stderr == (
+        "igpt-lite info: error: the result could not be written to stdout (No space left on device); the work "
+        "itself is done\n")
+    reader = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    reader.stdout.close()  # `| head` that has read enough
+    assert reader.wait() == 0 and reader.stderr.read() == b""
+
+
+def _grey_palette_file(path: Path, centers) -> str:
+    path.write_text(json.dumps({"centers": centers}))
+    return str(path)
+
+
+HF_DAMAGE = [  # (what, file, edit of its JSON, message fragment)
+    ("clusters that are a number", "preprocessor_config.json", lambda d: {**d, "clusters": 5},
+     'preprocessor_config.json: "clusters" must be a list of [r, g, b] colour centres, got int 5'),
+    ("a NaN cluster (imported, sampled black)", "preprocessor_config.json",
+     lambda d: {**d, "clusters": [[float("nan")] * 3] + d["clusters"][1:]},
+     "preprocessor_config.json: its clusters are not a colour palette (palette centre 0 is [nan, nan, nan]: "
+     "centres must be finite numbers in [-1, 1]"),
+    ("a cluster out of range", "preprocessor_config.json",
+     lambda d: {**d, "clusters": d["clusters"][:-1] + [[3.0, 0.0, 0.0]]},
+     "palette centre 7 is [3.0, 0.0, 0.0]: centres must be finite numbers in [-1, 1]"),
+    ("resid_pdrop that is text", "config.json", lambda d: {**d, "resid_pdrop": "x"},
+     "resid_pdrop must be ≥ 0 and finite, got 'x'"),
+    ("a size with a null height", "preprocessor_config.json", lambda d: {**d, "size": {"height": None, "width": 8}},
+     "preprocessor_config.json size height must be a whole number (≥ 1), got None"),
+]
+
+
+@pytest.mark.parametrize("what,file,edit,fragment", _rows(HF_DAMAGE))
+def test_damaged_hugging_face_metadata_is_named_not_a_traceback(world, tmp_path, capsys, what, file, edit, fragment):
+    import shutil
+
+    hf = Path(shutil.copytree(world["hf"], tmp_path / "hf"))
+    (hf / file).write_text(json.dumps(edit(json.loads((hf / file).read_text()))))
+    before = _snapshot(tmp_path)
+    assert main(["import-hf", str(hf), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert _snapshot(tmp_path) == before
+
+
+def test_a_truncated_hugging_face_weights_file_is_named(world, tmp_path, capsys):
+    import shutil
+
+    hf = Path(shutil.copytree(world["hf"], tmp_path / "hf"))
+    weights = hf / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:5000])
+    assert main(["import-hf", str(hf), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"{weights}: cannot be read as safetensors" in err and "the file is truncated or corrupt: download or save " \
+           "it again" in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("centers,why", [([[0.0], [float("nan")], [1.0]], "palette centre 1 is [nan]"),
+                                         ([[0.0], [float("inf")]], "palette centre 1 is [inf]"),
+                                         ([[-1.0], [2.0]], "palette centre 1 is [2.0]")])
+def test_a_nan_infinite_or_out_of_range_palette_is_refused_wherever_it_enters(world, tmp_path, capsys, centers, why):
+    """Was: a NaN centre in --palette trained with baseline 0.0 bits/dim."""
+    bad = _grey_palette_file(tmp_path / "bad.json", centers)
+    assert main([*TRAIN, "--out", str(tmp_path / "r"), "--steps", "2", "--palette", bad]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: not a valid palette file ({why}: centres must be finite numbers in [-1, 1]" in err, err
+    assert not (tmp_path / "r").exists()
+    import shutil
+
+    ck = Path(shutil.copytree(world["model"], tmp_path / "ck"))
+    _grey_palette_file(ck / "palette.json", centers)  # a checkpoint's own palette file
+    assert main(["sample", "--model", str(ck), "--n", "1"]) == 2
+    assert f"{ck / 'palette.json'}: not a valid palette file ({why}" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=re.escape(why)):
+        Palette(np.asarray(centers, dtype=np.float32))
+
+
+def _resumable_run(tmp_path) -> Path:
+    assert main([*TRAIN, "--out", str(tmp_path / "run"), "--steps", "2", "--json"]) == 0
+    return step_dirs(tmp_path / "run")[-1]
+
+
+@pytest.mark.parametrize("damage,fragment", [
+    (lambda t: (t / "state.json").write_text("{not json"), "state.json: not a valid training state (Expecting"),
+    (lambda t: (t / "state.json").write_text(json.dumps({"history": [], "running_loss": 1.0, "param_groups": []})),
+     "state.json: not a valid training state (no step)"),
+    (lambda t: (t / "optimizer.safetensors").write_bytes((t / "optimizer.safetensors").read_bytes()[:100]),
+     "optimizer.safetensors: cannot be read as safetensors"),
+], ids=["state.json not JSON", "state.json without step", "optimizer.safetensors truncated"])
+def test_a_damaged_training_state_is_named_on_resume(tmp_path, capsys, damage, fragment):
+    last = _resumable_run(tmp_path)
+    damage(last / "training")
+    capsys.readouterr()
+    before = _snapshot(tmp_path / "run")
+    assert main([*TRAIN, "--out", str(tmp_path / "run"), "--steps", "4", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"{last / 'training'}/{fragment}" in err, err
+    assert err.strip().endswith(f"{last} cannot be resumed from: move it out of the run folder to resume from the "
+                                "checkpoint before it, or start a new run")
+    assert _snapshot(tmp_path / "run") == {k: v for k, v in before.items() if k != ".lock"} | {
+        ".lock": _snapshot(tmp_path / "run")[".lock"]}
+
+
+def _idx_gz(path: Path, dims: tuple, body: bytes) -> None:
+    import gzip
+    import struct
+
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(struct.pack(">I", 0x0800 + len(dims)) + b"".join(struct.pack(">I", d) for d in dims) + body)
+
+
+@pytest.mark.parametrize("dims,extra,fragment", [
+    ((10, 28, 28), 200_000_000, "train-images-idx3-ubyte.gz: 7,857 bytes where its header (10×28×28) needs 7,856; "
+                                "the file is longer than its header says"),
+    ((4_000_000_000, 28, 28), 0, "train-images-idx3-ubyte.gz: its header promises 4000000000×28×28 = "
+                                 "3,136,000,000,000 bytes, more than ten times the official files (470,400,000)"),
+], ids=["a body that inflates far past its header", "a header promising terabytes"])
+def test_a_gzip_bomb_in_an_idx_file_is_refused_before_it_is_inflated(tmp_path, dims, extra, fragment):
+    """Was: a 3 MB file inflating to 3 GB made `data check` allocate 6.5 GB before any header check."""
+    import tracemalloc
+
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    _idx_gz(folder / "train-images-idx3-ubyte.gz", dims, bytes(7840 + extra))
+    _idx_gz(folder / "train-labels-idx1-ubyte.gz", (10,), bytes(10))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=re.escape(fragment)):
+            data.load_dataset("mnist-idx", "train", root=tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20e6  # bytes: what the header promised, not what the stream holds
+
+
+def test_outputs_that_are_links_files_or_the_input_are_refused(world, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+    grey = Palette(np.linspace(-1, 1, 8, dtype=np.float32)[:, None])
+    model = tiny_model(height=8, width=8)
+    # a checkpoint folder planted as a link is not written through
+    (tmp_path / "link").symlink_to(mine)
+    with pytest.raises(FileExistsError, match=re.escape(f"{tmp_path / 'link'} is a symbolic link; it is not written "
+                                                        "through: remove the link, or choose another path")):
+        save_checkpoint(tmp_path / "link", model, grey, overwrite=True)
+    # ... nor a run's next step folder
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "step-000002").symlink_to(mine)
+    assert main([*TRAIN, "--out", str(run), "--steps", "2"]) == 2
+    assert f"{run / 'step-000002'} is a symbolic link; it is not written through" in capsys.readouterr().err
+    assert _snapshot(mine) == {"notes.txt": _snapshot(mine)["notes.txt"]} and (mine / "notes.txt").read_text() == "my notes"
+    # the models folder ($IGPT_LITE_MODELS) that is a file: was "[Errno 17] File exists"
+    monkeypatch.setattr(checkpoint, "USER_DIR", tmp_path / "models-file")
+    (tmp_path / "models-file").write_text("not a folder")
+    assert main(["import-hf", str(world["hf"])]) == 2
+    assert capsys.readouterr().err == (f"igpt-lite import-hf: error: {tmp_path / 'models-file'} is a file, not a folder, "
+                                       f"so {tmp_path / 'models-file' / 'hf'} cannot be written there; choose another "
+                                       "path\n")
+    # an output that is the input
+    hf = Path(shutil.copytree(world["hf"], tmp_path / "hf"))
+    before = _snapshot(hf)
+    assert main(["import-hf", str(hf), str(hf), "--overwrite"]) == 2
+    assert f"OUT {hf} is the folder being imported; give the checkpoint another folder" in capsys.readouterr().err
+    rms = Path(shutil.copytree(world["tmp"] / "rms", tmp_path / "rms"))
+    ours = _snapshot(rms)
+    assert main(["export-hf", "--model", str(rms), str(rms), "--overwrite"]) == 2
+    assert f"{rms} holds the model being exported ({rms}); writing the Hugging Face files there would overwrite its " \
+           "own" in capsys.readouterr().err
+    assert _snapshot(hf) == before and _snapshot(rms) == ours
+    # the data folder as the run folder
+    folder = tmp_path / "pictures"
+    for c in ("a", "b"):
+        (folder / c).mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (8, 8), (60 * i, 0, 0)).save(folder / c / f"{i}.png")
+    pictures = _snapshot(folder)
+    for out in (folder, folder / "run"):
+        assert main(["train", "--data", f"folder:{folder}", "--preset", "tiny", "--resolution", "8", "--steps", "1",
+                     "--out", str(out)]) == 2
+        assert "the run would write its checkpoints among the images; choose an output folder outside it" in \
+            capsys.readouterr().err
+    assert _snapshot(folder) == pictures and not (folder / "run").exists()
+
+
+def test_resume_after_a_folder_datasets_files_changed_is_refused(tmp_path, capsys):
+    folder = tmp_path / "pictures"
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (folder / c).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / c / f"{i}.png")
+    argv = ["train", "--data", f"folder:{folder}", "--preset", "tiny", "--resolution", "8", "--batch-size", "4",
+            "--out", str(tmp_path / "run")]
+    assert main([*argv, "--steps", "2", "--json"]) == 0, capsys.readouterr().err
+    Image.new("RGB", (8, 8), (255, 255, 255)).save(folder / "a" / "new.png")
+    capsys.readouterr()
+    assert main([*argv, "--steps", "4", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot resume {tmp_path / 'run'}: data: the files of folder:{folder} changed since the run started " \
+           "(names, sizes or modification times:" in err, err
+
+
+def test_ctrl_c_says_resume_only_when_there_is_a_checkpoint(tmp_path, monkeypatch, capsys):
+    import igpt_lite.train.loop as loop
+
+    evaluate = loop.evaluate_bits_per_dim
+    calls = []
+
+    def interrupt_at(n):
+        def fake(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return evaluate(*args, **kwargs)
+        return fake
+
+    monkeypatch.setattr(loop, "evaluate_bits_per_dim", interrupt_at(1))  # the first evaluation: before any save
+    assert main([*TRAIN, "--out", str(tmp_path / "a"), "--steps", "4", "--save-every", "2"]) == 130
+    assert ("igpt-lite train: interrupted before the first checkpoint: nothing to resume; run the same command again "
+            "to start over\n") in capsys.readouterr().err
+    calls.clear()
+    monkeypatch.setattr(loop, "evaluate_bits_per_dim", interrupt_at(2))  # after step 2 was saved
+    assert main([*TRAIN, "--out", str(tmp_path / "b"), "--steps", "4", "--save-every", "2"]) == 130
+    assert "igpt-lite train: interrupted (continue with --resume)\n" in capsys.readouterr().err
+
+
+def test_a_folder_dataset_with_a_non_utf8_name_trains(tmp_path, capsys):
+    """Was: a codec message naming no path."""
+    raw = os.fsencode(tmp_path) + b"/pictures-\xff"
+    for c in (b"a", b"b\xfe"):
+        os.makedirs(raw + b"/" + c)
+        for i in range(6):
+            Image.fromarray(np.random.default_rng(i).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
+                os.fsdecode(raw + b"/" + c + b"/%d.png" % i))
+    assert main(["train", "--data", f"folder:{os.fsdecode(raw)}", "--preset", "tiny", "--resolution", "8",
+                 "--batch-size", "4", "--steps", "1", "--out", str(tmp_path / "run"), "--json"]) == 0, \
+        capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["steps"] == 1
 
 
 def test_a_lock_planted_as_a_symlink_is_refused_and_its_target_left_alone(tmp_path, capsys):

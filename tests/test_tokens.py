@@ -97,9 +97,21 @@ def _damage_dtype(path):
     np.save(path, np.zeros((10, 64), dtype=np.int32))
 
 
+def _damage_zero(path):  # the header intact, every token 0: in range, the right size, and wrong
+    arr = np.lib.format.open_memmap(path, mode="r+")
+    arr[:] = 0
+    arr.flush()
+
+
+def _damage_checksum_file(path):
+    path.with_suffix(".crc32").unlink()
+
+
 @pytest.mark.parametrize("damage,why", [(_damage_truncate, "unreadable"), (_damage_extend, "bytes, its header says"),
                                         (_damage_header, "unreadable"), (_damage_range, "holds token 8"),
-                                        (_damage_dtype, "holds int32")])
+                                        (_damage_dtype, "holds int32"),
+                                        (_damage_zero, r"does not match its checksum \(it changed after it was written\)"),
+                                        (_damage_checksum_file, "has no checksum file")])
 def test_a_damaged_cache_is_rebuilt_with_a_warning(tmp_path, grey_palette, damage, why):
     ref = encoded_split("digits", "val", grey_palette, 8, cache_dir=tmp_path).copy()
     path = token_cache_path("digits", "val", grey_palette, 8, cache_dir=tmp_path)

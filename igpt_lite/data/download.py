@@ -30,6 +30,9 @@ class Archive:
     file: str  # its name on the servers and in <root>/.downloads/
     md5: str
     urls: tuple[str, ...]  # mirrors, tried in order
+    # about twice the published size: a server sending more is not sending this file (an endless body
+    # would otherwise fill the disk)
+    max_bytes: int = 64_000_000
 
 
 @dataclass(frozen=True)
@@ -55,17 +58,17 @@ SOURCES: dict[str, Source] = {
     "cifar10": Source(
         DATASETS["cifar10"].folder,
         (Archive("cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530",
-                 ("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",)),),
+                 ("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",), 340_000_000),),
         tuple(f"data_batch_{i}.bin" for i in range(1, 6)) + ("test_batch.bin",), unpack=True),
     "cifar100": Source(
         DATASETS["cifar100"].folder,
         (Archive("cifar-100-binary.tar.gz", "03b5dce01913d631647c71ecec9e9cb8",
-                 ("https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",)),),
+                 ("https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",), 340_000_000),),
         ("train.bin", "test.bin"), unpack=True),
     "stl10": Source(
         DATASETS["stl10"].folder,
         (Archive("stl10_binary.tar.gz", "91f7769df0f17e558f3565bffb0c7dfb",
-                 ("http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",)),),
+                 ("http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",), 5_300_000_000),),
         ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "unlabeled_X.bin"), unpack=True),
     "mnist-idx": _idx(DATASETS["mnist-idx"].folder, ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
                       ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
@@ -140,7 +143,7 @@ def download(name: str, root: str | Path | None = None, *, mirrors: list[str] | 
     for archive in source.archives:
         urls = tuple(m.rstrip("/") + "/" + archive.file for m in mirrors) if mirrors else archive.urls
         md5 = (checksums or {}).get(archive.file, archive.md5)
-        fetched.append(_fetch_checked(downloads / archive.file, urls, md5, progress))
+        fetched.append(_fetch_checked(downloads / archive.file, urls, md5, progress, archive.max_bytes))
     stage = root / f".tmp-{source.folder}-{uuid.uuid4().hex[:8]}"
     stage.mkdir()
     try:
@@ -184,12 +187,12 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fetch_checked(path: Path, urls: tuple[str, ...], md5: str, progress: bool) -> Fetched:
+def _fetch_checked(path: Path, urls: tuple[str, ...], md5: str, progress: bool, max_bytes: int) -> Fetched:
     """`path` whole and with MD5 `md5`, fetched (or continued) from the first of `urls` that answers."""
     if path.exists():  # fetched by an earlier run that stopped before unpacking: check it again
         record = Fetched(path.name, "", path.stat().st_size, "", 0, 0)
     else:
-        record = _fetch(path, urls, progress)
+        record = _fetch(path, urls, progress, max_bytes)
     got = _md5(path)
     if got != md5.lower():
         path.unlink()
@@ -200,8 +203,11 @@ def _fetch_checked(path: Path, urls: tuple[str, ...], md5: str, progress: bool) 
     return record
 
 
-def _fetch(path: Path, urls: tuple[str, ...], progress: bool) -> Fetched:
+def _fetch(path: Path, urls: tuple[str, ...], progress: bool, max_bytes: int) -> Fetched:
     part = path.with_name(path.name + ".part")
+    if part.is_symlink() or (part.exists() and not part.is_file()):  # never appended to through a planted link
+        raise DownloadError(f"{part} is not a plain file (a link or a folder); remove it and run the same command "
+                            "again")
     errors = []
     for url in urls:
         have = part.stat().st_size if part.exists() else 0
@@ -231,7 +237,10 @@ def _fetch(path: Path, urls: tuple[str, ...], progress: bool) -> Fetched:
             else:  # 200: the server ignores Range; start over
                 have = 0
                 total = int(response.headers["Content-Length"]) if response.headers.get("Content-Length") else None
-            done = _stream(response, part, have, total, path.name, progress)
+            if total is not None and total > max_bytes:
+                raise DownloadError(f"{url} announces {total:,} bytes for {path.name}, more than the {max_bytes:,} "
+                                    "this file can be; it is not the published file: nothing was fetched")
+            done = _stream(response, part, have, total, max_bytes, path.name, progress, url)
         if total is not None and done < total:
             raise DownloadError(f"download of {path.name} stopped at {done} of {total} bytes; run the same command "
                                 f"again to resume (the part is kept in {part})")
@@ -250,23 +259,40 @@ def _content_range(value: str) -> tuple[int, int | None]:
         raise DownloadError(f"a server answered a resumed download with an unreadable Content-Range {value!r}") from None
 
 
-def _stream(response, part: Path, have: int, total: int | None, label: str, progress: bool) -> int:
-    """Append the response body to `part` (or write it anew when have == 0); the bytes it then holds."""
+def _stream(response, part: Path, have: int, total: int | None, max_bytes: int, label: str, progress: bool,
+            url: str) -> int:
+    """Append the response body to `part` (or write it anew when have == 0), never past the announced
+    `total` (else `max_bytes`, the most the file can be); the bytes it then holds. A full disk or
+    a body past the limit deletes the part and says so."""
     from tqdm import tqdm
 
-    done = have
-    with open(part, "ab" if have else "wb") as out, \
-            tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=label, disable=not progress) as bar:
-        while True:
-            try:
-                chunk = response.read(CHUNK)
-            except (OSError, http.client.HTTPException):  # reset, timed out, cut short: the caller reports it
-                break
-            if not chunk:
-                break
-            out.write(chunk)  # a full disk raises here, as itself
-            done += len(chunk)
-            bar.update(len(chunk))
+    done, limit = have, max_bytes if total is None else total
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if have else os.O_TRUNC) | getattr(os, "O_NOFOLLOW", 0)
+        with os.fdopen(os.open(part, flags, 0o644), "wb") as out, \
+                tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=label, disable=not progress) as bar:
+            while done < limit:
+                try:
+                    chunk = response.read(min(CHUNK, limit - done + 1))
+                except (OSError, http.client.HTTPException):  # reset, timed out, cut short: the caller reports it
+                    break
+                if not chunk:
+                    break
+                if done + len(chunk) > limit:
+                    raise DownloadError(f"{url} sent more than {limit:,} bytes for {label}, more than the file can be; "
+                                        f"the part ({part}) was deleted and nothing was unpacked: it is not the "
+                                        "published file")
+                out.write(chunk)
+                done += len(chunk)
+                bar.update(len(chunk))
+    except DownloadError:
+        part.unlink(missing_ok=True)
+        raise
+    except OSError as e:  # a full disk: the part is deleted rather than left to fill it
+        part.unlink(missing_ok=True)
+        raise DownloadError(f"cannot write {part} while downloading {label} ({e.strerror or e}); the part was "
+                            "deleted and nothing was unpacked: free space (or give another --root) and run the same "
+                            "command again") from None
     return done
 
 

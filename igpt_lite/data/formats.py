@@ -189,41 +189,55 @@ def _stl(split: str, root: Path) -> Official:
 
 # ---- IDX (MNIST, Fashion-MNIST): magic 0x0000 08 NDIM, NDIM big-endian int32 sizes, unsigned bytes ----
 
-@lru_cache(maxsize=4)
-def _gunzipped(path: str, stamp: tuple, again: str) -> np.ndarray:
-    """A .gz file's contents (cached per file version: train and val read the same file)."""
-    name = Path(path).name
+def _gzip_read(path: Path, n: int, again: str) -> bytes:
+    """The first `n` bytes of a .gz file's contents (fewer if it holds fewer): never more, so a file
+    that inflates to gigabytes costs only what its header promised."""
     try:
         with gzip.open(path, "rb") as f:
-            return np.frombuffer(f.read(), dtype=np.uint8)
+            return f.read(n)
     except EOFError:
-        raise ValueError(f"{name}: the gzip stream ends early; the file is truncated — {again}") from None
+        raise ValueError(f"{path.name}: the gzip stream ends early; the file is truncated — {again}") from None
     except (gzip.BadGzipFile, zlib.error, OSError) as e:
-        raise ValueError(f"{name}: not a readable gzip file ({e}); the file is corrupt — {again}") from None
+        raise ValueError(f"{path.name}: not a readable gzip file ({e}); the file is corrupt — {again}") from None
+
+
+@lru_cache(maxsize=4)
+def _gunzipped(path: str, stamp: tuple, again: str, limit: int) -> np.ndarray:
+    """A .gz file's contents, at most `limit` + 1 bytes (cached per file version: train and val read
+    the same file)."""
+    return np.frombuffer(_gzip_read(Path(path), limit + 1, again), dtype=np.uint8)
 
 
 def _idx(folder: Path, file: str, ndim: int, spec: Spec) -> tuple[np.ndarray, Path]:
-    """An IDX file (plain, else .gz) as an array of its own dimensions."""
+    """An IDX file (plain, else .gz) as an array of its own dimensions. The header is checked before
+    the body is read, and a header promising more than ten times the official files is refused."""
     path = folder / file
+    head = 4 + 4 * ndim
     if path.is_file():
         buf = np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size else np.zeros(0, np.uint8)
+        header = bytes(buf[:head])
     elif path.with_name(file + ".gz").is_file():
         path = path.with_name(file + ".gz")
-        st = path.stat()
-        buf = _gunzipped(str(path), (st.st_mtime_ns, st.st_size), _again(spec))
+        header, buf = _gzip_read(path, head, _again(spec)), None
     else:
         raise FileNotFoundError(f"{path}: missing (nor {file}.gz); {_again(spec)}")
-    head = 4 + 4 * ndim
-    if len(buf) < head:
-        raise ValueError(f"{path.name}: {len(buf)} bytes, shorter than an IDX header; the file is truncated — "
+    if len(header) < head:
+        raise ValueError(f"{path.name}: {len(header)} bytes, shorter than an IDX header; the file is truncated — "
                          f"{_again(spec)}")
-    magic = int.from_bytes(bytes(buf[:4]), "big")
+    magic = int.from_bytes(header[:4], "big")
     if magic != 0x0800 + ndim:
         raise ValueError(f"{path.name}: magic number 0x{magic:08x}, where an IDX file of unsigned bytes in {ndim} "
                          f"dimension{'s' if ndim > 1 else ''} starts with 0x{0x0800 + ndim:08x}; not the "
                          f"{'images' if ndim == 3 else 'labels'} file it is named for — {_again(spec)}")
-    dims = tuple(int.from_bytes(bytes(buf[4 + 4 * i: 8 + 4 * i]), "big") for i in range(ndim))
+    dims = tuple(int.from_bytes(header[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     want = head + int(np.prod(dims, dtype=np.int64))
+    largest = 10 * max(spec.official.values()) * (spec.native ** 2 if ndim == 3 else 1)
+    if want - head > largest:
+        raise ValueError(f"{path.name}: its header promises {'×'.join(map(str, dims))} = {want - head:,} bytes, more than "
+                         f"ten times the official files ({largest:,}); not this dataset's file — {_again(spec)}")
+    if buf is None:
+        st = path.stat()
+        buf = _gunzipped(str(path), (st.st_mtime_ns, st.st_size), _again(spec), want)
     if len(buf) != want:
         what = "truncated" if len(buf) < want else "longer than its header says"
         raise ValueError(f"{path.name}: {len(buf):,} bytes where its header ({'×'.join(map(str, dims))}) needs "

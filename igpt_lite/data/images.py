@@ -4,6 +4,7 @@ bytes), square crop and resize, colour conversion, a folder's images as one set,
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -75,7 +76,7 @@ def _open_image(source, channels: int, background: tuple[int, int, int] = (255, 
 
     if channels not in MODES:
         raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
-    name = source_name(source)
+    name = str(source) if isinstance(source, (str, os.PathLike)) else source_name(source)  # a path whole
     if hasattr(source, "seek"):
         source.seek(0)
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 from .. import checkpoint
 from ..arguments import VerbResult, model_arg
 from ..checkpoint import Checkpoint
-from ..storage import occupied
+from ..storage import check_folder_output, occupied
 from .hf import export_hf, load_hf
 
 
@@ -44,6 +44,9 @@ def cmd_import_hf(args) -> ImportRun:
     out = Path(args.out) if args.out else checkpoint.USER_DIR / Path(args.path).resolve().name
     if occupied(out) and not args.overwrite:
         raise FileExistsError(f"{out} already exists; choose another OUT or pass --overwrite")
+    check_folder_output(out)
+    if out.resolve() == Path(args.path).resolve():
+        raise ValueError(f"OUT {out} is the folder being imported; give the checkpoint another folder")
     t0 = time.perf_counter()
     ck = load_hf(args.path)
     checkpoint.save_checkpoint(out, ck.model, ck.palette, ck.meta, overwrite=args.overwrite)

@@ -32,11 +32,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from .. import checkpoint, validate
 from ..checkpoint import Checkpoint
-from ..storage import occupied, write_folder_atomically
+from ..storage import check_folder_output, occupied, write_folder_atomically
 from ..model import GPT, GPTConfig
 from ..palette import Palette
 
@@ -103,6 +103,13 @@ def config_from_hf(hf: dict, processor: dict) -> GPTConfig:
         validate.integer(key, hf[key], 2 if key == "vocab_size" else 1)
     if hf["n_inner"] is not None:
         validate.integer("n_inner", hf["n_inner"], 1)
+    for key in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
+        if not 0 <= validate.non_negative(key, hf[key]) <= 1:
+            raise ValueError(f"{key} must be between 0 and 1, got {hf[key]!r}")
+    validate.positive("layer_norm_epsilon", hf["layer_norm_epsilon"])
+    for key in ("scale_attn_weights", "scale_attn_by_inverse_layer_idx", "add_cross_attention", "tie_word_embeddings"):
+        if not isinstance(hf[key], bool):
+            raise ValueError(f"{key} must be true or false, got {hf[key]!r}")
     n_embd = hf["n_embd"]
     n_inner = hf["n_inner"] or 4 * n_embd
     problems = []
@@ -121,6 +128,9 @@ def config_from_hf(hf: dict, processor: dict) -> GPTConfig:
 
     n_colors = hf["vocab_size"] - 1  # the last id is the start token
     clusters = processor.get("clusters")
+    if clusters is not None and not isinstance(clusters, list):
+        raise ValueError(f"preprocessor_config.json: \"clusters\" must be a list of [r, g, b] colour centres, got "
+                         f"{type(clusters).__name__} {clusters!r:.60}")
     if clusters is None or len(clusters) != n_colors:
         raise ValueError(f"preprocessor_config.json has {0 if clusters is None else len(clusters)} clusters but "
                          f"the model has {n_colors} colours (vocab_size {hf['vocab_size']} = colours + start token)")
@@ -139,7 +149,7 @@ def _image_size(n_positions: int, size) -> tuple[int, int]:
     if isinstance(size, int):
         size = {"height": size, "width": size}
     if isinstance(size, dict) and "height" in size and "width" in size:
-        h, w = int(size["height"]), int(size["width"])
+        h, w = (validate.integer(f"preprocessor_config.json size {k}", size[k], 1) for k in ("height", "width"))
         if h * w == n_positions:
             return h, w
     side = math.isqrt(n_positions)
@@ -173,9 +183,13 @@ def _tensors(files: list[Path]):
     """(name, tensor) one at a time, so the caller can convert and drop each before the next."""
     for f in files:
         if f.name.endswith(".safetensors"):
-            with safe_open(str(f), framework="pt") as sf:
-                for name in sf.keys():
-                    yield name, sf.get_tensor(name)
+            try:
+                with safe_open(str(f), framework="pt") as sf:
+                    for name in sf.keys():
+                        yield name, sf.get_tensor(name)
+            except SafetensorError as e:  # a truncated or damaged download
+                raise ValueError(f"{f}: cannot be read as safetensors ({e}); the file is truncated or corrupt: "
+                                 "download or save it again") from None
         else:
             try:  # tensors only (weights_only), and file-backed pages (mmap) rather than a copy in memory
                 state = torch.load(f, map_location="cpu", weights_only=True, mmap=True)
@@ -209,7 +223,10 @@ def load_hf(path: str | Path, dtype: torch.dtype = torch.float32) -> Checkpoint:
         cfg = config_from_hf(_read_json(folder / "config.json"), processor)
     except ValueError as e:
         raise ValueError(f"{folder}: {e}") from e
-    palette = Palette(np.asarray(processor["clusters"], dtype=np.float32))  # HF order: token ids match
+    try:
+        palette = Palette(processor["clusters"])  # HF order: token ids match
+    except ValueError as e:
+        raise ValueError(f"{folder / 'preprocessor_config.json'}: its clusters are not a colour palette ({e})") from None
 
     theirs = {hf: (ours, transposed) for ours, (hf, transposed) in name_map(cfg.n_layer).items()}
     state, unexpected = {}, []
@@ -315,6 +332,10 @@ def export_hf(ck: Checkpoint, out_dir: str | Path, overwrite: bool = False) -> P
     if occupied(out_dir) and not overwrite:
         raise FileExistsError(f"{out_dir} already exists; choose another folder or pass overwrite=True "
                               "(--overwrite: replaces the files export writes, leaves any other file alone)")
+    check_folder_output(out_dir)
+    if ck.path is not None and Path(ck.path).resolve().is_relative_to(out_dir.resolve()):
+        raise ValueError(f"{out_dir} holds the model being exported ({ck.path}); writing the Hugging Face files there "
+                         "would overwrite its own: choose another folder")
     params = dict(ck.model.named_parameters())
 
     def make(ours, transposed, shape):

@@ -29,6 +29,9 @@ def as_nhwc(images: np.ndarray) -> np.ndarray:
     return images
 
 
+CENTER_SLACK = 0.01  # k-means in float32 lands a little outside (-1.0002 seen); further out is no colour
+
+
 @dataclass(frozen=True, eq=False)
 class Palette:
     """k colour centres (k × C float32, C = 1 grey or 3 RGB) in [-1, 1].
@@ -43,9 +46,17 @@ class Palette:
     centers: np.ndarray
 
     def __post_init__(self):
-        c = np.asarray(self.centers, dtype=np.float32)
+        try:
+            c = np.asarray(self.centers, dtype=np.float32)
+        except (ValueError, TypeError) as e:  # ragged rows, strings
+            raise ValueError(f"palette centres must be a k×1 or k×3 table of numbers ({e})") from None
         if c.ndim != 2 or c.shape[1] not in (1, 3) or len(c) < 2:
             raise ValueError(f"palette centres must be k×1 or k×3 with k >= 2, got shape {c.shape}")
+        # a NaN centre is nobody's nearest colour and decodes to garbage; pixels map into [-1, 1]
+        bad = np.flatnonzero(~(np.abs(c) <= 1 + CENTER_SLACK).all(1))
+        if len(bad):
+            raise ValueError(f"palette centre {bad[0]} is {c[bad[0]].tolist()}: centres must be finite numbers in "
+                             f"[-1, 1] (pixel / 127.5 - 1)")
         object.__setattr__(self, "centers", c)
 
     @property

@@ -58,6 +58,8 @@ def cmd_complete(args) -> CompletionRun:
     ck = checkpoint.load_checkpoint(args.model)
     images, source = input_images(args, ck, args.image, args.index or [])
     rows = args.rows if args.rows is not None else ck.config.height // 2
+    if rows > ck.config.height:
+        raise ValueError(f"argument --rows: must be between 0 and {ck.config.height} (the model's image height), got {rows}")
     done = complete_images(ck.model, ck.palette, images, rows, n_samples=args.samples,
                            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
     return CompletionRun(str(ck.path), source, done, save_grid(completion_grid(images, done.images, rows), args.out))

@@ -7,6 +7,7 @@ never interrupted (on CPU).
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import shutil
@@ -17,7 +18,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 from .. import validate
 from ..checkpoint import (_write_checkpoint_files, load_checkpoint, load_training_state,
                          save_training_state, step_dirs)
-from ..data.tokens import encoded_split, token_batch
+from ..data.registry import FOLDER, dataset_folder
+from ..data.tokens import encoded_split, source_files_id, token_batch
 from ..history import EvalPoint, History
 from ..memory import check_memory
 from ..model import GPT, GPTConfig
@@ -35,7 +36,7 @@ from ..scoring import evaluate_bits_per_dim
 from ..storage import write_folder_atomically
 from .config import TrainConfig, pick_device
 from .distributed import distributed, full_states, load_optimizer, param_names, rank_zero_first, shard
-from .run import check_free_space, check_resume, owns_run_folder, run_steps
+from .run import check_apart, check_free_space, check_resume, owns_run_folder, run_steps
 
 
 class _Loss(torch.nn.Module):
@@ -134,10 +135,16 @@ def train(model: GPT, palette: Palette, train_tokens, val_tokens, out_dir, cfg: 
                                     state=weights)
             save_training_state(folder / "training", osd,
                                 {"step": step, "history": history.to_records(), "running_loss": running})
-        write_folder_atomically(out_dir / f"step-{step:06d}", write)
+        try:
+            write_folder_atomically(out_dir / f"step-{step:06d}", write)
+        except OSError as e:  # e.g. a full disk: the checkpoints before this one are whole
+            last = step_dirs(out_dir)
+            raise type(e)(f"{e.strerror or e}; the checkpoint of step {step} was not saved, "
+                          + (f"the last one is {last[-1].name}: continue with --resume" if last else
+                             "and the run has none yet")) from None
         if cfg.keep_checkpoints:
             for old in step_dirs(out_dir)[: -cfg.keep_checkpoints]:
-                shutil.rmtree(old)
+                old.unlink() if old.is_symlink() else shutil.rmtree(old)  # a link goes, never what it names
 
     use_amp = device.type == "cuda"
     loss_module = _Loss(model)
@@ -206,6 +213,16 @@ def train(model: GPT, palette: Palette, train_tokens, val_tokens, out_dir, cfg: 
     return history
 
 
+def _outside_the_data(fn):
+    """Refuse a run folder that overlaps the data folder before it is locked (or created)."""
+    @functools.wraps(fn)
+    def wrapper(dataset, out_dir, **kwargs):
+        check_apart(out_dir, dataset_folder(dataset, kwargs.get("root")))
+        return fn(dataset, out_dir, **kwargs)
+    return wrapper
+
+
+@_outside_the_data
 @owns_run_folder
 def pretrain(dataset: str, out_dir, *, model_cfg: GPTConfig, train_cfg: TrainConfig, resolution: int | None = None,
              palette: Palette | None = None, resume: bool = False, progress: bool = True, token_cache: bool = True,
@@ -232,9 +249,11 @@ def pretrain(dataset: str, out_dir, *, model_cfg: GPTConfig, train_cfg: TrainCon
     if not train_cfg.fsdp:  # (sharded, each GPU holds a part): --resolution 256 refused before the data is loaded
         check_memory(model_cfg, "train", train_cfg.batch_size, device=pick_device(train_cfg.device),
                      activation_checkpointing=train_cfg.activation_checkpointing)
+    # a folder dataset's files (names, sizes, times): a resume on changed files would train on other data
+    data_files = {"data_files": source_files_id(dataset, root)} if dataset.startswith(FOLDER) else {}
     existing = run_steps(out_dir, resume)
     if existing:  # before any work: the run's dataset, model and palette are this one's
-        check_resume(existing[-1], model_cfg, {"dataset": dataset, "resolution": res}, palette)
+        check_resume(existing[-1], model_cfg, {"dataset": dataset, "resolution": res, **data_files}, palette)
     val_set = load_dataset(dataset, "val", resolution=res, root=root)
     if existing:
         palette = load_checkpoint(existing[-1]).palette
@@ -248,13 +267,14 @@ def pretrain(dataset: str, out_dir, *, model_cfg: GPTConfig, train_cfg: TrainCon
         rank, world = distributed()
         with rank_zero_first(rank, world):  # one process encodes; the others open its files
             train_tokens = encoded_split(dataset, "train", palette, res, root=root)
-            val_tokens = torch.from_numpy(encoded_split(dataset, "val", palette, res, root=root).astype(np.int64))
+            val = encoded_split(dataset, "val", palette, res, root=root)
+            val_tokens = token_batch(val, torch.arange(len(val)))
     else:
         train_tokens = palette.encode(load_dataset(dataset, "train", resolution=res, root=root).images)
         val_tokens = palette.encode(val_set.images)
     torch.manual_seed(train_cfg.seed)
     model = GPT(model_cfg)
-    meta = {"dataset": dataset, "resolution": res, "channels": val_set.channels,
+    meta = {"dataset": dataset, "resolution": res, "channels": val_set.channels, **data_files,
             "class_names": val_set.class_names,
             "baseline_bpd": palette.token_entropy_bits(val_tokens),
             "palette_error": palette.round_trip_error(val_set.images, tokens=val_tokens)}

@@ -144,12 +144,26 @@ def check_resume(last_step, model_cfg: GPTConfig, meta: dict | None = None, pale
               for k in now if k != "objective" and then.get(k) != now[k]]
     diffs += [f"{k}: the run has {saved.get(k)!r}, this has {(meta or {})[k]!r}"
               for k in RUN_FIELDS if k in (meta or {}) and k in saved and saved[k] != meta[k]]
+    if (meta or {}).get("data_files", "") != saved.get("data_files", (meta or {}).get("data_files", "")):
+        diffs.append(f"data: the files of {meta.get('dataset', 'the dataset')} changed since the run started (names, "
+                     f"sizes or modification times: {saved['data_files']} then, {meta['data_files']} now)")
     if palette is not None and palette.fingerprint != saved.get("palette_fingerprint"):
         diffs.append(f"palette: the run's is {saved.get('palette_fingerprint')}, this one is {palette.fingerprint} "
                      "(leave out --palette to use the run's own)")
     if diffs:
         raise ValueError(f"cannot resume {Path(last_step).parent}: " + "; ".join(diffs) +
                          ". Resume with the run's own settings, or train into another output folder")
+
+
+def check_apart(out_dir, dataset_folder: Path | None) -> None:
+    """Refuse a run folder that is, holds or lies inside the folder the data is read from: the
+    checkpoints would be written among the images (and a folder dataset would change under the run)."""
+    if dataset_folder is None:
+        return
+    out, data = Path(out_dir).resolve(), Path(dataset_folder).resolve()
+    if out == data or out.is_relative_to(data) or data.is_relative_to(out):
+        raise ValueError(f"--out {out_dir} {'is' if out == data else 'overlaps'} the data folder {dataset_folder}: "
+                         "the run would write its checkpoints among the images; choose an output folder outside it")
 
 
 def check_free_space(out_dir: Path, model: GPT, keep: int) -> None:
