@@ -4,8 +4,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .. import checkpoint
-from ..arguments import SEED, count, data_args, model_arg, overwrite_arg, positive, write_text
+from ..arguments import SEED, count, data_args, device_arg, load_model, model_arg, overwrite_arg, positive, write_text
 from ..figures import figures_html
 from .estimators import DEFAULT_CS
 from .figures import probe_depth_chart, umap_scatter
@@ -47,7 +46,7 @@ class ProbeRun:
 
 
 def cmd_probe(args) -> ProbeRun:
-    ck = checkpoint.load_checkpoint(args.model)
+    ck = load_model(args)
     name = ck.dataset_name(args.data)
     Cs = sorted(args.C) if args.C else list(DEFAULT_CS)
     t0 = time.perf_counter()
@@ -78,6 +77,7 @@ def add_parsers(sub) -> list:
                        "pooled over positions), next to the same architecture with random weights, raw pixels and "
                        "palette pixels, all on the same splits.")
     model_arg(p)
+    device_arg(p)
     data_args(p)
     p.add_argument("--layers", nargs="+", default=None, help="layers (embed, blocks.3 or 3, ln_f); default: all")
     p.add_argument("--limit", type=count(1), default=None, help="at most this many images per split (default: all)")
