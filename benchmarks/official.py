@@ -30,7 +30,7 @@ VERBS = {
     "complete (8 images, bottom 16 rows, 4 samples)": ["complete", "--model", "{model}", *DATA, "--rows", "16"],
     "sample (1 whole image)": ["sample", "--model", "{model}", "--n", "1"],
     "attention (one pixel)": ["attention", "--model", "{model}", *DATA, "--pixel", "16", "16"],
-    "probe (16 images a split, layer 12)": ["probe", "--model", "{model}", *DATA, "--limit", "16", "--layers", "12"],
+    "probe (8 images a split, layer 12)": ["probe", "--model", "{model}", *DATA, "--limit", "8", "--layers", "12"],
 }
 PAGES = ["complete", "attention", "bias", "depth", "palette"]
 
@@ -67,7 +67,10 @@ def timed_process(args: list[str], env: dict | None = None) -> dict:
 
 
 def run_page(page: str, model: str) -> None:
-    """One app page's main action on `model` (AppTest, in this process): the row `--page` times."""
+    """One app page's main action on `model` (AppTest, in this process): the row `--page` times.
+    complete: one completion of the bottom half (the page's defaults at this size); attention: the
+    page as it opens (one pixel's maps, the per-head summary of this image); bias: "Run the tests"
+    with its defaults at this size; depth and palette: the page as it opens."""
     from streamlit.testing.v1 import AppTest
 
     app = Path(__file__).resolve().parent.parent / "app"
@@ -77,7 +80,9 @@ def run_page(page: str, model: str) -> None:
     at.sidebar.selectbox(key="dataset").set_value("photos").run()
     if page != "complete":
         at.switch_page(str(app / "views" / f"{page}.py")).run()
-    buttons = {"complete": "complete_run", "bias": "bias_run", "depth": "depth_compute"}
+    if page == "bias":
+        at.radio(key=f"bias_source:{model}").set_value("Generated figures scenes").run()
+    buttons = {"complete": "complete_run", "bias": "bias_run"}
     if page in buttons:
         at.button(key=buttons[page]).click().run()
     problems = [str(e.value) for e in at.exception] + [e.value for e in at.error]

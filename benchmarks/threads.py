@@ -7,7 +7,7 @@ starts itself (a pure-Python spin on one core), side by side in one run.
 
 Each figure is the median wall time; "of quiet" is the quiet-machine time of the better policy
 over this time (1.0 = as fast as a quiet machine). Workloads: the bundled mnist-small model
-completing the bottom half of 8 test digits; 20 training steps of the "small" preset on MNIST
+completing the bottom half of 8 test digits; 10 training steps of the "small" preset on MNIST
 (batch 16, 28×28); features of 256 MNIST digits from every layer of the bundled mnist model
 plus a logistic probe on the middle layer.
 """
@@ -46,7 +46,7 @@ def workloads():
 
     def training():
         model.train()
-        for step in range(20):
+        for step in range(10):
             check_threads()  # as the training loop does
             loss = model.loss(train_tokens[step * 16 : (step + 1) * 16])
             opt.zero_grad(set_to_none=True)

@@ -22,6 +22,13 @@ def summarise(model_path: str, images: np.ndarray):
         return attention_summary(ck.model, ck.palette.encode(images))
 
 
+@st.cache_data(show_spinner="Computing every layer's attention…", max_entries=64)
+def maps_from(model_path: str, image: np.ndarray, row: int, col: int):
+    """attend of the cached model, cached per model, image and pixel: choosing layers and heads redraws at once."""
+    with cpu_threads():
+        return attend(load_model(model_path), image, (row, col))
+
+
 st.title("Attention")
 ck = current_checkpoint()
 cfg = ck.config
@@ -55,8 +62,7 @@ with left:
     row = r.number_input(f"Row (0–{cfg.height - 1})", 0, cfg.height - 1, key="attention_row")
     col = c.number_input(f"Column (0–{cfg.width - 1})", 0, cfg.width - 1, key="attention_col")
 
-with cpu_threads():
-    att = attend(ck, image, (row, col))
+att = maps_from(str(ck.path), image, int(row), int(col))
 
 with left:
     if att.rollout_start is None:

@@ -104,7 +104,10 @@ image_id = hashlib.sha1(image.tobytes()).hexdigest()[:12]
 
 c1, c2, c3, c4 = st.columns(4)
 keep_rows = c1.slider("Rows to keep", 0, res - 1, res // 2, key="complete_keep_rows")
-n_samples = c2.slider("Completions", 1, 8, 1 if summary.parameters >= estimate.LARGE_PARAMETERS else 4, key="complete_n")
+if st.session_state.get("complete_n_model") != str(ck.path):  # each model starts at the default that fits it
+    st.session_state["complete_n_model"] = str(ck.path)
+    st.session_state["complete_n"] = 1 if summary.parameters >= estimate.LARGE_PARAMETERS else 4
+n_samples = c2.slider("Completions", 1, 8, key="complete_n")
 temperature = c3.slider("Temperature", 0.1, 2.0, 1.0, 0.05, key="complete_temperature")
 top_k = c4.number_input(f"Top-k (0: all {palette.n_colors} colours)", 0, palette.n_colors, 0, key="complete_top_k")
 if "complete_seed" not in st.session_state:
