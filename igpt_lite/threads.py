@@ -46,55 +46,33 @@ def cpu_count() -> int:
 
 
 def _busy_and_own() -> tuple[float, float] | None:
-    """(seconds all cores spent busy, seconds this process ran) so far, or None without /proc/stat."""
+    """(seconds all cores spent busy, seconds this process ran) so far, or None without /proc/stat.
+    Niced and idle-class work counts as busy too: measured here, a background training in the idle
+    scheduling class (`chrt --idle`) slowed 2-thread sampling 13x, as much as a normal neighbour."""
     try:
         with open("/proc/stat") as f:
             fields = f.readline().split()[1:]
     except OSError:
         return None
     ticks = [int(v) for v in fields] + [0] * 8  # user nice system idle iowait irq softirq steal
-    # niced work (a background training) yields its core to ours, so it does not count as busy
-    # unless we are niced ourselves (then our own time is counted there)
-    busy = ticks[0] + ticks[2] + sum(ticks[5:8]) + (ticks[1] if os.nice(0) > 0 else 0)
+    busy = sum(ticks[:8]) - ticks[3] - ticks[4]
     t = os.times()
     return busy / os.sysconf("SC_CLK_TCK"), t.user + t.system
 
 
-def _idle_class_ticks() -> dict[int, int]:
-    """CPU ticks so far of each process in the idle scheduling class (`chrt --idle`): like niced
-    work it runs only on cores nobody else wants, yet /proc/stat counts it as busy."""
-    found = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                rest = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # gone, or not ours to read
-        if len(rest) > 38 and rest[38] == "5" and int(rest[16]) <= 0:  # SCHED_IDLE, not already niced
-            found[int(entry.name)] = int(rest[11]) + int(rest[12])
-    return found
-
-
 class LoadMeter:
-    """Cores kept busy by other processes since the last reading (this process's own work and
-    work that yields to it, niced or in the idle class, left out)."""
+    """Cores kept busy by other processes since the last reading (this process's own work left out)."""
 
     def __init__(self):
         self._last = _busy_and_own()
-        self._idle = _idle_class_ticks() if self._last is not None else {}
         self._at = time.monotonic()
 
     def others(self) -> float | None:
         now, at = _busy_and_own(), time.monotonic()
         if now is None or self._last is None or at - self._at < 0.02:
             return None
-        idle = _idle_class_ticks()
-        yielded = sum(max(0, t - self._idle[p]) for p, t in idle.items() if p in self._idle)
-        load = ((now[0] - self._last[0]) - (now[1] - self._last[1]) - yielded / os.sysconf("SC_CLK_TCK"))
-        load /= at - self._at
-        self._last, self._idle, self._at = now, idle, at
+        load = ((now[0] - self._last[0]) - (now[1] - self._last[1])) / (at - self._at)
+        self._last, self._at = now, at
         return max(0.0, load)
 
 
