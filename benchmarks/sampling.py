@@ -141,7 +141,7 @@ def print_official(result: dict):
           f"memory-traffic bound {1000 * pr['bound_s']:.1f} ms ({pr['weight_bytes'] / 1e6:.0f} MB weights + "
           f"{pr['cache_bytes'] / 1e6:.0f} MB cache at {pr['bandwidth_gb_s']:.1f} GB/s): {pr['of_bound']:.0%} of it")
     for part, sec in sorted(pr["parts_s"].items(), key=lambda kv: -kv[1]):
-        print(f"  {part:32} {1000 * sec:7.1f} ms")
+        print(f"  {part:32} {1000 * sec:7.2f} ms")
 
 
 def main():
