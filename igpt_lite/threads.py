@@ -3,8 +3,9 @@
 torch starts one OpenMP thread per core and splits every operation evenly between them. When
 another program keeps a core busy, the thread that shares it falls behind and the others wait for
 it at the end of every operation: on 2 cores with one busy neighbour, a small model's completion
-ran 30x slower with torch's 2 threads than with 1. So before a heavy call (and every few
-seconds during a long one) we count the cores that other processes keep busy and use the rest.
+ran 13x slower with torch's 2 threads than with 1 (docs/performance.md). So before a heavy call
+(and every few seconds during a long one) we count the cores that other processes keep busy and
+use the rest.
 
 Who decides, first match wins:
   IGPT_LITE_THREADS=N   always N threads;
