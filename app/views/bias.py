@@ -157,7 +157,7 @@ n_composed = 4 * likely["targets"] * likely["attributes"] if source == SOURCES[0
 forwards = 2 * (sum(len(v) for v in sets.values()) + (n_composed if ck.config.objective == "ar" else 0))  # and the copy
 expected = estimate.forward_seconds(speed(path), forwards, ck.config.block_size)
 st.caption(f"Expected: {estimate.say_seconds(expected)} on this machine ({forwards} image forwards, the "
-           "random-weight copy's included). The Stop button at the top right stops it.")
+           "random-weight copy's included); once started it runs to the end.")
 if st.button("Run the tests", type="primary", key="bias_run"):
     st.session_state["bias_request"] = request
 if st.session_state.get("bias_request") != request:
