@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
+import torch
 
 from igpt_lite import checkpoint as ckpt
 from igpt_lite import data
@@ -24,9 +25,14 @@ DEFAULT_MODEL = "mnist-small"  # the fastest bundled model to sample from
 
 
 @st.cache_resource(show_spinner="Loading the model…")
+def _load_model(path: str, device: str) -> ckpt.Checkpoint:
+    return ckpt.load_checkpoint(path, device=device)
+
+
 def load_model(path: str) -> ckpt.Checkpoint:
-    """One Checkpoint per folder and process, shared by every session: used read-only."""
-    return ckpt.load_checkpoint(path)
+    """One Checkpoint per folder, device and process, shared by every session: used read-only. On
+    the sidebar's device: a CUDA GPU when torch sees one (the sidebar then offers the CPU too)."""
+    return _load_model(path, st.session_state.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 @st.cache_data(show_spinner=False)
@@ -58,6 +64,8 @@ def model_sidebar() -> None:
     else:
         path = choices[label]
     st.session_state["checkpoint_path"] = path
+    if torch.cuda.is_available():  # with no GPU there is nothing to choose
+        st.sidebar.radio("Device", ["cuda", "cpu"], key="device", horizontal=True)
     if path is None:
         st.sidebar.info("Type the folder of a checkpoint (config.json, model.safetensors, palette.json) or of a "
                         "training run.")

@@ -9,10 +9,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from . import data, validate
+from . import checkpoint, data, validate
 from .data import formats
 from .tables import key_value_text
 from .storage import check_new_output, write_file_atomically
+from .train import pick_device
 
 
 def checked(convert, check):
@@ -78,6 +79,17 @@ def root_arg(p):
 
 def model_arg(p):
     p.add_argument("--model", required=True, help="checkpoint folder, training run folder, or a model name")
+
+
+def device_arg(p):
+    p.add_argument("--device", type=DEVICE, default="auto",
+                   help="where the model runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or "
+                        "cuda:N (default: %(default)s)")
+
+
+def load_model(args):
+    """The verb's --model on its --device (auto: cuda when torch sees a GPU)."""
+    return checkpoint.load_checkpoint(args.model, device=pick_device(args.device))
 
 
 def sampling_args(p):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from . import __version__, checkpoint, data
 from .arguments import VerbResult, check_outputs, count
 from .tables import key_value_text
+from .threads import cpu_threads
 from .attention import cli as attention_cli
 from .bias import cli as bias_cli
 from .checkpoint import ModelSummary
@@ -111,7 +112,8 @@ def main(argv=None) -> int:
     verb = " ".join(v for v in (args.verb, getattr(args, "data_verb", None)) if v)
     try:
         check_outputs(args)  # before any work
-        result = args.func(args)
+        with cpu_threads():  # the cores other programs leave free (IGPT_LITE_THREADS overrides)
+            result = args.func(args)
     except (ValueError, OSError, FloatingPointError) as e:  # OSError: missing, existing, unwritable, full
         print(f"igpt-lite {verb}: error: {_said(e)}", file=sys.stderr)
         return 2

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .model import GPT
 from .storage import write_file_atomically
+from .threads import check_threads
 
 NORMS = ("layernorm", "next", "none")
 POOLS = ("mean", "max", "last")
@@ -163,6 +164,7 @@ def extract_features(model: GPT, tokens: torch.Tensor, layers: list[str] | None 
     names = {cache_name(l) for l in layers}
     out = {l: [] for l in layers}
     for i in tqdm(range(0, len(tokens), batch_size), disable=not progress, desc="features"):
+        check_threads()  # a neighbour may have started or stopped since the last batch
         batch = torch.as_tensor(tokens[i : i + batch_size]).to(model.device)
         _, cache = model.run_with_cache(model.image_inputs(batch), names=names)
         for l in layers:

@@ -33,3 +33,19 @@ def test_cached_sampling_on_gpu_matches_greedy_full_forward():
     out = generate(model, torch.randint(0, 8, (2, 3)), top_k=1)
     logits = model(model.image_inputs(out))
     assert torch.equal(out[:, 3:], logits[:, 3:].argmax(-1))
+
+
+@pytest.mark.slow
+def test_the_official_size_runs_end_to_end_on_the_gpu():
+    """benchmarks/gpu.py: the stand-in of openai/imagegpt-small imported, completed through the CLI on
+    cuda, greedy cached sampling equal to a full forward's argmax, attention, features, training."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu.py"
+    spec = importlib.util.spec_from_file_location("bench_gpu", path)
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
+    result = gpu.run("cuda", batch_size=8, compile=False)
+    assert result["greedy_matches_full_forward"]
+    assert result["training"]["tokens_per_s"] > 0 and result["features_256_images_s"] > 0

@@ -8,15 +8,25 @@ import streamlit as st
 from common import current_checkpoint, current_dataset, held_out_images, load_model
 from igpt_lite import attention
 from igpt_lite.attention import attend, attention_summary
+from igpt_lite.threads import cpu_threads
 
 SUMMARY_IMAGES = 8  # test images the per-head summary averages over, beside "this image"
+SHOWN_LAYERS, SHOWN_HEADS = 6, 8  # the grid's default: at most this many rows and columns, spread evenly
 
 
 @st.cache_data(show_spinner="Summarising attention over every pixel…", max_entries=32)
 def summarise(model_path: str, images: np.ndarray):
     """attention_summary of the cached model over `images` (uint8 N×H×W×C), cached per model and images."""
     ck = load_model(model_path)
-    return attention_summary(ck.model, ck.palette.encode(images))
+    with cpu_threads():
+        return attention_summary(ck.model, ck.palette.encode(images))
+
+
+@st.cache_data(show_spinner="Computing every layer's attention…", max_entries=64)
+def maps_from(model_path: str, image: np.ndarray, row: int, col: int):
+    """attend of the cached model, cached per model, image and pixel: choosing layers and heads redraws at once."""
+    with cpu_threads():
+        return attend(load_model(model_path), image, (row, col))
 
 
 st.title("Attention")
@@ -52,7 +62,7 @@ with left:
     row = r.number_input(f"Row (0–{cfg.height - 1})", 0, cfg.height - 1, key="attention_row")
     col = c.number_input(f"Column (0–{cfg.width - 1})", 0, cfg.width - 1, key="attention_col")
 
-att = attend(ck, image, (row, col))
+att = maps_from(str(ck.path), image, int(row), int(col))
 
 with left:
     if att.rollout_start is None:
@@ -69,8 +79,21 @@ with left:
 with right:
     st.plotly_chart(attention.attention_rollout_figure(att, size_px=380), key="attention_rollout")
 
-st.subheader("Every layer and head")
-st.plotly_chart(attention.attention_grid(att, panel_px=max(80, min(120, 900 // (cfg.n_head + 1)))), key="attention_grid")
+st.subheader("Layers and heads")
+all_layers, all_heads = list(range(cfg.n_layer)), list(range(cfg.n_head))
+g1, g2 = st.columns(2)
+layers = g1.multiselect("Layers", all_layers, default=attention.spread(all_layers, SHOWN_LAYERS), key="attention_layers",
+                        help=f"Rows of the grid; {cfg.n_layer} layers in all")
+heads = g2.multiselect("Heads", all_heads, default=attention.spread(all_heads, SHOWN_HEADS), key="attention_heads",
+                       help=f"Columns of the grid (the mean column is over all {cfg.n_head} heads)")
+if layers:
+    st.plotly_chart(attention.attention_grid(att, layers=sorted(layers), heads=sorted(heads),
+                                             panel_px=max(80, min(120, 900 // (len(heads) + 1)))),
+                    key="attention_grid")
+    if len(layers) < cfg.n_layer or len(heads) < cfg.n_head:
+        st.caption(f"{len(layers)} of {cfg.n_layer} layers × {len(heads)} of {cfg.n_head} heads shown: add more above.")
+else:
+    st.info("Choose at least one layer.")
 
 st.subheader("One layer, enlarged")
 layer = (st.columns(3)[0].select_slider("Layer", options=list(range(cfg.n_layer)), value=cfg.n_layer - 1,

@@ -14,8 +14,9 @@ import json
 import streamlit as st
 
 from common import current_checkpoint, escape_markdown, load_model, parse_upload
-from igpt_lite import bias, data, figures
+from igpt_lite import bias, data, estimate, figures
 from igpt_lite.data import scenes
+from igpt_lite.threads import cpu_threads
 
 SOURCES = ["Generated figures scenes", "Your images (upload)"]
 UPLOAD_HOW = ["Files for each set", "One zip with folders X/, Y/, A/, B/"]
@@ -23,8 +24,10 @@ UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp"]
 ROLES = {"X": "targets (e.g. men)", "Y": "targets (e.g. women)", "A": "attributes (e.g. career)",
          "B": "attributes (e.g. family)"}
 N_CHOICES = [10, 25, 50, 100]
-# the likelihood test composes each target with each attribute: (2 × targets) × (2 × attributes) scenes
-LIKELIHOOD_TARGETS, LIKELIHOOD_ATTRIBUTES = 16, 6
+# the likelihood test composes each target with each attribute: (2 × targets) × (2 × attributes) scenes;
+# fewer on a large model (estimate.LARGE_PARAMETERS), where every scene is a second's forward on a CPU
+LIKELIHOOD = {"targets": 16, "attributes": 6}
+LIKELIHOOD_LARGE = {"targets": 4, "attributes": 2}
 PERMUTATIONS = 100_000
 ALPHA = 0.05
 THUMBS = 24  # thumbnails drawn per set
@@ -44,17 +47,23 @@ def scene_sets(n: int, seed: int, resolution: int, channels: int) -> dict:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def composed_scenes(seed: int, resolution: int, channels: int) -> dict:
+def composed_scenes(seed: int, resolution: int, channels: int, targets: int, attributes: int) -> dict:
     """Each generated target (a person beside an empty prop slot) with each prop in that slot."""
-    sets = scenes.TestSets(max(LIKELIHOOD_TARGETS, LIKELIHOOD_ATTRIBUTES), seed=seed, resolution=resolution)
-    composed = sets.composed(LIKELIHOOD_TARGETS, LIKELIHOOD_ATTRIBUTES)
+    sets = scenes.TestSets(max(targets, attributes), seed=seed, resolution=resolution)
+    composed = sets.composed(targets, attributes)
     return {k: data.to_channels(v.reshape(-1, *v.shape[2:]), channels).reshape(*v.shape[:4], channels)
             for k, v in composed.items()}
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def run_tests(path: str, sets: dict, composed: dict | None, seed: int) -> bias.BiasReport:
-    return bias.run(load_model(path), sets, composed=composed, n_permutations=PERMUTATIONS, seed=seed)
+    with cpu_threads():  # the cores other programs (and other sessions) leave free
+        return bias.run(load_model(path), sets, composed=composed, n_permutations=PERMUTATIONS, seed=seed)
+
+
+@st.cache_data(show_spinner="Timing the model on this machine…", max_entries=32)
+def speed(path: str) -> estimate.Speed:
+    return estimate.measure(load_model(path).model)
 
 
 def read_set_files(files: list, counts: list[int], res: int, channels: int, budget) -> dict:
@@ -112,6 +121,8 @@ ck = current_checkpoint()
 path = st.session_state["checkpoint_path"]
 name, trained_on = ck.summary().name, ck.meta.get("dataset")
 res, channels = ck.config.height, ck.palette.channels
+large = ck.summary().parameters >= estimate.LARGE_PARAMETERS
+likely = LIKELIHOOD_LARGE if large else LIKELIHOOD
 st.caption(f"Is the association of X with A (and Y with B) in {name} stronger than chance? First the likelihood "
            "association test (every target composed with every attribute, scored by the model in bits), then "
            "iEAT (Steed & Caliskan, 2021) on every layer's features (layer-normed, mean-pooled).")
@@ -120,7 +131,7 @@ source = st.radio("Test sets", SOURCES, horizontal=True, key=f"bias_source:{path
                   index=0 if str(trained_on).startswith("figures") else 1)
 if source == SOURCES[0]:
     c1, c2 = st.columns(2)
-    n = c1.selectbox("Images per set", N_CHOICES, index=N_CHOICES.index(50), key="bias_n")
+    n = c1.selectbox("Images per set", N_CHOICES, index=N_CHOICES.index(10 if large else 50), key="bias_n")
     seed = int(c2.number_input("Seed (test sets and permutations)", 0, 1_000_000, 0, key="bias_seed"))
     sets = scene_sets(n, seed, res, channels)
     st.caption(f"`scenes.make_test_sets({n}, seed={seed})`: {n} images a set, drawn on random streams of their "
@@ -154,6 +165,11 @@ for col, k in zip(cols, bias.SET_NAMES):
 
 digest = hashlib.sha256(b"".join(sets[k].tobytes() for k in bias.SET_NAMES)).hexdigest()
 request = (path, digest, seed)
+n_composed = 4 * likely["targets"] * likely["attributes"] if source == SOURCES[0] else (n_x + n_y) * (len(sets["A"]) + len(sets["B"]))
+forwards = 2 * (sum(len(v) for v in sets.values()) + (n_composed if ck.config.objective == "ar" else 0))  # and the copy
+expected = estimate.forward_seconds(speed(path), forwards, ck.config.block_size)
+st.caption(f"Expected: {estimate.say_seconds(expected)} on this machine ({forwards} image forwards, the "
+           "random-weight copy's included); once started it runs to the end.")
 if st.button("Run the tests", type="primary", key="bias_run"):
     st.session_state["bias_request"] = request
 if st.session_state.get("bias_request") != request:
@@ -163,9 +179,9 @@ if st.session_state.get("bias_request") != request:
     st.stop()
 
 if source == SOURCES[0]:
-    composed = composed_scenes(seed, res, channels)
-    how = (f"each of {LIKELIHOOD_TARGETS} men and {LIKELIHOOD_TARGETS} women (`scenes.TestSets`, seed {seed}) beside "
-           f"each of {LIKELIHOOD_ATTRIBUTES} career and {LIKELIHOOD_ATTRIBUTES} domestic props")
+    composed = composed_scenes(seed, res, channels, likely["targets"], likely["attributes"])
+    how = (f"each of {likely['targets']} men and {likely['targets']} women (`scenes.TestSets`, seed {seed}) beside "
+           f"each of {likely['attributes']} career and {likely['attributes']} domestic props")
 else:
     composed = None  # bias.run composes the uploads: bias.compose_sets
     how = ("each target image's top half above each attribute image's bottom half (meaningful only when the "

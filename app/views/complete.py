@@ -11,13 +11,19 @@ import time
 import numpy as np
 import streamlit as st
 
-from common import current_checkpoint, current_dataset, escape_markdown, held_out_images, parse_upload
-from igpt_lite import data, figures, sample
+from common import current_checkpoint, current_dataset, escape_markdown, held_out_images, load_model, parse_upload
+from igpt_lite import data, estimate, figures, sample
 from igpt_lite.sample import complete_images
+from igpt_lite.threads import cpu_threads
 
 STRIP = 10  # thumbnails per page of the strip
 SOURCES = ["Held-out test image", "Upload", "Draw"]
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp"]
+
+
+@st.cache_data(show_spinner="Timing the model on this machine…", max_entries=32)
+def speed(path: str, batch: int) -> estimate.Speed:
+    return estimate.measure(load_model(path).model, batch)
 
 st.title("Complete an image")
 ck = current_checkpoint()
@@ -99,7 +105,10 @@ image_id = hashlib.sha1(image.tobytes()).hexdigest()[:12]
 
 c1, c2, c3, c4 = st.columns(4)
 keep_rows = c1.slider("Rows to keep", 0, res - 1, res // 2, key="complete_keep_rows")
-n_samples = c2.slider("Completions", 1, 8, 4, key="complete_n")
+if st.session_state.get("complete_n_model") != str(ck.path):  # each model starts at the default that fits it
+    st.session_state["complete_n_model"] = str(ck.path)
+    st.session_state["complete_n"] = 1 if summary.parameters >= estimate.LARGE_PARAMETERS else 4
+n_samples = c2.slider("Completions", 1, 8, key="complete_n")
 temperature = c3.slider("Temperature", 0.1, 2.0, 1.0, 0.05, key="complete_temperature")
 top_k = c4.number_input(f"Top-k (0: all {palette.n_colors} colours)", 0, palette.n_colors, 0, key="complete_top_k")
 if "complete_seed" not in st.session_state:
@@ -118,6 +127,11 @@ go = b1.button("Complete (same seed)", key="complete_run", type="primary",
 b2.button("New seed", key="complete_new_seed", on_click=new_seed, help="Draw a new seed and sample")
 go = go or st.session_state.pop("complete_go", False)
 
+expected = estimate.sampling_seconds(ck.model, speed(str(ck.path), n_samples), keep_rows * cfg.width)
+st.caption(f"Expected: {estimate.say_seconds(expected)} for {n_samples} completion{'s' if n_samples > 1 else ''} of "
+           f"{(res - keep_rows) * cfg.width} pixels on this machine. A bar shows the progress; the Stop button at "
+           "the top right stops it.")
+
 left, right = st.columns([1, 3])
 left.image(sample.cut_preview(palette.quantise(image[None])[0], keep_rows),
            caption=f"{image_name}: rows 0–{keep_rows - 1} kept" if keep_rows else f"{image_name}: nothing kept")
@@ -133,8 +147,9 @@ if go:
             shown[0] = time.perf_counter()
 
     seed = int(st.session_state["complete_seed"])
-    result = complete_images(ck.model, palette, image[None], keep_rows, n_samples=n_samples, temperature=temperature,
-                             top_k=top_k or None, seed=seed, on_step=on_step)
+    with cpu_threads():  # the cores other programs (and other sessions) leave free
+        result = complete_images(ck.model, palette, image[None], keep_rows, n_samples=n_samples,
+                                 temperature=temperature, top_k=top_k or None, seed=seed, on_step=on_step)
     bar.empty()
     st.session_state["complete_result"] = {"model": str(ck.path), "image": image_id, "result": result,
                                            "temperature": temperature, "top_k": top_k}

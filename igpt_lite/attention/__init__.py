@@ -11,6 +11,7 @@ from .maps import (  # noqa: F401
 )
 from .figures import (  # noqa: F401
     attention_grid,
+    spread,
     attention_rollout_figure,
     attention_distance_chart,
     pixel_picker,

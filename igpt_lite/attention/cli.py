@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import checkpoint, data
-from ..arguments import (VerbResult, count, data_args, existing_file, input_images, model_arg, overwrite_arg,
-                         write_text)
+from .. import data
+from ..arguments import (VerbResult, count, data_args, device_arg, existing_file, input_images, load_model, model_arg,
+                         overwrite_arg, write_text)
 from ..figures import figures_html
 from .figures import attention_distance_chart, attention_grid, attention_rollout_figure
 from .maps import AttentionMaps, AttentionSummary, attend, attention_summary
@@ -28,7 +28,7 @@ class AttentionRun(VerbResult):
 
 
 def cmd_attention(args) -> AttentionRun:
-    ck = checkpoint.load_checkpoint(args.model)
+    ck = load_model(args)
     images, source = input_images(args, ck, [args.image] if args.image else None, [args.index])
     att = attend(ck, images[0], args.pixel)
     summary = attention_summary(ck.model, ck.palette.encode(images))  # this image's per-head distance and entropy
@@ -44,6 +44,7 @@ def add_parsers(sub) -> list:
     """Add this capability's verbs to the `igpt-lite` parser; return the parsers that run (they take --json)."""
     p = sub.add_parser("attention", help="attention maps of every layer and head from one pixel, and rollout")
     model_arg(p)
+    device_arg(p)
     p.add_argument("--image", type=existing_file, default=None, help="an image file, centre-cropped and resized (default: an image of --split)")
     data_args(p)
     p.add_argument("--split", default="test", choices=data.SPLITS, help="(default: %(default)s)")

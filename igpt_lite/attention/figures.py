@@ -74,11 +74,12 @@ def _uniform_floor(visible, shape, has_start: bool) -> float:
     return 3.0 / max(n_keys, 1)
 
 
-def attention_grid(att, layers=None, panel_px: int = 120):
+def attention_grid(att, layers=None, panel_px: int = 120, heads=None):
     """Layers (rows) × heads (columns) of attention maps from one query pixel, over the image, and
     a last "mean" column; `att` is an attention.AttentionMaps (its `image` is drawn under the maps,
     the pixels its query cannot see are greyed). `layers`: the rows to draw (default all), e.g.
-    [3] with a larger panel_px for one layer enlarged.
+    [3] with a larger panel_px for one layer enlarged; `heads`: the columns (default all; the mean
+    column is always over every head).
     Each panel is scaled to its own maximum (titles give it), so weak heads still show where they
     look; but never to less than 3× the uniform weight, so a head that spreads its attention evenly
     looks faint instead of uniformly bright."""
@@ -89,12 +90,16 @@ def attention_grid(att, layers=None, panel_px: int = 120):
     bad = [l for l in layer_ids if not 0 <= l < len(maps)]
     if bad:
         raise ValueError(f"layer {bad[0]} does not exist: the model has layers 0..{len(maps) - 1}")
+    head_ids = list(range(maps.shape[1])) if heads is None else [int(k) for k in heads]
+    bad = [k for k in head_ids if not 0 <= k < maps.shape[1]]
+    if bad:
+        raise ValueError(f"head {bad[0]} does not exist: the model has heads 0..{maps.shape[1] - 1}")
     pixel, image, visible, start = att.pixel, att.image, att.visible, att.start
-    n_layer, n_head, h, w = len(layer_ids), maps.shape[1], maps.shape[2], maps.shape[3]
-    panels = [[maps[l, k] for k in range(n_head)] + [np.asarray(att.head_mean[l], dtype=float)] for l in layer_ids]
-    starts = [[None if start is None else start[l][k] for k in range(n_head)]
+    n_layer, h, w = len(layer_ids), maps.shape[2], maps.shape[3]
+    panels = [[maps[l, k] for k in head_ids] + [np.asarray(att.head_mean[l], dtype=float)] for l in layer_ids]
+    starts = [[None if start is None else start[l][k] for k in head_ids]
               + [None if att.head_mean_start is None else att.head_mean_start[l]] for l in layer_ids]
-    names = [f"H{k}" for k in range(n_head)] + ["mean"]
+    names = [f"H{k}" for k in head_ids] + ["mean"]
     n_col = len(names)
     titles = []
     for row, l in enumerate(layer_ids):
@@ -120,6 +125,14 @@ def attention_grid(att, layers=None, panel_px: int = 120):
     fig.update_layout(title=title, width=width, height=plot_h + top + 30,
                       showlegend=False, margin=dict(l=30, r=30, t=top + 10, b=20), plot_bgcolor="white")
     return fig
+
+
+def spread(items: list, at_most: int) -> list:
+    """At most `at_most` of `items`, evenly spread, first and last included: the layers and heads a
+    grid shows by default on a deep model (e.g. 6 of 24 layers: 0, 5, 9, 14, 18, 23)."""
+    if len(items) <= at_most:
+        return list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, at_most).round().astype(int)]
 
 
 def attention_rollout_figure(att, size_px: int = 480, cap_top: bool = True):

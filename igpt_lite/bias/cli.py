@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import checkpoint
-from ..arguments import SEED, count, model_arg, overwrite_arg, write_text
+from ..arguments import SEED, count, device_arg, load_model, model_arg, overwrite_arg, write_text
 from ..figures import figures_html
 from .embedding import EXTRACTIONS
 from .figures import bias_per_layer_chart
@@ -28,7 +27,7 @@ class BiasRun:
 
 
 def cmd_bias(args) -> BiasRun:
-    ck = checkpoint.load_checkpoint(args.model)
+    ck = load_model(args)
     # iEAT's extraction: top-left square crop and the next block's norm; ours: centre crop, plain layer norm
     extraction = "ieat" if args.ieat_extraction else "ours"
     folders = load_ieat_folders(args.x, args.y, args.a, args.b, ck.square_side(), ck.palette.channels,
@@ -52,6 +51,7 @@ def add_parsers(sub) -> list:
                        "one-sided permutation p and Holm-adjusted p per layer. Images: any format and size, "
                        "converted to the palette's colour mode, cropped to a square (centre), area-resized.")
     model_arg(p)
+    device_arg(p)
     for name, what in (("x", "target X (e.g. men)"), ("y", "target Y (e.g. women)"),
                        ("a", "attribute A (e.g. career)"), ("b", "attribute B (e.g. family)")):
         p.add_argument(f"--{name}", required=True, metavar="FOLDER", help=f"folder of {what} images")

@@ -4,8 +4,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .. import checkpoint
-from ..arguments import SEED, count, data_args, model_arg, overwrite_arg, positive, write_text
+from ..arguments import SEED, count, data_args, device_arg, load_model, model_arg, overwrite_arg, positive, write_text
 from ..figures import figures_html
 from .estimators import DEFAULT_CS
 from .figures import probe_depth_chart, umap_scatter
@@ -48,7 +47,7 @@ class ProbeRun:
 
 
 def cmd_probe(args) -> ProbeRun:
-    ck = checkpoint.load_checkpoint(args.model)
+    ck = load_model(args)
     name = ck.dataset_name(args.data)
     Cs = sorted(args.C) if args.C else list(DEFAULT_CS)
     t0 = time.perf_counter()
@@ -72,7 +71,7 @@ def cmd_probe(args) -> ProbeRun:
 
 
 def cmd_lens(args) -> LensCurve:
-    ck = checkpoint.load_checkpoint(args.model)
+    ck = load_model(args)
     return logit_lens(ck, ck.dataset_name(args.data), limit=args.limit, tuned=not args.plain, reuse=not args.again,
                       root=args.root)
 
@@ -85,6 +84,7 @@ def _add_lens(sub):
                        "layer is first mapped by an affine map fitted by least squares on train images. The result "
                        "is kept in the cache and reused.")
     model_arg(p)
+    device_arg(p)
     data_args(p)
     p.add_argument("--limit", type=count(1), default=LENS_LIMIT,
                    help="at most this many test images scored, and train images the tuned maps are fitted on "
@@ -103,6 +103,7 @@ def add_parsers(sub) -> list:
                        "pooled over positions), next to the same architecture with random weights, raw pixels and "
                        "palette pixels, all on the same splits.")
     model_arg(p)
+    device_arg(p)
     data_args(p)
     p.add_argument("--layers", nargs="+", default=None, help="layers (embed, blocks.3 or 3, ln_f); default: all")
     p.add_argument("--limit", type=count(1), default=None, help="at most this many images per split (default: all)")

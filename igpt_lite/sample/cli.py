@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import checkpoint, data
-from ..arguments import (VerbResult, count, data_args, existing_file, input_images, model_arg, sampling_args,
-                         save_grid)
+from .. import data
+from ..arguments import (VerbResult, count, data_args, device_arg, existing_file, input_images, load_model, model_arg,
+                         sampling_args, save_grid)
 from ..figures import image_grid
 from .figures import completion_grid
 from .sampling import Completions, complete_images, sample
@@ -45,7 +45,7 @@ class CompletionRun(VerbResult):
 
 
 def cmd_sample(args) -> SampleRun:
-    ck = checkpoint.load_checkpoint(args.model)
+    ck = load_model(args)
     cfg = ck.config
     t0 = time.perf_counter()
     tokens = sample(ck.model, args.n, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
@@ -55,7 +55,7 @@ def cmd_sample(args) -> SampleRun:
 
 
 def cmd_complete(args) -> CompletionRun:
-    ck = checkpoint.load_checkpoint(args.model)
+    ck = load_model(args)
     images, source = input_images(args, ck, args.image, args.index or [])
     rows = args.rows if args.rows is not None else ck.config.height // 2
     if rows > ck.config.height:
@@ -69,6 +69,7 @@ def add_parsers(sub) -> list:
     """Add this capability's verbs to the `igpt-lite` parser; return the parsers that run (they take --json)."""
     p = sub.add_parser("sample", help="sample whole images")
     model_arg(p)
+    device_arg(p)
     p.add_argument("--n", type=count(1), default=8, help="images to sample (default: %(default)s)")
     sampling_args(p)
     p.set_defaults(func=cmd_sample)
@@ -76,6 +77,7 @@ def add_parsers(sub) -> list:
 
     p = sub.add_parser("complete", help="complete images from their top rows")
     model_arg(p)
+    device_arg(p)
     p.add_argument("--image", type=existing_file, nargs="+", default=None,
                    help="image files, centre-cropped and resized (default: images of --split)")
     data_args(p)

@@ -16,6 +16,7 @@ from .. import validate
 from ..memory import check_memory
 from ..model import GPT
 from ..palette import Palette
+from ..threads import check_threads
 
 
 def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
@@ -72,6 +73,7 @@ def generate(model: GPT, prompt: torch.Tensor, *, temperature: float = 1.0, top_
             out[:, t] = _pick(logits, gen, temperature, top_k, top_p)
             if t + 1 < T:
                 logits = model(out[:, t : t + 1], kv)[:, -1]
+            check_threads()
             if on_step is not None:
                 on_step(t + 1 - p, T - p)
     else:  # the reference: a full forward pass over the whole prefix for every pixel
@@ -88,6 +90,7 @@ def _complete_bert(model, out, p, gen, temperature, top_k, top_p, on_step):
         inputs[:, t:] = model.config.special_id
         logits = model(inputs)[:, t]
         out[:, t] = _pick(logits, gen, temperature, top_k, top_p)
+        check_threads()
         if on_step is not None:
             on_step(t + 1 - p, T - p)
     return out

@@ -34,6 +34,7 @@ from ..model import GPT, GPTConfig
 from ..palette import Palette
 from ..scoring import evaluate_bits_per_dim
 from ..storage import write_folder_atomically
+from ..threads import check_threads
 from .config import TrainConfig, pick_device
 from .distributed import distributed, full_states, load_optimizer, param_names, rank_zero_first, shard
 from .run import check_apart, check_free_space, check_resume, owns_run_folder, run_steps
@@ -155,6 +156,7 @@ def train(model: GPT, palette: Palette, train_tokens, val_tokens, out_dir, cfg: 
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train", unit="step")
     t0, steps_timed = time.perf_counter(), 0
     while step < cfg.steps:
+        check_threads()  # a neighbour may have started or stopped since the last step
         lr = cfg.lr_at(step)
         for g in opt.param_groups:
             g["lr"] = lr
