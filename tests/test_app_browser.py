@@ -4,7 +4,6 @@ a corrupt file, clicks a pixel on the attention page, and runs two sessions at o
 to tmp_path (or to $IGPT_SCREENSHOTS when set); docs/app/ is made by scripts/screenshot_app.py.
 """
 import importlib.util
-import io
 import os
 import re
 from pathlib import Path

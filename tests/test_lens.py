@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from igpt_lite import probe
 from igpt_lite.checkpoint import save_checkpoint
