@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from igpt_lite import probe
+from igpt_lite import estimate, probe
 from igpt_lite.checkpoint import BUNDLED_DIR, load_checkpoint, save_checkpoint
 from igpt_lite.probe import REPORT_FILE, probe_model, probe_report
 from conftest import tiny_model
@@ -254,7 +254,7 @@ def test_a_bundled_model_shows_its_shipped_lens_beside_the_probes():
 
 
 def test_a_large_model_gets_fewer_images_and_the_expected_time_first(digits_model, cache, monkeypatch):
-    monkeypatch.setattr(probe, "forward_seconds", lambda model, n: 0.25 * n)  # a quarter second an image
+    monkeypatch.setattr(estimate, "forward_seconds", lambda speed, n, tokens: 0.25 * n)  # a quarter second an image
     at = depth_page(path=digits_model)
     # 6 passes over n images per split and 4 s a layer's probes must fit 180 s: 100 images (150 s + 16 s)
     assert at.select_slider(key="depth_limit").value == 100

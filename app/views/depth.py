@@ -8,7 +8,7 @@ how long it should take first.
 import streamlit as st
 
 from common import current_checkpoint, current_dataset, escape_markdown, load_model
-from igpt_lite import probe
+from igpt_lite import estimate, probe
 from igpt_lite.features import parse_layers
 
 BASELINES = {"random": "random weights", "pixels": "raw pixels", "palette": "palette pixels"}
@@ -35,11 +35,8 @@ def stored_lens(path: str, dataset: str, limit: int) -> probe.LensCurve:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def seconds_per_image(path: str) -> float:
-    return probe.forward_seconds(load_model(path).model, 1)
-
-
-def about(seconds: float) -> str:
-    return f"about {seconds:.0f} s" if seconds < 90 else f"about {seconds / 60:.0f} min"
+    model = load_model(path).model
+    return estimate.forward_seconds(estimate.measure(model), 1, model.config.block_size)
 
 
 def compute_lens(ck, dataset: str, limit: int):
@@ -110,7 +107,7 @@ limit = probe.REPORT_LIMIT
 if probe_seconds(limit) > BUDGET_S and stored(stored_report, limit) is None:
     fits = [n for n in LIMITS if probe_seconds(n) <= BUDGET_S] or LIMITS[:1]
     limit = st.select_slider("Images per split", LIMITS, value=fits[-1], key="depth_limit",
-                             help=f"A forward pass of this model takes {about(per_image)} an image here: the "
+                             help=f"A forward pass of this model takes {estimate.say_seconds(per_image)} an image here: the "
                              f"default keeps the probes near {BUDGET_S // 60} min. Results are kept per setting.")
 lens_limit = probe.LENS_LIMIT if stored(stored_lens, probe.LENS_LIMIT) else min(probe.LENS_LIMIT, limit)
 st.caption(f"How well a linear classifier reads {dataset}'s classes from each layer of {name}, against three "
@@ -127,7 +124,7 @@ try:
 except LookupError as e:
     st.info(f"{escape_markdown(e)}.")
     st.caption(f"Computing extracts every layer's features of this model and of a random-weight copy on up to "
-               f"{3 * limit} images of {dataset}, then fits the probes: {about(probe_seconds(limit))} here "
+               f"{3 * limit} images of {dataset}, then fits the probes: {estimate.say_seconds(probe_seconds(limit))} here "
                "(estimated from this model's size and this machine's speed); the result is kept on disk.")
     if st.button("Compute the probes", type="primary", key="depth_compute"):
         report = compute_report(ck, dataset, limit=limit)
@@ -156,7 +153,7 @@ except LookupError:
     lens_seconds = 2 * lens_limit * per_image
     st.caption(f"The logit lens reads each layer through the final norm and head and scores it in bits/dim on up to "
                f"{lens_limit} test images (the tuned lens first maps each layer by an affine map fitted on up to "
-               f"{lens_limit} train images): {about(lens_seconds)} here; the result is kept on disk.")
+               f"{lens_limit} train images): {estimate.say_seconds(lens_seconds)} here; the result is kept on disk.")
     if st.button("Compute the logit lens", key="depth_lens"):
         lens = compute_lens(ck, dataset, lens_limit)
 except ValueError as e:  # a bert model: no next-pixel prediction to read

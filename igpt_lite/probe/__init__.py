@@ -48,7 +48,6 @@ from .lens import (  # noqa: F401
     lens_bits,
     fit_tuned_lens,
     logit_lens,
-    forward_seconds,
 )
 from .figures import (  # noqa: F401
     probe_depth_chart,

@@ -189,28 +189,6 @@ def fit_tuned_lens(model: GPT, tokens: torch.Tensor, layers: list[str] | None = 
     return maps
 
 
-_SPEED: list[float] = []  # FLOP/s of a matmul here, measured once per process
-
-
-def forward_seconds(model: GPT, n_images: int) -> float:
-    """About how long a forward pass over `n_images` images takes here: the model's FLOPs per
-    image (weights 2·T·params, attention 2·L·T²·d) over this machine's matmul speed, measured once
-    (0.1 s) at torch's thread count, times 2 for what is not a matmul (norms, softmax, GELU). An
-    estimate to show before a long computation, good to within a factor of about two."""
-    if not _SPEED:
-        a, b = torch.randn(256, 512), torch.randn(512, 2048)
-        a @ b
-        t0, reps = time.perf_counter(), 0
-        while time.perf_counter() - t0 < 0.1:
-            a @ b
-            reps += 1
-        _SPEED.append(reps * 2 * 256 * 512 * 2048 / (time.perf_counter() - t0))
-    cfg = model.config
-    T, d = cfg.block_size, cfg.n_embd
-    weights = cfg.n_layer * (4 + 2 * cfg.mlp_ratio) * d * d + d * cfg.n_colors
-    return 2 * n_images * (2 * T * weights + 2 * cfg.n_layer * T * T * d) / _SPEED[0]
-
-
 def _lens_key(identity: dict) -> str:
     return hashlib.blake2b(json.dumps(identity, sort_keys=True).encode(), digest_size=16).hexdigest()
 
