@@ -84,8 +84,8 @@ def save_figures(figures, html_path, title: str = "igpt-lite", png: bool = True)
 
 class LiveFigure:
     """A plotly figure shown once in a notebook and redrawn in place, e.g. from train's on_eval:
-    `chart = LiveFigure(fig)`, then `chart.update(new_fig)`. (Plotly's own display ignores IPython's
-    display ids, so each redraw would add a new figure below the last.)"""
+    `chart = LiveFigure(fig)`, then `chart.update(new_fig)`. Works live in JupyterLab and in
+    executed or exported copies (nbconvert, nbmake), which keep the last figure."""
 
     def __init__(self, fig):
         from IPython.display import display
@@ -93,6 +93,12 @@ class LiveFigure:
         self.handle = display(self._bundle(fig), raw=True, display_id=True)
 
     def update(self, fig) -> None:
+        # JupyterLab's plotly renderer ignores an update to a chart it has drawn; it redraws only
+        # when the output's type changes. So each update passes through a blank of the same height
+        # (HTML) and then the new figure: Lab makes a fresh chart, saved and exported copies keep the last.
+        # (Plotly's own display ignores IPython's display ids: each redraw would add a figure below.)
+        height = fig.layout.height or 360
+        self.handle.update({"text/html": f'<div style="height:{height}px"></div>', "text/plain": ""}, raw=True)
         self.handle.update(self._bundle(fig), raw=True)
 
     @staticmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from importlib import resources
 from pathlib import Path
@@ -43,6 +44,32 @@ def cache_root() -> Path:
     """Where computed things are kept: probe reports (probes/), features (features/), encoded
     datasets (tokens/): $IGPT_LITE_CACHE, else ~/.cache/igpt-lite."""
     return Path(os.environ.get("IGPT_LITE_CACHE") or Path.home() / ".cache" / "igpt-lite").expanduser()
+
+
+def scratch_dir(name: str) -> tempfile.TemporaryDirectory:
+    """A temporary folder under `cache_root()/scratch` for a notebook's runs and features, removed
+    when the returned object is (`.cleanup()`, or when the process ends normally). A process killed
+    first (a notebook kernel restarted mid-run) leaves its folder behind: the next call removes the
+    folders of processes that no longer run."""
+    root = cache_root() / "scratch"
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.glob("*-pid*-*"):
+        pid = old.name.rsplit("-pid", 1)[1].split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return tempfile.TemporaryDirectory(prefix=f"{name}-pid{os.getpid()}-", dir=root)
+
+
+def _running(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would end the process there: keep the folder
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_folder_atomically(final: Path, write) -> Path:

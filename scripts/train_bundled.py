@@ -42,4 +42,5 @@ if args.export:
     print(path, f"docs/{args.name}_completions.png", f"docs/{args.name}_samples.png")
     sys.exit()
 r = RECIPES[args.name]
-pretrain(r["dataset"], run_dir, model_cfg=r["model"], train_cfg=r["train"], resume=True)
+palette = load_checkpoint(r["palette_of"]).palette if "palette_of" in r else None  # a twin shares its tokens
+pretrain(r["dataset"], run_dir, model_cfg=r["model"], train_cfg=r["train"], palette=palette, resume=True)
