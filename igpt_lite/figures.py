@@ -1,5 +1,6 @@
 """Figure helpers shared by the capabilities: image grids (PIL images, for PNG files and st.image),
-a dimmed RGB copy of an image to draw over, HTML and PNG export, and a figure that redraws in a notebook.
+a dimmed RGB copy of an image to draw over, HTML and PNG export, and for notebooks a figure that
+redraws in place and a progress bar for the library's on_step callbacks.
 Each capability draws its own charts in its figures.py on top of these."""
 from __future__ import annotations
 
@@ -109,3 +110,21 @@ class LiveFigure:
         import plotly.io as pio
 
         return pio.renderers._build_mime_bundle(fig.to_dict())
+
+
+def progress_bar(desc: str):
+    """An on_step(done, total) callback (sampling, probes) that draws a progress bar: a widget in
+    JupyterLab, text in a terminal or an executed copy (tqdm.auto). It closes itself at the end."""
+    from tqdm.auto import tqdm
+
+    bar = None
+
+    def on_step(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=desc)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return on_step

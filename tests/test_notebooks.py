@@ -207,3 +207,28 @@ def test_scratch_dir_removes_the_folders_of_processes_that_ended(tmp_path, monke
     assert Path(work.name).name.startswith(f"igpt-notebook-03-pid{os.getpid()}-")
     work.cleanup()
     assert not Path(work.name).exists()
+
+
+def test_progress_bar_follows_on_step_and_closes_at_the_end(monkeypatch):
+    import tqdm.auto
+
+    bars = []
+
+    class Bar:
+        def __init__(self, total, desc):
+            self.total, self.desc, self.n, self.closed = total, desc, 0, False
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    on_step = figures.progress_bar("probes")
+    on_step(1, 4)
+    on_step(3, 4)
+    assert len(bars) == 1 and (bars[0].n, bars[0].total, bars[0].desc, bars[0].closed) == (3, 4, "probes", False)
+    on_step(4, 4)
+    assert bars[0].n == 4 and bars[0].closed
