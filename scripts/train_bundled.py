@@ -32,6 +32,9 @@ if args.export:
     path = export_bundled(args.name, run_dir)
     ck = load_checkpoint(path)
     cfg = ck.config
+    if cfg.objective == "bert":  # raster sampling runs a full forward pass a pixel: tens of minutes here
+        print(path, "(no sample grids for a bert model)")
+        sys.exit()
     test = load_dataset(ck.dataset_name(), "test", resolution=ck.square_side())
     images = test.images[np.linspace(0, len(test) - 1, 8).astype(int)]  # spread over the classes
     keep = cfg.height // 2

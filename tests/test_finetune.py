@@ -33,6 +33,7 @@ def test_finetune_reports_the_accuracy_of_its_own_model_and_leaves_the_checkpoin
     assert all(torch.equal(v, before[k]) for k, v in ck.model.state_dict().items()), "the checkpoint's model changed"
     assert any(not torch.equal(v, before[k]) for k, v in result.model.state_dict().items()), "nothing was trained"
     assert "fine-tuned 6 steps on 60 images" in result.text() and result.to_dict()["steps"] == 6
+    assert repr(result) == f"FinetuneResult({result.text()})"  # short in a notebook, not the weights
 
 
 def test_the_first_step_minimises_the_joint_loss_of_the_paper(digits_ckpt, grey_palette):

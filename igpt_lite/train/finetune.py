@@ -39,6 +39,9 @@ class FinetuneResult:
         return {k: getattr(self, k) for k in ("val_acc", "test_acc", "test_stderr", "n_train", "n_test", "steps",
                                                "gen_weight", "history")}
 
+    def __repr__(self) -> str:  # not the model's and head's weights
+        return f"FinetuneResult({self.text()})"
+
     def text(self) -> str:
         return (f"fine-tuned {self.steps} steps on {self.n_train} images (L_clf + {self.gen_weight:g} L_gen): "
                 f"test {100 * self.test_acc:.1f} ± {100 * self.test_stderr:.1f}% on {self.n_test} images "
