@@ -148,7 +148,8 @@ def _run_all(page, watch=None, timeout=400):
 
 
 def _answers_closed(page) -> list[bool]:
-    return page.evaluate("() => [...document.querySelectorAll('.jp-MarkdownCell details')].map(d => !d.open)")
+    return page.evaluate("() => [...window.jupyterapp.shell.currentWidget.node"
+                         ".querySelectorAll('.jp-MarkdownCell details')].map(d => !d.open)")
 
 
 def _move_and_wait(page, piece, move, before, timeout=60):
@@ -191,7 +192,8 @@ def test_run_all_in_jupyterlab(lab, browser, path, tmp_path):
     tracked = path.read_bytes()
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
-        page.goto(f"{url}/lab/tree/{path.name}?token={token}", timeout=120_000)
+        # ?reset: a fresh workspace, not the last notebook's tabs
+        page.goto(f"{url}/lab/tree/{path.name}?token={token}&reset", timeout=120_000)
         page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
                                " && window.jupyterapp.shell.currentWidget.sessionContext"
                                " && window.jupyterapp.shell.currentWidget.sessionContext.kernelDisplayStatus === 'idle'",
@@ -206,7 +208,7 @@ def test_run_all_in_jupyterlab(lab, browser, path, tmp_path):
                     seen.append(max(fig["points"]))
 
         cells = _run_all(page, watch)
-        errors = page.evaluate("() => [...document.querySelectorAll('.jp-OutputArea-output')]"
+        errors = page.evaluate("() => [...window.jupyterapp.shell.currentWidget.node.querySelectorAll('.jp-OutputArea-output')]"
                                ".map(o => o.innerText).filter(t => /Traceback|Error:/.test(t))")
         assert not errors, errors[0][-3000:]
         prompts = [c["prompt"].strip() for c in cells if c["type"] == "code"]
