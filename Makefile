@@ -1,12 +1,13 @@
 # The two commands (each sets up .venv/ on first use):
 #   make app    run the Streamlit app on the bundled models
 #   make test   run every test (slow ones included; GPU-only tests skip themselves without CUDA)
+#   make lab         JupyterLab on working copies of the notebooks in build/lab/ (notebooks/ stays clean)
 #   make notebooks   executed HTML copies of notebooks/*.ipynb in build/notebooks/ (FAST=1: their quick mode)
 #   make docs        the documentation site in build/site/ (mkdocs build --strict)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: app test test-fast bench notebooks docs
+.PHONY: app test test-fast bench lab notebooks docs
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -29,6 +30,14 @@ test-fast: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/sampling.py
+
+# JupyterLab on working copies of the notebooks in build/lab/ (git-ignored): running and saving them
+# never touches the tracked notebooks/. A copy already there is kept, with your changes; delete it
+# (or build/lab/) for a fresh one.
+lab: $(VENV)/.installed
+	mkdir -p build/lab
+	for nb in notebooks/*.ipynb; do test -e "build/lab/$$(basename $$nb)" || cp "$$nb" build/lab/; done
+	$(BIN)/jupyter lab build/lab
 
 # Executed copies of the teaching notebooks for reading (plotly.js inline: they open offline); the
 # notebooks in notebooks/ stay output-free. Prints each notebook's time.

@@ -1,5 +1,6 @@
 """Figure helpers shared by the capabilities: image grids (PIL images, for PNG files and st.image),
-a dimmed RGB copy of an image to draw over, HTML and PNG export, and a figure that redraws in a notebook.
+a dimmed RGB copy of an image to draw over, HTML and PNG export, and for notebooks a figure that
+redraws in place and a progress bar for the library's on_step callbacks.
 Each capability draws its own charts in its figures.py on top of these."""
 from __future__ import annotations
 
@@ -84,8 +85,8 @@ def save_figures(figures, html_path, title: str = "igpt-lite", png: bool = True)
 
 class LiveFigure:
     """A plotly figure shown once in a notebook and redrawn in place, e.g. from train's on_eval:
-    `chart = LiveFigure(fig)`, then `chart.update(new_fig)`. (Plotly's own display ignores IPython's
-    display ids, so each redraw would add a new figure below the last.)"""
+    `chart = LiveFigure(fig)`, then `chart.update(new_fig)`. Works live in JupyterLab and in
+    executed or exported copies (nbconvert, nbmake), which keep the last figure."""
 
     def __init__(self, fig):
         from IPython.display import display
@@ -93,6 +94,12 @@ class LiveFigure:
         self.handle = display(self._bundle(fig), raw=True, display_id=True)
 
     def update(self, fig) -> None:
+        # JupyterLab's plotly renderer ignores an update to a chart it has drawn; it redraws only
+        # when the output's type changes. So each update passes through a blank of the same height
+        # (HTML) and then the new figure: Lab makes a fresh chart, saved and exported copies keep the last.
+        # (Plotly's own display ignores IPython's display ids: each redraw would add a figure below.)
+        height = fig.layout.height or 360
+        self.handle.update({"text/html": f'<div style="height:{height}px"></div>', "text/plain": ""}, raw=True)
         self.handle.update(self._bundle(fig), raw=True)
 
     @staticmethod
@@ -103,3 +110,21 @@ class LiveFigure:
         import plotly.io as pio
 
         return pio.renderers._build_mime_bundle(fig.to_dict())
+
+
+def progress_bar(desc: str):
+    """An on_step(done, total) callback (sampling, probes) that draws a progress bar: a widget in
+    JupyterLab, text in a terminal or an executed copy (tqdm.auto). It closes itself at the end."""
+    from tqdm.auto import tqdm
+
+    bar = None
+
+    def on_step(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=desc)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return on_step

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import tempfile
 import uuid
 from contextlib import contextmanager
 from importlib import resources
@@ -96,6 +97,32 @@ def check_folder_output(final) -> bool:
     if final.exists() and not final.is_dir():
         raise FileExistsError(f"{final} is a file, not a folder; choose another path")
     return final.is_dir()
+
+
+def scratch_dir(name: str) -> tempfile.TemporaryDirectory:
+    """A temporary folder under `cache_root()/scratch` for a notebook's runs and features, removed
+    when the returned object is (`.cleanup()`, or when the process ends normally). A process killed
+    first (a notebook kernel restarted mid-run) leaves its folder behind: the next call removes the
+    folders of processes that no longer run."""
+    root = cache_root() / "scratch"
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.glob("*-pid*-*"):
+        pid = old.name.rsplit("-pid", 1)[1].split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return tempfile.TemporaryDirectory(prefix=f"{name}-pid{os.getpid()}-", dir=root)
+
+
+def _running(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would end the process there: keep the folder
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_folder_atomically(final: Path, write) -> Path:

@@ -32,6 +32,9 @@ if args.export:
     path = export_bundled(args.name, run_dir)
     ck = load_checkpoint(path)
     cfg = ck.config
+    if cfg.objective == "bert":  # raster sampling runs a full forward pass a pixel: tens of minutes here
+        print(path, "(no sample grids for a bert model)")
+        sys.exit()
     test = load_dataset(ck.dataset_name(), "test", resolution=ck.square_side())
     images = test.images[np.linspace(0, len(test) - 1, 8).astype(int)]  # spread over the classes
     keep = cfg.height // 2
@@ -42,4 +45,5 @@ if args.export:
     print(path, f"docs/{args.name}_completions.png", f"docs/{args.name}_samples.png")
     sys.exit()
 r = RECIPES[args.name]
-pretrain(r["dataset"], run_dir, model_cfg=r["model"], train_cfg=r["train"], resume=True)
+palette = load_checkpoint(r["palette_of"]).palette if "palette_of" in r else None  # a twin shares its tokens
+pretrain(r["dataset"], run_dir, model_cfg=r["model"], train_cfg=r["train"], palette=palette, resume=True)

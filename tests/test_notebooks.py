@@ -35,6 +35,17 @@ def test_notebook_is_committed_without_outputs(path):
                        f"(jupyter nbconvert --clear-output --inplace {path.name})")
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_answers_are_closed_in_a_details_element(path):
+    """A <details> element stays closed through Run All and a save; a collapsed markdown cell does not."""
+    cells = [c for c in json.loads(path.read_text())["cells"] if "answers" in c["metadata"].get("tags", [])]
+    assert len(cells) == 1, f"{path.name}: one markdown cell tagged 'answers', found {len(cells)}"
+    text = "".join(cells[0]["source"])
+    assert cells[0]["cell_type"] == "markdown", path.name
+    assert text.startswith("<details><summary><b>Answers</b> (click to open)</summary>\n\n"), text[:80]
+    assert text.endswith("\n\n</details>") and "<details open" not in text, text[-80:]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_in_fast_mode(path):
@@ -172,7 +183,52 @@ def test_live_figure_redraws_one_display_in_place(monkeypatch):
     later = training_curve(History.from_records([{"step": 5, "train_bpd": 1.0, "val_bpd": 0.9}]))
     live = figures.LiveFigure(first)
     live.update(later)
-    (kind0, bundle0, raw0, display_id), (kind1, bundle1, raw1) = calls
-    assert (kind0, raw0, display_id, kind1, raw1) == ("display", True, True, "update", True)
+    (kind0, bundle0, raw0, display_id), blank, (kind2, bundle2, raw2) = calls
+    assert (kind0, raw0, display_id, kind2, raw2) == ("display", True, True, "update", True)
     assert bundle0["application/vnd.plotly.v1+json"]["data"][0]["x"] == []  # the figures' own bundles
-    assert bundle1 == later._repr_mimebundle_()
+    assert bundle2 == later._repr_mimebundle_()
+    # JupyterLab redraws a plotly output only when its type changes: a blank of the chart's height first
+    assert blank == ("update", {"text/html": '<div style="height:420px"></div>', "text/plain": ""}, True)
+
+
+def test_scratch_dir_removes_the_folders_of_processes_that_ended(tmp_path, monkeypatch):
+    from igpt_lite.storage import scratch_dir
+
+    monkeypatch.setenv("IGPT_LITE_CACHE", str(tmp_path))
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / "scratch" / f"igpt-notebook-03-pid{int(ended.stdout)}-abc"  # a kernel killed mid-run
+    (stale / "features").mkdir(parents=True)
+    (stale / "features" / ".lock").write_text("")
+    alive = tmp_path / "scratch" / f"igpt-notebook-02-pid{os.getppid()}-def"  # a process still running
+    alive.mkdir()
+    work = scratch_dir("igpt-notebook-03")
+    assert not stale.exists() and alive.is_dir()
+    assert Path(work.name).parent == tmp_path / "scratch" and Path(work.name).is_dir()
+    assert Path(work.name).name.startswith(f"igpt-notebook-03-pid{os.getpid()}-")
+    work.cleanup()
+    assert not Path(work.name).exists()
+
+
+def test_progress_bar_follows_on_step_and_closes_at_the_end(monkeypatch):
+    import tqdm.auto
+
+    bars = []
+
+    class Bar:
+        def __init__(self, total, desc):
+            self.total, self.desc, self.n, self.closed = total, desc, 0, False
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    on_step = figures.progress_bar("probes")
+    on_step(1, 4)
+    on_step(3, 4)
+    assert len(bars) == 1 and (bars[0].n, bars[0].total, bars[0].desc, bars[0].closed) == (3, 4, "probes", False)
+    on_step(4, 4)
+    assert bars[0].n == 4 and bars[0].closed

@@ -42,3 +42,23 @@ def test_teaching_figures_refuse_bad_input_with_a_message():
         visibility_figure({}, (0, 0))
     with pytest.raises(ValueError, match=r"got shapes \{'ar': \(2, 3\), 'bert': \(3, 2\)\}"):
         visibility_figure({"ar": np.ones((2, 3)), "bert": np.ones((3, 2))}, (0, 0))
+
+
+def test_objective_probe_chart_draws_each_models_curve_and_the_pixel_line():
+    from igpt_lite.probe import ProbeTable
+    from igpt_lite.studies.objectives import objective_probe_chart
+
+    def table(accs, pixels=0.6):
+        rows = [{"kind": "trained", "layer": layer, "depth": d, "test_acc": a, "test_stderr": 0.02, "val_acc": a,
+                 "train_acc": a, "C": 1.0, "n_test": 500} for d, (layer, a) in enumerate(zip(["embed", "blocks.0", "ln_f"], accs))]
+        rows.append({"kind": "pixels", "layer": "pixels", "depth": -1, "test_acc": pixels, "test_stderr": 0.02,
+                     "val_acc": pixels, "train_acc": pixels, "C": 1.0, "n_test": 500})
+        return ProbeTable.from_records(rows)
+
+    fig = objective_probe_chart({"ar": table([0.5, 0.9, 0.8]), "bert": table([0.5, 0.7, 0.75])})
+    ar, bert, pixels = fig.data
+    assert list(ar.x) == ["embed", "blocks.0", "ln_f"] and list(ar.y) == [50, 90, 80]
+    assert list(bert.y) == [50, 70, 75] and list(bert.error_y.array) == [2, 2, 2]
+    assert ar.name == "ar (best on validation: blocks.0, 90.0%)" and bert.name == "bert (best on validation: ln_f, 75.0%)"
+    assert list(pixels.y) == [60, 60] and pixels.name == "raw pixels: 60.0%"
+    assert "n_test = 500" in fig.layout.title.text

@@ -1,4 +1,4 @@
-"""Pretraining: config, loop, run folder, distributed, and the training curve."""
+"""Pretraining: config, loop, run folder, distributed, and the training curve; fine-tuning."""
 from ..history import EvalPoint, History  # noqa: F401  (what train and pretrain return)
 from .config import (  # noqa: F401
     TrainConfig,
@@ -22,4 +22,8 @@ from .loop import (  # noqa: F401
 )
 from .figures import (  # noqa: F401
     training_curve,
+)
+from .finetune import (  # noqa: F401
+    FinetuneResult,
+    finetune,
 )

@@ -35,6 +35,14 @@ RECIPES = {
         train=TrainConfig(steps=1500, batch_size=16, lr=2e-3, min_lr=1e-4, warmup_steps=200,
                           eval_every=100, eval_images=256, save_every=100, keep_checkpoints=0),
     ),
+    # the BERT twin of mnist-small: the same data, size and schedule with the masked-pixel objective
+    # (15% of pixels masked) and mnist-small's own palette, for the paper's AR-versus-BERT comparison
+    "mnist-small-bert": dict(
+        dataset="mnist", palette_of="mnist-small",
+        model=GPTConfig(n_colors=8, height=28, width=28, n_layer=4, n_head=4, n_embd=128, objective="bert"),
+        train=TrainConfig(steps=1500, batch_size=16, lr=2e-3, min_lr=1e-4, warmup_steps=200,
+                          eval_every=100, eval_images=256, save_every=100, keep_checkpoints=0),
+    ),
     # 16×16 coloured shapes, 16 colours, 4 layers × 128 (0.8M parameters)
     "shapes": dict(
         dataset="shapes",
