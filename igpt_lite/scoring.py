@@ -27,9 +27,10 @@ def evaluate_bits_per_dim(model: GPT, tokens: torch.Tensor, batch_size: int = 64
 
 
 @torch.no_grad()
-def bits_per_image(model: GPT, tokens: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+def bits_per_image(model: GPT, tokens: torch.Tensor, batch_size: int = 64, on_batch=None) -> torch.Tensor:
     """Each image's negative log-likelihood under an ar model, in bits (its bits/dim × pixels):
-    for comparing images one by one, where `evaluate_bits_per_dim` averages over all of them."""
+    for comparing images one by one, where `evaluate_bits_per_dim` averages over all of them.
+    `on_batch(n)`: called with each batch's number of images once it is scored (progress)."""
     if model.config.objective != "ar":
         raise ValueError("bits_per_image needs an ar model (a bert model's loss covers masked pixels only)")
     was_training = model.training
@@ -39,5 +40,7 @@ def bits_per_image(model: GPT, tokens: torch.Tensor, batch_size: int = 64) -> to
         batch = tokens[i : i + batch_size].to(model.device)
         logits = model(model.image_inputs(batch))
         out.append(F.cross_entropy(logits.transpose(1, 2), batch, reduction="none").sum(1).cpu())
+        if on_batch is not None:
+            on_batch(len(batch))
     model.train(was_training)
     return torch.cat(out) / math.log(2)

@@ -505,6 +505,21 @@ def test_likelihood_test_scores_every_composed_image_and_its_random_baseline(sce
     assert bias.likelihood_test(scene_ck, composed, baseline=False, n_permutations=1_000).baseline is None
 
 
+def test_likelihood_test_reports_its_progress_in_images_and_gives_the_same_result(scene_ck):
+    composed = scenes.TestSets(3, seed=1, resolution=8).composed(3, 2)  # 4 pairs × 3 × 2 = 24 images
+    steps = []
+    r = bias.likelihood_test(scene_ck, composed, n_permutations=500, n_bootstrap=0, batch_size=5,
+                             on_step=lambda done, total: steps.append((done, total)))
+    assert steps[-1] == (48, 48) and {t for _, t in steps} == {48}  # the model's 24, then the copy's 24
+    assert [d for d, _ in steps] == sorted(d for d, _ in steps)  # never backwards
+    plain = bias.likelihood_test(scene_ck, composed, n_permutations=500, n_bootstrap=0, batch_size=5)
+    assert r.row.effect_size == plain.row.effect_size and r.row.p_value == plain.row.p_value
+    report_steps = []
+    bias.run(scene_ck, scenes.TestSets(3, seed=1, resolution=8).images(), composed=composed, n_permutations=200,
+             baseline=False, on_step=lambda done, total: report_steps.append((done, total)))
+    assert report_steps[-1] == (24, 24)
+
+
 def test_likelihood_test_bad_input_is_a_clear_error(scene_ck):
     composed = scenes.TestSets(2, seed=1, resolution=8).composed()
     with pytest.raises(ValueError, match="missing YB"):

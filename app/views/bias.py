@@ -11,6 +11,7 @@ last request is kept in st.session_state so reruns redraw it without computing a
 import hashlib
 import json
 
+import numpy as np
 import streamlit as st
 
 from common import current_checkpoint, escape_markdown, load_model, parse_upload
@@ -55,10 +56,24 @@ def composed_scenes(seed: int, resolution: int, channels: int, targets: int, att
             for k, v in composed.items()}
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def run_tests(path: str, sets: dict, composed: dict | None, seed: int) -> bias.BiasReport:
-    with cpu_threads():  # the cores other programs (and other sessions) leave free
-        return bias.run(load_model(path), sets, composed=composed, n_permutations=PERMUTATIONS, seed=seed)
+@st.cache_resource
+def kept_reports() -> dict:
+    """Reports computed in this server, shared by its sessions: (model, images' hash, seed) → BiasReport.
+    (Not st.cache_data: it would replay the progress bar's updates into a later run's page.)"""
+    return {}
+
+
+def run_tests(path: str, sets: dict, composed: dict | None, seed: int, on_step) -> bias.BiasReport:
+    arrays = [sets[k] for k in bias.SET_NAMES] + ([composed[k] for k in bias.PAIRS] if composed else [])
+    key = (path, hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest(), seed)
+    kept = kept_reports()
+    if key not in kept:
+        with cpu_threads():  # the cores other programs (and other sessions) leave free
+            kept[key] = bias.run(load_model(path), sets, composed=composed, n_permutations=PERMUTATIONS, seed=seed,
+                                 on_step=on_step)
+        while len(kept) > 16:
+            kept.pop(next(iter(kept)))
+    return kept[key]
 
 
 @st.cache_data(show_spinner="Timing the model on this machine…", max_entries=32)
@@ -169,7 +184,7 @@ n_composed = 4 * likely["targets"] * likely["attributes"] if source == SOURCES[0
 forwards = 2 * (sum(len(v) for v in sets.values()) + (n_composed if ck.config.objective == "ar" else 0))  # and the copy
 expected = estimate.forward_seconds(speed(path), forwards, ck.config.block_size)
 st.caption(f"Expected: {estimate.say_seconds(expected)} on this machine ({forwards} image forwards, the "
-           "random-weight copy's included); once started it runs to the end.")
+           "random-weight copy's included); a bar shows its progress, and Stop (top right) ends it.")
 if st.button("Run the tests", type="primary", key="bias_run"):
     st.session_state["bias_request"] = request
 if st.session_state.get("bias_request") != request:
@@ -186,12 +201,16 @@ else:
     composed = None  # bias.run composes the uploads: bias.compose_sets
     how = ("each target image's top half above each attribute image's bottom half (meaningful only when the "
            "targets' subject sits in their top half and the attributes' in their bottom half)")
-with st.spinner("Scoring every composed image in bits, then testing every layer…"):
-    try:
-        report = run_tests(path, sets, composed, seed)
-    except ValueError as e:
-        st.error(f"{e}.")
-        st.stop()
+bar = st.progress(0.0, text="Scoring every composed image in bits, then testing every layer…")
+try:
+    report = run_tests(path, sets, composed, seed, lambda done, total: bar.progress(
+        done / total, text=f"Likelihood test: {done} of {total} composed images scored (the model's, then the "
+                           "random-weight copy's); then iEAT on every layer…"))
+except ValueError as e:
+    bar.empty()
+    st.error(f"{e}.")
+    st.stop()
+bar.empty()
 
 st.subheader("Likelihood association test")
 lik = report.likelihood

@@ -46,8 +46,23 @@ def likelihood_association(bits: dict, *, n_permutations: int = 100_000, seed: i
                             n_a=np.shape(bits["XA"])[1], n_b=np.shape(bits["XB"])[1])
 
 
-def composed_bits(model, palette, composed: dict, batch_size: int = 64) -> dict:
-    """{"XA": n_x×n_a, ...} bits of every composed image under an ar model (scoring.bits_per_image)."""
+def image_counter(on_step, total: int):
+    """An on_batch(n) that adds up the images scored and reports on_step(done, total); None without on_step."""
+    if on_step is None:
+        return None
+    done = 0
+
+    def on_batch(n: int) -> None:
+        nonlocal done
+        done += n
+        on_step(done, total)
+
+    return on_batch
+
+
+def composed_bits(model, palette, composed: dict, batch_size: int = 64, on_batch=None) -> dict:
+    """{"XA": n_x×n_a, ...} bits of every composed image under an ar model (scoring.bits_per_image;
+    `on_batch(n)` after each batch of n images)."""
     from ..scoring import bits_per_image
 
     out = {}
@@ -55,7 +70,8 @@ def composed_bits(model, palette, composed: dict, batch_size: int = 64) -> dict:
         for k in PAIRS:
             images = np.asarray(composed[k])
             flat = images.reshape(-1, *images.shape[2:])
-            out[k] = bits_per_image(model, palette.encode(flat), batch_size=batch_size).numpy().reshape(images.shape[:2])
+            out[k] = bits_per_image(model, palette.encode(flat), batch_size=batch_size,
+                                    on_batch=on_batch).numpy().reshape(images.shape[:2])
     return out
 
 
@@ -102,11 +118,12 @@ def _likelihood_row(bits: dict, **kw) -> BiasRow:
 
 def likelihood_test(checkpoint, composed: dict, *, n_permutations: int = 100_000, seed: int = 0,
                     baseline: bool = True, baseline_seed: int = 0, n_bootstrap: int = 2_000,
-                    batch_size: int = 64) -> LikelihoodResult:
+                    batch_size: int = 64, on_step=None) -> LikelihoodResult:
     """The likelihood association test on `checkpoint` (an ar Checkpoint). `composed` = {"XA":
     uint8 n_x×n_a×H×W×C (target i of X with attribute j of A), "XB", "YA", "YB"}, e.g.
     `scenes.TestSets(...).composed()` or `compose_halves`. Every image is scored once by the model
-    (and once by a random-weight copy when `baseline`).
+    (and once by a random-weight copy when `baseline`); `on_step(done, total)` counts the images
+    scored (a progress bar, e.g. `figures.progress_bar`).
 
     Example::
 
@@ -123,11 +140,12 @@ def likelihood_test(checkpoint, composed: dict, *, n_permutations: int = 100_000
             raise ValueError(f"composed[{k!r}] must be targets × attributes × H×W×C, got shape {np.shape(composed[k])}")
     likelihood_scores({k: np.zeros(np.shape(composed[k])[:2]) for k in PAIRS})  # the sizes agree
     kw = dict(n_permutations=n_permutations, seed=seed, n_bootstrap=n_bootstrap)
-    bits = composed_bits(checkpoint.model, checkpoint.palette, composed, batch_size)
+    count = image_counter(on_step, sum(int(np.prod(np.shape(composed[k])[:2])) for k in PAIRS) * (2 if baseline else 1))
+    bits = composed_bits(checkpoint.model, checkpoint.palette, composed, batch_size, count)
     base_bits = None
     if baseline:
         rand = random_model(checkpoint.config, baseline_seed).to(checkpoint.model.device)
-        base_bits = composed_bits(rand, checkpoint.palette, composed, batch_size)
+        base_bits = composed_bits(rand, checkpoint.palette, composed, batch_size, count)
     return LikelihoodResult(row=_likelihood_row(bits, **kw), baseline=_likelihood_row(base_bits, **kw) if baseline
                             else None, bits=bits, baseline_bits=base_bits, n_permutations=n_permutations, seed=seed,
                             baseline_seed=baseline_seed if baseline else None, n_bootstrap=n_bootstrap)

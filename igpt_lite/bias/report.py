@@ -98,14 +98,15 @@ class BiasReport:
 
 def run(checkpoint, sets: dict, *, compose: str = "rows", composed: dict | None = None, layers=None,
         extraction: str = "ours", n_permutations: int = 100_000, seed: int = 0, baseline: bool = True,
-        batch_size: int = 64) -> BiasReport:
+        batch_size: int = 64, on_step=None) -> BiasReport:
     """Both bias tests on `checkpoint` for `sets` = {"X", "Y", "A", "B"}: image stacks, or the
     data.ImageFolder each was loaded as (the report then names its folder). The likelihood test
     (ar models) scores each target composed with each attribute: `composed` where given (e.g.
     scenes.TestSets.composed()), else `compose_sets(sets, compose)` ("rows" or "columns"; "none"
     skips it). Then iEAT on every layer (`layers`, default all) with `extraction`'s norm (its crop is
     the loader's: `load_ieat_folders(crop=EXTRACTIONS[extraction]["crop"])`). Both use `seed` for
-    their permutations and, with `baseline`, for their random-weight copy."""
+    their permutations and, with `baseline`, for their random-weight copy. `on_step(done, total)`:
+    the likelihood test's progress in images scored (the longer part; iEAT follows in one pass)."""
     if extraction not in EXTRACTIONS:
         raise ValueError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {extraction!r}")
     if compose not in COMPOSE:
@@ -122,7 +123,7 @@ def run(checkpoint, sets: dict, *, compose: str = "rows", composed: dict | None 
         skipped = BERT_SKIP
     else:
         likelihood = likelihood_test(checkpoint, compose_sets(images, split=compose) if composed is None else composed,
-                                     **tests)
+                                     on_step=on_step, **tests)
     norm = EXTRACTIONS[extraction]["norm"]
     ieat = bias_test(checkpoint, images, layers=layers, norm=norm, **tests)
     seconds = time.perf_counter() - t0

@@ -65,7 +65,7 @@ def palette_swatches(colors: np.ndarray, usage=None, title: str = "Palette", nco
     return fig
 
 
-def palette_sweep_chart(reports, current: int | None = None, title: str = "Palette size: error versus sequence cost"):
+def palette_sweep_chart(reports, current: int | None = None, title: str = "Palette size: round-trip error versus token entropy"):
     """Round-trip error (left axis) and token entropy in bits (right axis) against the number of
     colours k, from `palette.palette_sweep` reports (n_colors, round_trip_error, token_entropy_bits).
     `current` marks a palette size, e.g. the checkpoint's own."""
