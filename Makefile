@@ -22,7 +22,7 @@ app: $(VENV)/.installed
 	$(BIN)/streamlit run app/main.py
 
 test: $(VENV)/.installed
-	$(BIN)/pytest -m "slow or not slow" -p no:cacheprovider
+	$(BIN)/pytest -m "slow or not slow" -p no:cacheprovider --durations=15
 
 # The unit tier while working: every test not marked slow, in under a minute on 2 cores.
 test-fast: $(VENV)/.installed
