@@ -1,9 +1,10 @@
 """The notebooks as a student uses them: JupyterLab started from this environment, each notebook (a
 working copy, never the tracked file) opened in Debian's headless Chromium (Playwright), Run All in
-quick mode (IGPT_FAST=1), then: no error output, the live loss chart of 02 redrawn in the page with every evaluation
-(JupyterLab's plotly renderer used to keep the first, empty frame until the file was reopened), the answers still closed after Run All and after a save, and each
-widget, moved once, changes its figure. Screenshots go to tmp_path (or $IGPT_SCREENSHOTS; docs/notebooks/
-holds the ones shown in the docs)."""
+quick mode (IGPT_FAST=1), then: no error output, the live loss chart of 02 redrawn in the page with
+every evaluation while the training cell runs (JupyterLab's plotly renderer used to keep the first,
+empty frame until the file was reopened), the answers still closed after Run All and after a save,
+and each widget, moved once, changes its figure. Screenshots go to tmp_path (or $IGPT_SCREENSHOTS;
+docs/notebooks/ holds the ones shown in the docs)."""
 import contextlib
 import json
 import os
@@ -50,6 +51,10 @@ FIGURE_JS = """(piece) => {
     for (let i = 0; i < text.length; i++) hash = (hash * 31 + text.charCodeAt(i)) | 0;
     return {points: gd.data.map(t => (t.x || []).length), title: (gd.layout.title || {}).text || '', signature: hash};
 }"""
+# 02's chart and, read in the same instant, whether the training cell is still running
+TRAINING_JS = f"""() => ({{figure: ({FIGURE_JS})('figures.LiveFigure('),
+    running: window.jupyterapp.shell.currentWidget.content.widgets.find(c => c.model.type === 'code'
+        && c.model.sharedModel.getSource().includes('pretrain(')).promptNode.textContent.includes('*')}})"""
 
 
 def _free_port() -> int:
@@ -129,7 +134,8 @@ def _shut_down_kernels(url, token):
 def _run_all(page, watch=None, timeout=400):
     """Run > Run All Cells, then wait until every code cell has run (or one failed) and the kernel
     is idle; watch(cells) is called every poll while it runs."""
-    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    # not awaited: the command's promise settles only when every cell has run, so watch would see only the end
+    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
     end, idle_since = time.time() + timeout, None
     while time.time() < end:
         cells = page.evaluate(CELLS_JS)
@@ -198,13 +204,23 @@ def test_run_all_in_jupyterlab(lab, browser, path, tmp_path):
                                " && window.jupyterapp.shell.currentWidget.sessionContext"
                                " && window.jupyterapp.shell.currentWidget.sessionContext.kernelDisplayStatus === 'idle'",
                                timeout=120_000)
-        cells = _run_all(page)
+        during = []  # 02's chart as the page shows it while the training cell runs
+
+        def watch(cells):
+            if path.stem == "02_pretraining":
+                seen = page.evaluate(TRAINING_JS)
+                if seen["running"] and seen["figure"]:
+                    during.append(seen["figure"])
+
+        cells = _run_all(page, watch=watch)
         errors = page.evaluate("() => [...window.jupyterapp.shell.currentWidget.node.querySelectorAll('.jp-OutputArea-output')]"
                                ".map(o => o.innerText).filter(t => /Traceback|Error:/.test(t))")
         assert not errors, errors[0][-3000:]
         prompts = [c["prompt"].strip() for c in cells if c["type"] == "code"]
         assert all(re.match(r"\[\d+\]", p) for p in prompts), f"every code cell should have run: {prompts}"
         if path.stem == "02_pretraining":  # the chart on the page, redrawn in place (not reopened from the file)
+            grown = max((min(f["points"]) for f in during), default=0)
+            assert grown >= 2, f"while training ran the chart showed at most {grown} points a trace: {during[-3:]}"
             live = page.evaluate(FIGURE_JS, "figures.LiveFigure(")
             assert live and min(live["points"]) >= 2 and "last validation" in live["title"], live
         assert _answers_closed(page) == [True], "the answers should stay closed after Run All"
