@@ -7,8 +7,9 @@ user would, then every CLI verb and every app page's main action on it: wall tim
     python benchmarks/official.py [--json] [--only import-hf info ...] [--folder DIR]
 
 Images come from the embedded `photos` set (32×32 RGB crops), since an imported model names no
-dataset. The settings are the ones each row names; the app's pages run with their defaults for
-this size.
+dataset; `bias` reads four folders of generated figures scenes (4 images each: men, women, career
+and domestic props) written beside the stand-in. The settings are the ones each row names; the
+app's pages run with their defaults for this size.
 """
 import argparse
 import json
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 DATA = ["--data", "photos"]
+SETS = [a for k in "xyab" for a in (f"--{k}", f"{{sets}}/{k.upper()}")]  # bias: the four folders
 # (name, arguments after the model): what a user runs first on each verb
 VERBS = {
     "info": ["info", "--model", "{model}"],
@@ -31,6 +33,10 @@ VERBS = {
     "sample (1 whole image)": ["sample", "--model", "{model}", "--n", "1"],
     "attention (one pixel)": ["attention", "--model", "{model}", *DATA, "--pixel", "16", "16"],
     "probe (8 images a split, layer 12)": ["probe", "--model", "{model}", *DATA, "--limit", "8", "--layers", "12"],
+    # --again: computed, not read back from the cache a run before left
+    "lens (8 images a split, plain and tuned)": ["lens", "--model", "{model}", *DATA, "--limit", "8", "--again"],
+    "bias (4 images a set, iEAT only)": ["bias", "--model", "{model}", *SETS, "--compose", "none", "--no-baseline"],
+    "bias (4 images a set, both tests, random copy)": ["bias", "--model", "{model}", *SETS],
 }
 PAGES = ["complete", "attention", "bias", "depth", "palette"]
 
@@ -52,6 +58,22 @@ def make_standin(folder: Path, seed: int = 0) -> Path:
     model.save_pretrained(folder)
     ImageGPTImageProcessor(clusters=clusters, size={"height": 32, "width": 32}).save_pretrained(folder)
     return folder
+
+
+def make_bias_sets(folder: Path, targets: int = 4, attributes: int = 4) -> dict[str, np.ndarray]:
+    """Four folders X, Y (`targets` PNG images each) and A, B (`attributes` each) of generated
+    figures scenes, 32×32: what `bias --x ... --b` reads. Returns the images, {"X": N×32×32×3, ...}."""
+    from PIL import Image
+
+    from igpt_lite.data import scenes
+
+    sets = scenes.make_test_sets(max(targets, attributes), seed=1, resolution=32)
+    sets = {k: v[: targets if k in "XY" else attributes] for k, v in sets.items()}
+    for name, images in sets.items():
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(images):
+            Image.fromarray(image).save(folder / name / f"{i}.png")
+    return sets
 
 
 def timed_process(args: list[str], env: dict | None = None) -> dict:
@@ -101,9 +123,11 @@ def main(argv=None):
     if args.page:
         return run_page(args.page, args.model)
     root = Path(args.folder or tempfile.mkdtemp(prefix="igpt-official-"))
-    hf, model = root / "imagegpt-small-standin", root / "imported"
+    hf, model, sets = root / "imagegpt-small-standin", root / "imported", root / "bias-sets"
     if not hf.exists():
         make_standin(hf)
+    if not sets.exists():
+        make_bias_sets(sets)
     wanted = (lambda name: args.only is None or any(name.startswith(o) for o in args.only))
     rows = []
     cli = ["-m", "igpt_lite"]
@@ -111,7 +135,7 @@ def main(argv=None):
         rows.append({"what": "import-hf", **timed_process([*cli, "import-hf", str(hf), str(model), "--overwrite"])})
     for name, verb in VERBS.items():
         if wanted(name):
-            rows.append({"what": name, **timed_process([*cli, *[a.format(model=model) for a in verb]])})
+            rows.append({"what": name, **timed_process([*cli, *[a.format(model=model, sets=sets) for a in verb]])})
     for page in PAGES:
         if wanted(f"page {page}"):
             rows.append({"what": f"page {page}", **timed_process([__file__, "--page", page, "--model", str(model)])})

@@ -46,16 +46,19 @@ def test_answers_are_closed_in_a_details_element(path):
     assert text.endswith("\n\n</details>") and "<details open" not in text, text[-80:]
 
 
+def run_fast(path: Path, **env) -> None:
+    """nbmake executes every cell (the notebooks' own asserts check their key numbers) and fails on
+    any error; IGPT_FAST=1 selects each notebook's fast mode; `env`: more variables (IGPT_MODEL)."""
+    result = subprocess.run([sys.executable, "-m", "pytest", "--nbmake", "--nbmake-timeout=600", "-q",
+                             "-p", "no:cacheprovider", str(path)], env={**os.environ, "IGPT_FAST": "1", **env},
+                            capture_output=True, text=True, cwd=path.parent)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_in_fast_mode(path):
-    """nbmake executes every cell (the notebooks' own asserts check their key numbers) and fails on
-    any error; IGPT_FAST=1 selects each notebook's fast mode."""
-    env = {**os.environ, "IGPT_FAST": "1"}
-    result = subprocess.run([sys.executable, "-m", "pytest", "--nbmake", "--nbmake-timeout=600", "-q",
-                             "-p", "no:cacheprovider", str(path)], env=env, capture_output=True, text=True,
-                            cwd=path.parent)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    run_fast(path)
 
 
 # ---- the library functions the notebooks call ----
