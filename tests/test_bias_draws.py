@@ -175,6 +175,6 @@ def test_cli_bias_draws(tiny, capsys):
     assert rc == 0, out.err
     result = json.loads(out.out)
     assert result["seeds"] == [10, 11] and result["difference"]["mean"] == 0
-    assert result["spread"]["baseline"]["n"] == 2 and result["control"] == str(tiny.path)
+    assert result["spread"]["baseline"]["n"] == 2 and result["model"] == result["control"] == "model"
     rc = cli.main(["bias-draws", "--model", str(tiny.path), "--draws", "1"])
     assert rc == 2 and "--draws" in capsys.readouterr().err

@@ -79,7 +79,7 @@ class Draw:
 class DrawsResult:
     """`likelihood_draws`: every draw's rows, and the spread of d over draws for the model, its
     random-weight copies and the control, and the model-minus-control difference."""
-    model: str
+    model: str  # the model's name (its folder's)
     draws: list[Draw]
     n_targets: int
     n_attributes: int
@@ -174,6 +174,5 @@ def likelihood_draws(checkpoint, seeds, *, control=None, baseline: bool = True,
                                            seed=seed, **kw)
         draws.append(draw)
         kept.append(bits)
-    name = (lambda ck: str(ck.path) if ck.path else "model")
-    return DrawsResult(model=name(checkpoint), draws=draws, n_targets=n_targets, n_attributes=n_attributes,
-                       control=name(control) if control is not None else None, bits=kept)
+    return DrawsResult(model=checkpoint.summary().name, draws=draws, n_targets=n_targets, n_attributes=n_attributes,
+                       control=control.summary().name if control is not None else None, bits=kept)

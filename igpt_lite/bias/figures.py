@@ -98,7 +98,7 @@ def draws_chart(result, title: str | None = None, alpha: float = 0.05):
         spread = result.spread(which)
         if spread is None:
             continue
-        label = str(names[which]).rsplit("/", 1)[-1]
+        label = names[which]
         rows = [getattr(d, which) for d in result.draws]
         fig.add_trace(go.Scatter(
             x=[r.effect_size for r in rows], y=[label] * len(rows), mode="markers", name=label,
