@@ -178,3 +178,16 @@ def test_cli_bias_draws(tiny, capsys):
     assert result["spread"]["baseline"]["n"] == 2 and result["model"] == result["control"] == "model"
     rc = cli.main(["bias-draws", "--model", str(tiny.path), "--draws", "1"])
     assert rc == 2 and "--draws" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_bundled_figures_models_keep_their_calibration_on_fresh_draws():
+    """A regression guard for the calibration measured over many draws (docs/experiments/bias-draws.md),
+    on two draws no study used: figures-p90 detected on each, its balanced twin and the random-weight
+    copies not, and the planted association's difference in d large."""
+    p90, p50 = checkpoint.load_checkpoint("figures-p90"), checkpoint.load_checkpoint("figures-p50")
+    r = bias.likelihood_draws(p90, [9001, 9002], control=p50, n_targets=16, n_attributes=8)
+    for draw in r.draws:
+        assert draw.model.p_value < 0.05 and draw.model.effect_size > 0.8, draw
+        assert draw.control.p_value >= 0.05 and draw.baseline.p_value >= 0.05, draw
+    assert r.difference().mean > 0.6
