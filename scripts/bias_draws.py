@@ -40,6 +40,8 @@ def run(seeds, out: Path, n_targets: int, n_attributes: int) -> None:
         r = bias.likelihood_draws(p90, [seed], control=p50, n_targets=n_targets, n_attributes=n_attributes)
         d = r.to_dict()["draws"][0] | {"n_targets": n_targets, "n_attributes": n_attributes,
                                         "seconds": time.perf_counter() - t0}
+        for who, bits in r.bits[0].items():  # t, df and the variance parts: what a larger design would give
+            d[who]["crossed"] = vars(bias.crossed_test(bits))
         path.write_text(json.dumps(d))
         print(f"seed {seed}: " + ", ".join(f"{w} d {d[w]['effect_size']:+.2f} p {d[w]['p_value']:.3g}" for w in WHO),
               flush=True)

@@ -118,11 +118,13 @@ def test_likelihood_draws_is_the_likelihood_test_on_each_draw_with_its_spread(ti
                               on_step=lambda done, total: steps.append((done, total)))
     assert [d.seed for d in r.draws] == [3, 4, 5] and r.n_targets == 3 and r.n_attributes == 2
     assert steps[-1] == (3 * 3 * 24, 3 * 3 * 24)  # 3 draws × (model, copy, control) × 24 composed images
-    for draw in r.draws:
+    for draw, bits in zip(r.draws, r.bits):
         composed = bias.composed_draw(draw.seed, 3, 2, resolution=8)
         np.testing.assert_array_equal(composed["YB"], scenes.TestSets(3, seed=draw.seed, resolution=8).composed(3, 2)["YB"])
         one = bias.likelihood_test(tiny, composed, n_permutations=500, seed=draw.seed, baseline_seed=draw.seed)
         assert draw.model == one.row and draw.baseline == one.baseline
+        assert set(bits) == {"model", "baseline", "control"}
+        np.testing.assert_array_equal(bits["baseline"]["YA"], one.baseline_bits["YA"])
         assert draw.model.p_value == bias.crossed_test(one.bits).p_value
         assert draw.control == bias.likelihood_test(other, composed, n_permutations=500, seed=draw.seed,
                                                     baseline=False).row

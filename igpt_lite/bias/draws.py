@@ -84,7 +84,8 @@ class DrawsResult:
     n_targets: int
     n_attributes: int
     control: str | None = None
-    bits: list[dict] = field(default_factory=list, repr=False)  # the model's bits, one table a draw
+    # each draw's bits: {"model": {"XA": n_x×n_a, ...}, "baseline": ..., "control": ...} (those run)
+    bits: list[dict] = field(default_factory=list, repr=False)
 
     def spread(self, which: str = "model") -> Spread | None:
         """d over draws for "model", "baseline" or "control" (None where not run)."""
@@ -163,16 +164,13 @@ def likelihood_draws(checkpoint, seeds, *, control=None, baseline: bool = True,
         composed = composed_draw(seed, n_targets, n_attributes, side, channels)
         for ck in models.values():
             check_sets(ck, composed, PAIRS)
-        bits = composed_bits(checkpoint.model, checkpoint.palette, composed, batch_size, count)
-        draw = Draw(seed=seed, model=_likelihood_row(bits, seed=seed, **kw))
+        bits = {"model": composed_bits(checkpoint.model, checkpoint.palette, composed, batch_size, count)}
         if baseline:
             rand = random_model(checkpoint.config, seed).to(checkpoint.model.device)
-            draw.baseline = _likelihood_row(composed_bits(rand, checkpoint.palette, composed, batch_size, count),
-                                            seed=seed, **kw)
+            bits["baseline"] = composed_bits(rand, checkpoint.palette, composed, batch_size, count)
         if control is not None:
-            draw.control = _likelihood_row(composed_bits(control.model, control.palette, composed, batch_size, count),
-                                           seed=seed, **kw)
-        draws.append(draw)
+            bits["control"] = composed_bits(control.model, control.palette, composed, batch_size, count)
+        draws.append(Draw(seed=seed, **{who: _likelihood_row(b, seed=seed, **kw) for who, b in bits.items()}))
         kept.append(bits)
     return DrawsResult(model=checkpoint.summary().name, draws=draws, n_targets=n_targets, n_attributes=n_attributes,
                        control=control.summary().name if control is not None else None, bits=kept)
