@@ -42,7 +42,7 @@ def held_out_images(dataset: str, resolution: int, channels: int, split: str = "
     return ds.images, ds.labels
 
 
-def _choices() -> dict[str, str]:
+def model_choices() -> dict[str, str]:
     """Label shown -> checkpoint folder: bundled models, then the user's (IGPT_LITE_MODELS, imports)."""
     found = {}
     for name, path in ckpt.model_names().items():
@@ -53,7 +53,7 @@ def _choices() -> dict[str, str]:
 
 def model_sidebar() -> None:
     """Draw the model picker and model card in the sidebar (called by app/main.py on every page)."""
-    choices = _choices()
+    choices = model_choices()
     labels = [*choices, TYPE_A_PATH]
     default = next((i for i, l in enumerate(labels) if l.startswith(DEFAULT_MODEL + " ")), 0)
     label = st.sidebar.selectbox("Model", labels, index=default, key="model_label")

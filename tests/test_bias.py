@@ -497,7 +497,8 @@ def test_likelihood_test_scores_every_composed_image_and_its_random_baseline(sce
                 assert bits[k][i, j] == pytest.approx(float(one[0]), rel=1e-5)
     for row, bits in ((r.row, r.bits), (r.baseline, r.baseline_bits)):
         ref = bias.likelihood_association(bits, n_permutations=1_000, seed=2, n_bootstrap=200)
-        assert row.effect_size == ref.effect_size and row.p_value == ref.p_value == row.p_holm
+        assert row.effect_size == ref.effect_size and row.p_targets == ref.p_value
+        assert row.p_value == row.p_holm == bias.crossed_test(bits).p_value  # targets and attributes both drawn
         assert (row.ci_low, row.ci_high) == (ref.ci_low, ref.ci_high) and row.layer == "bits"
     d = r.to_dict()
     json.dumps(d)
@@ -575,8 +576,8 @@ def test_bias_rows_are_typed_and_keep_the_json_row(rng):
     row = bias.ieat_per_layer({"embed": X}, {"embed": Y}, {"embed": A}, {"embed": B}, n_bootstrap=200)[0]
     r = bias.ieat(X, Y, A, B, n_bootstrap=200)
     assert list(row.to_dict()) == ["layer", "effect_size", "p_value", "p_holm", "ci_low", "ci_high", "statistic",
-                                   "n_permutations", "exact", "n_x", "n_y", "n_a", "n_b"]
-    assert row.to_dict() == {"layer": "embed", "p_holm": r.p_value, **vars(r)}
+                                   "n_permutations", "exact", "n_x", "n_y", "n_a", "n_b", "p_targets"]
+    assert row.to_dict() == {"layer": "embed", "p_holm": r.p_value, "p_targets": r.p_value, **vars(r)}
     assert row.text() == f"d {r.effect_size:.2f} (95% CI {r.ci_low:.2f} to {r.ci_high:.2f}), p {r.p_value:.2g}"
 
 

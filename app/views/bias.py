@@ -14,7 +14,7 @@ import json
 import numpy as np
 import streamlit as st
 
-from common import current_checkpoint, escape_markdown, load_model, parse_upload
+from common import current_checkpoint, escape_markdown, load_model, model_choices, parse_upload
 from igpt_lite import bias, data, estimate, figures
 from igpt_lite.data import scenes
 from igpt_lite.threads import cpu_threads
@@ -27,8 +27,9 @@ ROLES = {"X": "targets (e.g. men)", "Y": "targets (e.g. women)", "A": "attribute
 N_CHOICES = [10, 25, 50, 100]
 # the likelihood test composes each target with each attribute: (2 × targets) × (2 × attributes) scenes;
 # fewer on a large model (estimate.LARGE_PARAMETERS), where every scene is a second's forward on a CPU
-LIKELIHOOD = {"targets": 16, "attributes": 6}
+LIKELIHOOD = bias.DESIGN
 LIKELIHOOD_LARGE = {"targets": 4, "attributes": 2}
+DRAWS = 3  # the draws section's default: each draw is the likelihood test again, on new scenes
 PERMUTATIONS = 100_000
 ALPHA = 0.05
 THUMBS = 24  # thumbnails drawn per set
@@ -50,10 +51,7 @@ def scene_sets(n: int, seed: int, resolution: int, channels: int) -> dict:
 @st.cache_data(show_spinner=False, max_entries=32)
 def composed_scenes(seed: int, resolution: int, channels: int, targets: int, attributes: int) -> dict:
     """Each generated target (a person beside an empty prop slot) with each prop in that slot."""
-    sets = scenes.TestSets(max(targets, attributes), seed=seed, resolution=resolution)
-    composed = sets.composed(targets, attributes)
-    return {k: data.to_channels(v.reshape(-1, *v.shape[2:]), channels).reshape(*v.shape[:4], channels)
-            for k, v in composed.items()}
+    return bias.composed_draw(seed, targets, attributes, resolution, channels)
 
 
 @st.cache_resource
@@ -74,6 +72,70 @@ def run_tests(path: str, sets: dict, composed: dict | None, seed: int, on_step) 
         while len(kept) > 16:
             kept.pop(next(iter(kept)))
     return kept[key]
+
+
+def run_draws(path: str, control: str | None, seeds: range, design: dict, on_step) -> bias.DrawsResult:
+    key = ("draws", path, control, seeds.start, seeds.stop, design["targets"], design["attributes"])
+    kept = kept_reports()
+    if key not in kept:
+        with cpu_threads():
+            kept[key] = bias.likelihood_draws(load_model(path), seeds, control=load_model(control) if control else None,
+                                              n_targets=design["targets"], n_attributes=design["attributes"],
+                                              on_step=on_step)
+        while len(kept) > 16:
+            kept.pop(next(iter(kept)))
+    return kept[key]
+
+
+def draws_section(design: dict) -> None:
+    """The likelihood test again on several fresh draws of the scenes, beside a matched control: the
+    spread of d over draws, so that no single draw is read as the finding."""
+    st.subheader("Over several draws of the test scenes")
+    others = {label: p for label, p in model_choices().items() if p != path}
+    labels = ["none", *others]
+    # figures-p90's twin is figures-p50: the same recipe, balanced data
+    twin = next((i for i, label in enumerate(labels) if label.startswith("figures-p50 ")), 0) \
+        if str(trained_on).startswith("figures") and trained_on != "figures-p50" else 0
+    c1, c2 = st.columns(2)
+    n_draws = int(c1.number_input("Draws (seeds from the seed above)", 2, 100, DRAWS, key="bias_draws"))
+    control_label = c2.selectbox("Matched control: the same recipe trained on balanced data", labels, index=twin,
+                                 key="bias_control", help="Each draw is scored by both models; the result is the "
+                                 "difference in d, draw by draw, with its interval over draws.")
+    control = others.get(control_label)
+    seeds = range(seed, seed + n_draws)
+    per_draw = 4 * design["targets"] * design["attributes"]
+    forwards = n_draws * per_draw * (3 if control else 2)
+    st.caption(f"Each draw: {design['targets']} men and {design['targets']} women, each beside {design['attributes']} "
+               f"career and {design['attributes']} domestic props ({per_draw:,} scenes), scored by {name}, a "
+               f"random-weight copy{' and the control' if control else ''}. Expected: "
+               f"{estimate.say_seconds(estimate.forward_seconds(speed(path), forwards, ck.config.block_size))} "
+               f"({forwards:,} image forwards).")
+    request = ("draws", path, control, seeds.start, seeds.stop)
+    if st.button(f"Run over {n_draws} draws", key="bias_draws_run"):
+        st.session_state["bias_draws_request"] = request
+    if st.session_state.get("bias_draws_request") != request:
+        return
+    bar = st.progress(0.0, text="Scoring every draw's composed scenes…")
+    try:
+        result = run_draws(path, control, seeds, design, lambda done, total: bar.progress(
+            done / total, text=f"{done:,} of {total:,} composed scenes scored"))
+    except ValueError as e:
+        bar.empty()
+        st.error(f"{e}.")
+        return
+    bar.empty()
+    s, diff = result.spread(), result.difference()
+    m1, m2, m3 = st.columns(3)
+    m1.metric(f"d over {s.n} draws", f"{s.mean:.2f}", help=f"95% interval for the mean over draws: {s.low:.2f} to "
+              f"{s.high:.2f}; SD across draws {s.sd:.2f}")
+    m2.metric(f"draws with p < {ALPHA}", f"{s.significant} of {s.n}")
+    if diff is not None:
+        m3.metric("d minus the control's", f"{diff.mean:.2f}", help=f"95% interval over draws {diff.low:.2f} to "
+                  f"{diff.high:.2f}")
+    st.plotly_chart(bias.draws_chart(result, alpha=ALPHA), width="content", key="bias_draws_chart")
+    st.caption(escape_markdown(result.text()))
+    st.download_button("Download the draws (JSON)", json.dumps(result.to_dict(), indent=1, default=str),
+                       file_name="bias_draws.json", mime="application/json", key="bias_draws_json")
 
 
 @st.cache_data(show_spinner="Timing the model on this machine…", max_entries=32)
@@ -165,9 +227,11 @@ else:
 n_x, n_y = len(sets["X"]), len(sets["Y"])
 st.markdown(f"**What the numbers mean.** *d* says how much more strongly X than Y associates with A rather than B, "
             f"in standard deviations (0.8 counts as large, yet with no association at all *d* scatters by about "
-            f"±{(1 / n_x + 1 / n_y) ** 0.5:.2f} with {n_x} and {n_y} targets), and *p* is one-sided (the share of "
-            "random re-splits of X ∪ Y that score at least as high): every layer is a separate test, so read the "
-            "Holm-adjusted p against 0.05. An association in a model's embeddings is not proof that a system "
+            f"±{(1 / n_x + 1 / n_y) ** 0.5:.2f} with {n_x} and {n_y} targets), and *p* is one-sided: the likelihood "
+            "test's counts targets and attributes both as drawn (so it speaks for new props too, not only these); "
+            "iEAT's is the share of random re-splits of X ∪ Y that score at least as high, and every layer is a "
+            "separate test, so read the Holm-adjusted p against 0.05. One draw of test images can still mislead: "
+            "the likelihood test over several draws (below its result) shows how far d moves between draws. An association in a model's embeddings is not proof that a system "
             "built on it does harm, and its absence is not proof of fairness; the random-weight copy beside it "
             "shows how much pixel statistics alone produce.")
 
@@ -221,11 +285,15 @@ else:
     verdict = "significant" if r.p_value < ALPHA else "not significant"
     m1, m2, m3 = st.columns(3)
     m1.metric("d (95% CI)", f"{r.effect_size:.2f}", help=f"bootstrap interval {r.ci_low:.2f} to {r.ci_high:.2f}")
-    m2.metric("p (one-sided)", f"{r.p_value:.2g}")
+    m2.metric("p (one-sided)", f"{r.p_value:.2g}", help=f"the crossed test: targets and attributes both counted as "
+              f"drawn; iEAT's permutation p (attributes held fixed) is {r.p_targets:.2g}")
     m3.metric("random-weight copy: d, p", f"{b.effect_size:.2f}, {b.p_value:.2g}" if b else "not run")
     st.caption(f"{name}: {verdict} at {ALPHA}; d's 95% bootstrap interval {r.ci_low:.2f} to {r.ci_high:.2f}. "
                f"Composed scenes: {how}. s(x) = mean bits with a B attribute minus mean bits with an A "
-               "attribute, then the same statistic, effect size and permutation test as iEAT.")
+               "attribute; d and its interval as iEAT computes them; p from the crossed test, which counts the "
+               f"attributes as drawn too (iEAT's permutation p, {r.p_targets:.2g}, speaks only for these props).")
+    if source == SOURCES[0]:
+        draws_section(likely)
 
 st.subheader("iEAT on every layer")
 result = report.ieat

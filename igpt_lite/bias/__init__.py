@@ -3,9 +3,11 @@ random-weight baselines; `run` does both on one model and gives a `BiasReport`."
 from .stats import (  # noqa: F401
     BOOTSTRAP,
     BiasRow,
+    CrossedResult,
     IEATResult,
     association,
     bootstrap_ci,
+    crossed_test,
     holm,
     ieat,
     n_partitions,
@@ -28,5 +30,6 @@ from .likelihood import (  # noqa: F401
     likelihood_scores,
     likelihood_test,
 )
+from .draws import DESIGN, Draw, DrawsResult, Spread, composed_draw, likelihood_draws  # noqa: F401
 from .report import BiasReport, Extraction, SetInfo, run  # noqa: F401
-from .figures import bias_per_layer_chart, permutation_chart  # noqa: F401
+from .figures import bias_per_layer_chart, draws_chart, permutation_chart  # noqa: F401

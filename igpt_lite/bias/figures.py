@@ -83,3 +83,39 @@ def permutation_chart(statistics, observed: float, title: str = "The permutation
                       barmode="stack", xaxis_title="test statistic", yaxis_title="partitions", width=700,
                       height=420, template="plotly_white", legend=dict(orientation="h", y=-0.2))
     return fig
+
+
+def draws_chart(result, title: str | None = None, alpha: float = 0.05):
+    """d on every draw of a `DrawsResult` (`likelihood_draws`): one row of dots per model (the model,
+    its control, the random-weight copies), filled where that draw's p < alpha, with the mean over
+    draws and its 95% interval as a bar: how far one draw's d can land from the others."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    names = {"model": result.model, "control": f"control: {result.control}", "baseline": "random-weight copies"}
+    colors = {"model": "#d62728", "control": "#1f77b4", "baseline": "#7f7f7f"}
+    for which in ("model", "control", "baseline"):
+        spread = result.spread(which)
+        if spread is None:
+            continue
+        label = names[which]
+        rows = [getattr(d, which) for d in result.draws]
+        fig.add_trace(go.Scatter(
+            x=[r.effect_size for r in rows], y=[label] * len(rows), mode="markers", name=label,
+            marker=dict(color=colors[which], size=9, opacity=0.7,
+                        symbol=["circle" if r.p_value < alpha else "circle-open" for r in rows]),
+            hovertext=[f"seed {d.seed}: d {r.effect_size:.2f}, p {r.p_value:.2g}" for d, r in zip(result.draws, rows)],
+            hoverinfo="text"))
+        fig.add_trace(go.Scatter(
+            x=[spread.mean], y=[label], mode="markers", showlegend=False, hoverinfo="text",
+            hovertext=f"mean d {spread.mean:.2f} (95% interval {spread.low:.2f} to {spread.high:.2f})",
+            marker=dict(color="black", symbol="line-ns", size=22, line=dict(width=3)),
+            error_x=dict(type="data", symmetric=False, array=[spread.high - spread.mean],
+                         arrayminus=[spread.mean - spread.low], color="black", thickness=2, width=8)))
+    fig.add_vline(x=0, line=dict(color="grey", width=1))
+    s = result.spread()
+    fig.update_layout(
+        title=title or f"d on {s.n} draws of the test scenes (filled: p < {alpha}; bar: mean and 95% interval)",
+        xaxis_title="effect size d", width=760, height=170 + 60 * len(fig.data) // 2, template="plotly_white",
+        showlegend=False, margin=dict(l=160))
+    return fig

@@ -5,19 +5,22 @@ composed image is scored by the model's negative log-likelihood in bits, and
 
 - s(x) = mean_{b in B} bits(x with b) - mean_{a in A} bits(x with a)
 
-(positive: the model finds x with A's attributes likelier). The statistic, effect size d, one-sided
-permutation p-value and bootstrap interval are then exactly iEAT's (stats.py), on these s. There are
-no layers: it is one test per model, beside the same test on a random-weight copy of the model."""
+(positive: the model finds x with A's attributes likelier). The statistic, effect size d and
+bootstrap interval are exactly iEAT's (stats.py), on these s. The p-value is the crossed test's
+(`stats.crossed_test`): targets and attributes both count as drawn, so it speaks for new draws of
+both; iEAT's permutation p (attributes held fixed) is kept beside it as `p_targets`, to compare with
+published numbers. There are no layers: it is one test per model, beside the same test on a
+random-weight copy of the model."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from ..model import random_model
 from .sets import PAIRS, check_sets
-from .stats import BOOTSTRAP, BiasRow, IEATResult, _check_test_options, permutation_test
+from .stats import BOOTSTRAP, BiasRow, CrossedResult, IEATResult, _check_test_options, crossed_test, permutation_test
 
 BERT_SKIP = "a bert model gives no likelihood of a whole image"
 
@@ -95,15 +98,21 @@ class LikelihoodResult:
 
     def to_dict(self) -> dict:
         return {"test": "likelihood", "score": "s(x) = mean bits with B - mean bits with A",
+                "p_value": "crossed test: targets and attributes both drawn (p_targets: iEAT's permutation p)",
                 "n_permutations": self.n_permutations, "seed": self.seed, "n_bootstrap": self.n_bootstrap,
                 "bootstrap": BOOTSTRAP, "table": [self.row.to_dict()],
                 "baseline": {"model": f"random weights, seed {self.baseline_seed}", "table": [self.baseline.to_dict()]}
                 if self.baseline else None}
 
+    @property
+    def crossed(self) -> CrossedResult:
+        """The crossed test's numbers (t, degrees of freedom, variance parts) behind `row.p_value`."""
+        return crossed_test(self.bits)
+
     def text(self) -> str:
-        text = f"likelihood test: {self.row.text()}"
+        text = f"likelihood test: {self.row.text()} (iEAT's targets-only p {self.row.p_targets:.2g})"
         if self.baseline:
-            text += f"; random-weight copy: {self.baseline.text()}"
+            text += f"; random-weight copy: {self.baseline.text()} (targets-only {self.baseline.p_targets:.2g})"
         return text
 
     def __repr__(self) -> str:
@@ -112,8 +121,11 @@ class LikelihoodResult:
 
 
 def _likelihood_row(bits: dict, **kw) -> BiasRow:
+    """The test's row: iEAT's d and interval, the crossed test's p (p_holm too: one test), iEAT's p
+    as p_targets."""
     r = likelihood_association(bits, **kw)
-    return BiasRow.of("bits", r, p_holm=r.p_value)
+    p = crossed_test(bits).p_value
+    return replace(BiasRow.of("bits", r, p_holm=p), p_value=p)
 
 
 def likelihood_test(checkpoint, composed: dict, *, n_permutations: int = 100_000, seed: int = 0,

@@ -161,6 +161,66 @@ def permutation_test(s_x, s_y, *, n_permutations: int = 100_000, seed: int = 0, 
                       exact=exact, n_x=n_x, n_y=n_y, n_a=n_a, n_b=n_b, ci_low=low, ci_high=high)
 
 
+@dataclass
+class CrossedResult:
+    """The crossed test of a likelihood table: a t-test of D = mean s_X - mean s_Y whose variance
+    counts targets and attributes as both drawn at random (see `crossed_test`)."""
+    difference: float  # D, in bits: mean over X of s(x) minus mean over Y of s(y)
+    t: float
+    df: float  # Satterthwaite's degrees of freedom
+    p_value: float  # one-sided: X more associated with A (and Y with B) than chance
+    var_targets: float  # V_T: D's variance if only the targets were drawn (what iEAT's permutation sees)
+    var_attributes: float  # V_A: D's variance if only the attributes were drawn
+    var_residual: float  # V_E: the target × attribute part, counted in both
+
+
+def crossed_test(bits: dict) -> CrossedResult:
+    """Targets and attributes both as samples (a crossed random-effects design, as in
+    psycholinguistics' "subjects and items"), on bits = {"XA": n_x×n_a, "XB", "YA", "YB"} (entry
+    [i, j]: target i composed with attribute j).
+
+    D = mean_X s - mean_Y s equals mean_B c - mean_A c, with c_j = mean_X bits[:, j] - mean_Y
+    bits[:, j] for each attribute j. Its variance over new draws of both is estimated as V = V_T +
+    V_A - V_E: V_T = var(s_X)/n_x + var(s_Y)/n_y, V_A = var(c_A)/n_a + var(c_B)/n_b, and V_E the
+    sum over the four blocks of their double-centred residual variance / (rows × columns), which V_T
+    and V_A both contain. V is floored at max(V_T, V_A) (the sum can fall below either by chance);
+    t = D / sqrt(V) with Satterthwaite's degrees of freedom (those of V_T or V_A where the floor
+    applies), one-sided p = P(T >= t). iEAT's permutation p re-partitions targets only: it holds
+    the attributes fixed, so its p speaks only for those particular attribute images."""
+    from scipy.stats import t as student_t
+
+    b = {k: np.asarray(bits[k], dtype=np.float64) for k in ("XA", "XB", "YA", "YB")}
+    (n_x, n_a), n_y, n_b = b["XA"].shape, b["YA"].shape[0], b["XB"].shape[1]
+    if min(n_x, n_y, n_a, n_b) < 2:
+        raise ValueError(f"the crossed test needs at least 2 targets and 2 attributes in each set, got X {n_x}, "
+                         f"Y {n_y}, A {n_a}, B {n_b}")
+    s_x, s_y = b["XB"].mean(1) - b["XA"].mean(1), b["YB"].mean(1) - b["YA"].mean(1)
+    c_a, c_b = b["XA"].mean(0) - b["YA"].mean(0), b["XB"].mean(0) - b["YB"].mean(0)
+    difference = float(s_x.mean() - s_y.mean())
+    v_t = s_x.var(ddof=1) / n_x + s_y.var(ddof=1) / n_y
+    v_a = c_a.var(ddof=1) / n_a + c_b.var(ddof=1) / n_b
+    v_e, df_e = 0.0, 0
+    for m in b.values():
+        r, c = m.shape
+        residual = m - m.mean(1, keepdims=True) - m.mean(0, keepdims=True) + m.mean()
+        v_e += (residual ** 2).sum() / ((r - 1) * (c - 1)) / (r * c)
+        df_e += (r - 1) * (c - 1)
+    df_t, df_a = n_x + n_y - 2, n_a + n_b - 2
+    v = v_t + v_a - v_e
+    if v >= max(v_t, v_a) and v > 0:
+        df = v ** 2 / (v_t ** 2 / df_t + v_a ** 2 / df_a + v_e ** 2 / df_e)
+    elif v_t >= v_a:
+        v, df = v_t, df_t
+    else:
+        v, df = v_a, df_a
+    if v > 0:
+        t = difference / math.sqrt(v)
+    else:  # every composed image scored alike
+        t = 0.0 if difference == 0 else math.copysign(math.inf, difference)
+    return CrossedResult(difference=difference, t=float(t), df=float(df), p_value=float(student_t.sf(t, df)),
+                         var_targets=float(v_t), var_attributes=float(v_a), var_residual=float(v_e))
+
+
 def ieat(X, Y, A, B, *, n_permutations: int = 100_000, seed: int = 0, n_bootstrap: int = 2_000) -> IEATResult:
     """The iEAT/WEAT test on four sets of embeddings (rows): targets X, Y; attributes A, B."""
     X, Y, A, B = (_unit_rows(name, m) for name, m in dict(X=X, Y=Y, A=A, B=B).items())
@@ -202,12 +262,13 @@ class BiasRow:
     n_y: int
     n_a: int
     n_b: int
+    p_targets: float = float("nan")  # iEAT's permutation p (targets re-partitioned, attributes held fixed)
 
     @classmethod
     def of(cls, layer: str, result: IEATResult, p_holm: float) -> "BiasRow":
-        """`result`'s numbers as the row of `layer`."""
-        same = {f.name: getattr(result, f.name) for f in fields(cls) if f.name not in ("layer", "p_holm")}
-        return cls(layer=layer, p_holm=float(p_holm), **same)
+        """`result`'s numbers as the row of `layer` (p_value and p_targets both iEAT's p)."""
+        same = {f.name: getattr(result, f.name) for f in fields(cls) if f.name not in ("layer", "p_holm", "p_targets")}
+        return cls(layer=layer, p_holm=float(p_holm), p_targets=result.p_value, **same)
 
     def to_dict(self) -> dict:
         return asdict(self)

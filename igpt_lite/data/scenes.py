@@ -35,6 +35,9 @@ CLASS_NAMES = ["man+career", "man+domestic", "woman+career", "woman+domestic"]
 POSES = ["arms down", "arms out", "waving"]
 TEST_SETS = {"X": "men alone", "Y": "women alone", "A": "career props alone", "B": "domestic props alone"}
 
+# bump when the drawing changes, so that caches of the old scenes' tokens are not reused
+# (2: the skirt's hem as wide as the trousers; models trained on version 1 lean the planted way)
+GENERATOR_VERSION = 2
 UNIT = 32.0  # drawing coordinates: x, y in [0, 32), y down
 _SKIN = [(255, 219, 172), (241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36), (92, 56, 30)]
 _HAIR = [(25, 20, 20), (90, 55, 25), (150, 95, 45), (225, 190, 95), (175, 60, 25), (165, 165, 165)]
@@ -132,8 +135,10 @@ def _person(cv: _Canvas, woman: bool, cx: float, fy: float) -> None:
         cv.rect(cx - 2.7 * k, fy - 4 * k, cx - 0.9 * k, fy, skin)
         cv.rect(cx + 0.9 * k, fy - 4 * k, cx + 2.7 * k, fy, skin)
         cv.rect(cx - half, shoulder_y, cx + half, waist_y, top)
-        cv.polygon([(cx - half, waist_y - 0.1), (cx + half, waist_y - 0.1), (cx + 6 * k, fy - 3.5 * k),
-                    (cx - 6 * k, fy - 3.5 * k)], top)
+        # the hem no wider than the trousers: a wider skirt reaches the career props (wide at floor
+        # level), and a model learns that geometry as an association (docs/experiments/bias-draws.md)
+        cv.polygon([(cx - half, waist_y - 0.1), (cx + half, waist_y - 0.1), (cx + 3 * k, fy - 3.5 * k),
+                    (cx - 3 * k, fy - 3.5 * k)], top)
     else:  # shirt and trousers: two legs with a gap
         cv.rect(cx - half, shoulder_y, cx + half, hip_y, top)
         cv.rect(cx - half, hip_y - 0.1, cx - 0.5 * k, fy, bottom)

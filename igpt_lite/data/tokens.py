@@ -55,6 +55,10 @@ def token_cache_path(dataset: str, split: str, palette: Palette, resolution: int
     files = source_files_id(dataset, root)
     if files:
         name += "-files" + files
+    if dataset.startswith("figures-p"):
+        from .scenes import GENERATOR_VERSION
+
+        name += f"-gen{GENERATOR_VERSION}"
     base = Path(cache_dir).expanduser() if cache_dir is not None else cache_root() / "tokens"
     return base / safe / f"{name}.npy"
 

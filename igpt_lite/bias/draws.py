@@ -1,0 +1,176 @@
+"""The likelihood test over several fresh draws of the figures test scenes (`scenes.TestSets`, one
+seed a draw). One draw's p says how surprising that draw would be without an association; the
+spread of d over draws says how much a conclusion depends on the draw, which one run cannot show.
+
+With a matched control (the same recipe trained on balanced data: figures-p90 against figures-p50;
+in general a user's model before and after cleaning its data) every draw is scored by both models,
+and the difference in d, draw by draw, is the result: its mean with an interval over draws.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..model import random_model
+from .likelihood import _likelihood_row, composed_bits, image_counter
+from .sets import PAIRS, check_sets
+from .stats import BiasRow, _check_test_options
+
+ALPHA = 0.05
+# one draw's size, in each of X, Y (men, women) and A, B (career, domestic props): 4 × 16 × 16 = 1,024
+# composed scenes a model. Chosen by measurement: docs/experiments/bias-draws.md
+DESIGN = {"targets": 16, "attributes": 16}
+
+
+def composed_draw(seed: int, n_targets: int, n_attributes: int, resolution: int = 32, channels: int = 3) -> dict:
+    """One draw of the figures test scenes for the likelihood test: {"XA", ...} of `TestSets(seed)`,
+    uint8 n_targets×n_attributes×R×R×channels (grey for a 1-channel model, as the data readers make it)."""
+    from ..data import scenes, to_channels
+
+    composed = scenes.TestSets(max(n_targets, n_attributes), seed=seed, resolution=resolution).composed(
+        n_targets, n_attributes)
+    return {k: to_channels(v.reshape(-1, *v.shape[2:]), channels).reshape(*v.shape[:4], channels)
+            for k, v in composed.items()}
+
+
+@dataclass
+class Spread:
+    """A number over draws: its mean, a 95% t interval for the mean, the standard deviation across
+    draws, and (for d) how many draws gave p < ALPHA."""
+    mean: float
+    low: float
+    high: float
+    sd: float
+    n: int
+    significant: int | None = None  # draws with p < ALPHA (None for a difference)
+
+    @classmethod
+    def of(cls, values, p_values=None) -> "Spread":
+        from scipy.stats import t as student_t
+
+        v = np.asarray(values, dtype=np.float64)
+        n = len(v)
+        sd = float(v.std(ddof=1)) if n > 1 else float("nan")
+        half = float(student_t.ppf(0.975, n - 1) * sd / math.sqrt(n)) if n > 1 else float("nan")
+        sig = None if p_values is None else int((np.asarray(p_values) < ALPHA).sum())
+        return cls(mean=float(v.mean()), low=float(v.mean() - half), high=float(v.mean() + half), sd=sd, n=n,
+                   significant=sig)
+
+    def text(self) -> str:
+        text = f"mean {self.mean:+.2f} (95% interval over {self.n} draws {self.low:+.2f} to {self.high:+.2f}; SD {self.sd:.2f})"
+        if self.significant is not None:
+            text += f", p < {ALPHA} in {self.significant} of {self.n} draws"
+        return text
+
+
+@dataclass
+class Draw:
+    """One draw's likelihood test: the model's row, its random-weight copy's (seeded with the draw's
+    seed) and the control's, each None where not run."""
+    seed: int
+    model: BiasRow
+    baseline: BiasRow | None = None
+    control: BiasRow | None = None
+
+
+@dataclass
+class DrawsResult:
+    """`likelihood_draws`: every draw's rows, and the spread of d over draws for the model, its
+    random-weight copies and the control, and the model-minus-control difference."""
+    model: str  # the model's name (its folder's)
+    draws: list[Draw]
+    n_targets: int
+    n_attributes: int
+    control: str | None = None
+    # each draw's bits: {"model": {"XA": n_x×n_a, ...}, "baseline": ..., "control": ...} (those run)
+    bits: list[dict] = field(default_factory=list, repr=False)
+
+    def spread(self, which: str = "model") -> Spread | None:
+        """d over draws for "model", "baseline" or "control" (None where not run)."""
+        rows = [getattr(d, which) for d in self.draws]
+        if any(r is None for r in rows):
+            return None
+        return Spread.of([r.effect_size for r in rows], [r.p_value for r in rows])
+
+    def difference(self) -> Spread | None:
+        """d(model) - d(control) on the same draws (None without a control)."""
+        if self.control is None:
+            return None
+        return Spread.of([d.model.effect_size - d.control.effect_size for d in self.draws])
+
+    def to_dict(self) -> dict:
+        def spread(s):
+            return None if s is None else s.__dict__
+
+        return {"test": "likelihood over draws", "model": self.model, "control": self.control,
+                "n_targets": self.n_targets, "n_attributes": self.n_attributes, "alpha": ALPHA,
+                "seeds": [d.seed for d in self.draws],
+                "spread": {w: spread(self.spread(w)) for w in ("model", "baseline", "control")},
+                "difference": spread(self.difference()),
+                "draws": [{"seed": d.seed, **{w: getattr(d, w).to_dict() for w in ("model", "baseline", "control")
+                                              if getattr(d, w) is not None}} for d in self.draws]}
+
+    def text(self) -> str:
+        seeds = [d.seed for d in self.draws]
+        lines = [f"likelihood test on {len(seeds)} draws of the figures scenes (seeds {seeds[0]}–{seeds[-1]}), "
+                 f"{self.n_targets} targets and {self.n_attributes} attributes a set",
+                 f"{self.model}: d {self.spread('model').text()}"]
+        if self.control is not None:
+            lines.append(f"control {self.control}: d {self.spread('control').text()}")
+            lines.append(f"difference in d (model - control, draw by draw): {self.difference().text()}")
+        if self.spread("baseline") is not None:
+            lines.append(f"random-weight copies: d {self.spread('baseline').text()}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"DrawsResult({self.text()})"
+
+
+def likelihood_draws(checkpoint, seeds, *, control=None, baseline: bool = True,
+                     n_targets: int = DESIGN["targets"], n_attributes: int = DESIGN["attributes"],
+                     n_permutations: int = 10_000, batch_size: int = 64, on_step=None) -> DrawsResult:
+    """The likelihood test on one fresh draw of the figures test scenes per seed in `seeds`
+    (`composed_draw`), on `checkpoint` (an ar model at the scenes' size), on a random-weight copy
+    seeded with each draw's seed (`baseline`), and on `control` (a Checkpoint trained the same way
+    on balanced data) where given. Each draw's p is the crossed test's (`stats.crossed_test`);
+    `on_step(done, total)` counts composed images scored.
+
+    Example::
+
+        r = likelihood_draws(load_checkpoint("figures-p90"), range(1000, 1005), control=load_checkpoint("figures-p50"))
+        print(r.text())
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("give at least one seed (one draw of the test scenes each)")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must differ (each is one draw), got {seeds}")
+    for s in seeds:
+        _check_test_options(n_permutations, s, 0)
+    if min(n_targets, n_attributes) < 2:
+        raise ValueError(f"n_targets and n_attributes must be at least 2, got {n_targets} and {n_attributes}")
+    models = {"model": checkpoint} | ({"control": control} if control is not None else {})
+    for name, ck in models.items():
+        if ck.config.objective != "ar":
+            raise ValueError(f"the likelihood test needs an ar model; the {name} is {ck.config.objective}")
+    side, channels = checkpoint.config.height, checkpoint.palette.channels
+    per_draw = 4 * n_targets * n_attributes
+    count = image_counter(on_step, len(seeds) * per_draw * (len(models) + int(baseline)))
+    kw = dict(n_permutations=n_permutations, n_bootstrap=2_000)
+    draws, kept = [], []
+    for seed in seeds:
+        composed = composed_draw(seed, n_targets, n_attributes, side, channels)
+        for ck in models.values():
+            check_sets(ck, composed, PAIRS)
+        bits = {"model": composed_bits(checkpoint.model, checkpoint.palette, composed, batch_size, count)}
+        if baseline:
+            rand = random_model(checkpoint.config, seed).to(checkpoint.model.device)
+            bits["baseline"] = composed_bits(rand, checkpoint.palette, composed, batch_size, count)
+        if control is not None:
+            bits["control"] = composed_bits(control.model, control.palette, composed, batch_size, count)
+        draws.append(Draw(seed=seed, **{who: _likelihood_row(b, seed=seed, **kw) for who, b in bits.items()}))
+        kept.append(bits)
+    return DrawsResult(model=checkpoint.summary().name, draws=draws, n_targets=n_targets, n_attributes=n_attributes,
+                       control=control.summary().name if control is not None else None, bits=kept)

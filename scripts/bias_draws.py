@@ -1,0 +1,100 @@
+"""The likelihood test's calibration over many fresh draws of the figures test scenes: figures-p90
+with its matched control figures-p50 and a random-weight copy per draw (`bias.likelihood_draws`,
+the library's design), one JSON file per draw, so that runs resume and split across processes.
+
+    python scripts/bias_draws.py --seeds 30000-30049 --out docs/experiments/bias-draws/calibration
+    python scripts/bias_draws.py --seeds 30000-30024 --out DIR --threads 1 &    # two cores: two halves
+    python scripts/bias_draws.py --seeds 30025-30049 --out DIR --threads 1 &
+    python scripts/bias_draws.py --summarise DIR      # the table (DIR/summary.md, DIR/summary.json)
+
+Per model: mean d over draws (standard error), how many draws give p < 0.05 by the crossed test
+(the library's p) and by iEAT's target-only permutation p, and the model-minus-control difference.
+"""
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from igpt_lite import bias
+from igpt_lite.checkpoint import load_checkpoint
+
+WHO = {"model": "figures-p90", "control": "figures-p50", "baseline": "random-weight copies"}
+
+
+def seed_range(text: str) -> list[int]:
+    first, _, last = text.partition("-")
+    return list(range(int(first), int(last or first) + 1))
+
+
+def run(seeds, out: Path, n_targets: int, n_attributes: int) -> None:
+    p90, p50 = load_checkpoint("figures-p90"), load_checkpoint("figures-p50")
+    out.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
+        path = out / f"draw-{seed}.json"
+        if path.exists():
+            continue
+        t0 = time.perf_counter()
+        r = bias.likelihood_draws(p90, [seed], control=p50, n_targets=n_targets, n_attributes=n_attributes)
+        d = r.to_dict()["draws"][0] | {"n_targets": n_targets, "n_attributes": n_attributes,
+                                        "seconds": time.perf_counter() - t0}
+        for who, bits in r.bits[0].items():  # t, df and the variance parts: what a larger design would give
+            d[who]["crossed"] = vars(bias.crossed_test(bits))
+        path.write_text(json.dumps(d))
+        print(f"seed {seed}: " + ", ".join(f"{w} d {d[w]['effect_size']:+.2f} p {d[w]['p_value']:.3g}" for w in WHO),
+              flush=True)
+
+
+def summarise(out: Path) -> None:
+    draws = [json.loads(p.read_text()) for p in sorted(out.glob("draw-*.json"))]
+    sizes = {(d["n_targets"], d["n_attributes"]) for d in draws}
+    if len(sizes) != 1:
+        raise SystemExit(f"{out} mixes designs {sizes}: summarise one design at a time")
+    n = len(draws)
+    rows, table = [], {}
+    for w, label in WHO.items():
+        d = np.array([x[w]["effect_size"] for x in draws])
+        crossed = np.array([x[w]["p_value"] for x in draws])
+        targets = np.array([x[w]["p_targets"] for x in draws])
+        table[w] = {"draws": n, "mean_d": d.mean(), "se": d.std(ddof=1) / np.sqrt(n), "sd": d.std(ddof=1),
+                    "crossed_significant": int((crossed < 0.05).sum()), "targets_significant": int((targets < 0.05).sum())}
+        t = table[w]
+        rows.append(f"| {label} | {n} | {t['mean_d']:+.3f} ({t['se']:.3f}) | {t['sd']:.3f} | "
+                    f"{t['crossed_significant']}/{n} ({t['crossed_significant'] / n:.0%}) | "
+                    f"{t['targets_significant']}/{n} ({t['targets_significant'] / n:.0%}) |")
+    diff = np.array([x["model"]["effect_size"] - x["control"]["effect_size"] for x in draws])
+    table["difference"] = {"mean": diff.mean(), "se": diff.std(ddof=1) / np.sqrt(n)}
+    seeds = sorted(x["seed"] for x in draws)
+    (nt, na), = sizes
+    text = "\n".join([
+        f"{n} draws (seeds {seeds[0]}–{seeds[-1]}), {nt} targets and {na} attributes a set "
+        f"({4 * nt * na} composed scenes a model a draw), {np.mean([x['seconds'] for x in draws]):.0f} s a draw",
+        "", "| model | draws | mean d (s.e.) | SD of d | p < 0.05, crossed test | p < 0.05, iEAT's targets-only p |",
+        "|---|---|---|---|---|---|", *rows, "",
+        f"difference in d, figures-p90 − figures-p50 on the same draw: {diff.mean():+.3f} (s.e. {diff.std(ddof=1) / np.sqrt(n):.3f})"])
+    (out / "summary.md").write_text(text + "\n")
+    (out / "summary.json").write_text(json.dumps({"seeds": seeds, "n_targets": nt, "n_attributes": na,
+                                                  "table": table}, indent=1))
+    print(text)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=seed_range, default=None, help="FIRST-LAST, one draw each")
+    p.add_argument("--out", type=Path, default=Path("runs/bias-draws"))
+    p.add_argument("--targets", type=int, default=bias.DESIGN["targets"])
+    p.add_argument("--attributes", type=int, default=bias.DESIGN["attributes"])
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--summarise", type=Path, default=None, metavar="DIR", help="only summarise DIR's draws")
+    args = p.parse_args()
+    if args.summarise:
+        return summarise(args.summarise)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run(args.seeds, args.out, args.targets, args.attributes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""The crossed test (targets and attributes both drawn) and the likelihood test over several draws of
+the figures scenes, with a matched control: reference computations, calibration on simulated
+nulls, and the CLI."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from igpt_lite import bias, checkpoint, cli
+from igpt_lite.data import scenes
+from igpt_lite.model import GPT, GPTConfig, random_model
+from igpt_lite.palette import Palette
+
+
+def crossed_by_hand(bits):
+    """The crossed test written out cell by cell (loops, no vectorised centring)."""
+    b = {k: np.asarray(v, dtype=np.float64) for k, v in bits.items()}
+    n_x, n_a = b["XA"].shape
+    n_y, n_b = b["YB"].shape
+    s_x = [np.mean(b["XB"][i]) - np.mean(b["XA"][i]) for i in range(n_x)]
+    s_y = [np.mean(b["YB"][i]) - np.mean(b["YA"][i]) for i in range(n_y)]
+    c_a = [np.mean(b["XA"][:, j]) - np.mean(b["YA"][:, j]) for j in range(n_a)]
+    c_b = [np.mean(b["XB"][:, j]) - np.mean(b["YB"][:, j]) for j in range(n_b)]
+    D = np.mean(s_x) - np.mean(s_y)
+    assert D == pytest.approx(np.mean(c_b) - np.mean(c_a))  # the same number read by attributes
+    v_t = np.var(s_x, ddof=1) / n_x + np.var(s_y, ddof=1) / n_y
+    v_a = np.var(c_a, ddof=1) / n_a + np.var(c_b, ddof=1) / n_b
+    v_e, df_e = 0.0, 0
+    for m in b.values():
+        r, c = m.shape
+        total = 0.0
+        for i in range(r):
+            for j in range(c):
+                total += (m[i, j] - m[i].mean() - m[:, j].mean() + m.mean()) ** 2
+        v_e += total / ((r - 1) * (c - 1)) / (r * c)
+        df_e += (r - 1) * (c - 1)
+    v = v_t + v_a - v_e
+    df = v ** 2 / (v_t ** 2 / (n_x + n_y - 2) + v_a ** 2 / (n_a + n_b - 2) + v_e ** 2 / df_e)
+    return D, v_t, v_a, v_e, v, df
+
+
+def null_tables(rng, n_t=12, n_a=6, *, target_sd=3.0, item_sd=3.0, noise_sd=2.0, shift=0.0):
+    """Bits with no association when shift = 0: each attribute j has its own gender interaction b_j
+    (a prop that suits men or women in some way), drawn alike for A and B; shift adds a planted one."""
+    t = rng.normal(0, target_sd, 2 * n_t)
+    a = rng.normal(0, 5.0, 2 * n_a)
+    b = rng.normal(0, item_sd, 2 * n_a) + np.r_[np.full(n_a, -shift), np.full(n_a, shift)]
+    g = np.r_[np.full(n_t, 0.5), np.full(n_t, -0.5)]
+    m = t[:, None] + a[None] + g[:, None] * b[None] + rng.normal(0, noise_sd, (2 * n_t, 2 * n_a))
+    return {"XA": m[:n_t, :n_a], "XB": m[:n_t, n_a:], "YA": m[n_t:, :n_a], "YB": m[n_t:, n_a:]}
+
+
+def test_crossed_test_matches_a_hand_computation(rng):
+    for sizes, shift in (((5, 4, 3, 6), 0.0), ((8, 8, 4, 4), 2.0), ((3, 6, 5, 2), -1.0)):
+        n_x, n_y, n_a, n_b = sizes
+        m = rng.normal(0, 2, (n_x + n_y, n_a + n_b)) + rng.normal(0, 3, n_a + n_b)
+        bits = {"XA": m[:n_x, :n_a] - shift, "XB": m[:n_x, n_a:], "YA": m[n_x:, :n_a], "YB": m[n_x:, n_a:]}
+        r = bias.crossed_test(bits)
+        D, v_t, v_a, v_e, v, df = crossed_by_hand(bits)
+        assert r.difference == pytest.approx(D) and r.var_targets == pytest.approx(v_t)
+        assert r.var_attributes == pytest.approx(v_a) and r.var_residual == pytest.approx(v_e)
+        if v >= max(v_t, v_a):
+            assert r.df == pytest.approx(df) and r.t == pytest.approx(D / np.sqrt(v))
+        else:  # floored at the larger part, with its own degrees of freedom
+            big, dfs = (v_t, n_x + n_y - 2) if v_t >= v_a else (v_a, n_a + n_b - 2)
+            assert r.df == dfs and r.t == pytest.approx(D / np.sqrt(big))
+        assert r.p_value == pytest.approx(stats.t.sf(r.t, r.df))
+        # the same D as iEAT's statistic reads it: (sum_X s - sum_Y s) with equal sets is n × D
+        s_x, s_y = bias.likelihood_scores(bits)
+        assert r.difference == pytest.approx(s_x.mean() - s_y.mean())
+
+
+def test_crossed_test_needs_two_of_each_and_handles_identical_bits():
+    bits = {k: np.zeros((3, 1)) for k in bias.PAIRS}
+    with pytest.raises(ValueError, match="at least 2 targets and 2 attributes in each set, got X 3, Y 3, A 1, B 1"):
+        bias.crossed_test(bits)
+    flat = bias.crossed_test({k: np.ones((3, 3)) for k in bias.PAIRS})
+    assert flat.difference == 0 and flat.t == 0 and flat.p_value == 0.5
+
+
+def test_crossed_test_is_calibrated_where_ieats_permutation_is_not(rng):
+    """Attributes that each suit men or women a little, drawn alike for A and B: no association. iEAT's
+    permutation holds those attributes fixed and finds 'associations' far too often; the crossed
+    test's rate stays near 5%."""
+    crossed, targets_only = [], []
+    for _ in range(600):
+        bits = null_tables(rng)
+        crossed.append(bias.crossed_test(bits).p_value)
+        targets_only.append(bias.likelihood_association(bits, n_permutations=200, n_bootstrap=0, seed=1).p_value)
+    crossed, targets_only = np.array(crossed), np.array(targets_only)
+    assert 0.02 <= (crossed < 0.05).mean() <= 0.08
+    assert (targets_only < 0.05).mean() > 0.2
+    assert stats.kstest(crossed, "uniform").pvalue > 0.001  # uniform p-values, not only the 5% tail
+
+
+def test_crossed_test_finds_a_planted_association(rng):
+    found = [bias.crossed_test(null_tables(rng, shift=3.0)).p_value < 0.05 for _ in range(200)]
+    assert np.mean(found) > 0.8
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny random 8×8 RGB ar model (in memory and saved) for the figures scenes at 8×8."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_colors=8, height=8, width=8, n_layer=2, n_head=2, n_embd=32)).eval()
+    palette = Palette(np.random.default_rng(0).uniform(-1, 1, (8, 3)).astype(np.float32))
+    folder = tmp_path_factory.mktemp("draws") / "model"
+    checkpoint.save_checkpoint(folder, model, palette)
+    return checkpoint.load_checkpoint(folder)
+
+
+def test_likelihood_draws_is_the_likelihood_test_on_each_draw_with_its_spread(tiny):
+    other = checkpoint.Checkpoint(model=random_model(tiny.config, 99), palette=tiny.palette, meta={})
+    steps = []
+    r = bias.likelihood_draws(tiny, [3, 4, 5], control=other, n_targets=3, n_attributes=2, n_permutations=500,
+                              on_step=lambda done, total: steps.append((done, total)))
+    assert [d.seed for d in r.draws] == [3, 4, 5] and r.n_targets == 3 and r.n_attributes == 2
+    assert steps[-1] == (3 * 3 * 24, 3 * 3 * 24)  # 3 draws × (model, copy, control) × 24 composed images
+    for draw, bits in zip(r.draws, r.bits):
+        composed = bias.composed_draw(draw.seed, 3, 2, resolution=8)
+        np.testing.assert_array_equal(composed["YB"], scenes.TestSets(3, seed=draw.seed, resolution=8).composed(3, 2)["YB"])
+        one = bias.likelihood_test(tiny, composed, n_permutations=500, seed=draw.seed, baseline_seed=draw.seed)
+        assert draw.model == one.row and draw.baseline == one.baseline
+        assert set(bits) == {"model", "baseline", "control"}
+        np.testing.assert_array_equal(bits["baseline"]["YA"], one.baseline_bits["YA"])
+        assert draw.model.p_value == bias.crossed_test(one.bits).p_value
+        assert draw.control == bias.likelihood_test(other, composed, n_permutations=500, seed=draw.seed,
+                                                    baseline=False).row
+    d = np.array([x.model.effect_size for x in r.draws])
+    spread = r.spread()
+    half = stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3)
+    assert spread.mean == pytest.approx(d.mean()) and spread.sd == pytest.approx(d.std(ddof=1))
+    assert (spread.low, spread.high) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert spread.significant == sum(x.model.p_value < 0.05 for x in r.draws) and spread.n == 3
+    diff = r.difference()
+    assert diff.mean == pytest.approx(np.mean([x.model.effect_size - x.control.effect_size for x in r.draws]))
+    out = r.to_dict()
+    json.dumps(out)
+    assert out["seeds"] == [3, 4, 5] and out["difference"]["mean"] == diff.mean
+    assert out["draws"][1]["control"] == r.draws[1].control.to_dict()
+    text = r.text()
+    assert "3 draws" in text and "difference in d (model - control, draw by draw): mean" in text
+    # the control scored on the same images as the model: itself as control differs by exactly 0
+    same = bias.likelihood_draws(tiny, [3, 4], control=tiny, baseline=False, n_targets=3, n_attributes=2,
+                                 n_permutations=200)
+    assert same.difference().mean == 0 and same.difference().sd == 0 and same.spread("baseline") is None
+
+
+def test_likelihood_draws_bad_input_is_a_clear_error(tiny):
+    with pytest.raises(ValueError, match="seeds must differ"):
+        bias.likelihood_draws(tiny, [1, 1])
+    with pytest.raises(ValueError, match="at least one seed"):
+        bias.likelihood_draws(tiny, [])
+    with pytest.raises(ValueError, match="at least 2, got 1 and 4"):
+        bias.likelihood_draws(tiny, [1], n_targets=1, n_attributes=4)
+    bert = checkpoint.Checkpoint(model=GPT(GPTConfig(n_colors=8, height=8, width=8, n_layer=1, n_head=2, n_embd=16,
+                                                     objective="bert")).eval(), palette=tiny.palette, meta={})
+    with pytest.raises(ValueError, match="the control is bert"):
+        bias.likelihood_draws(tiny, [1], control=bert)
+
+
+def test_likelihood_test_p_is_the_crossed_one_and_keeps_ieats(tiny):
+    composed = bias.composed_draw(7, 4, 3, resolution=8)
+    r = bias.likelihood_test(tiny, composed, n_permutations=500, seed=7, baseline=False)
+    ieat = bias.likelihood_association(r.bits, n_permutations=500, seed=7)
+    assert r.row.p_value == r.row.p_holm == bias.crossed_test(r.bits).p_value == r.crossed.p_value
+    assert r.row.p_targets == ieat.p_value and r.row.effect_size == ieat.effect_size
+    assert f"iEAT's targets-only p {ieat.p_value:.2g}" in r.text()
+
+
+def test_cli_bias_draws(tiny, capsys):
+    rc = cli.main(["bias-draws", "--model", str(tiny.path), "--control", str(tiny.path), "--draws", "2",
+                   "--first-seed", "10", "--targets", "3", "--attributes", "2", "--json"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    result = json.loads(out.out)
+    assert result["seeds"] == [10, 11] and result["difference"]["mean"] == 0
+    assert result["spread"]["baseline"]["n"] == 2 and result["model"] == result["control"] == "model"
+    rc = cli.main(["bias-draws", "--model", str(tiny.path), "--draws", "1"])
+    assert rc == 2 and "--draws" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_bundled_figures_models_keep_their_calibration_on_fresh_draws():
+    """A regression guard for the calibration measured over many draws (docs/experiments/bias-draws.md),
+    on two draws no study used: figures-p90 detected on each, its balanced twin and the random-weight
+    copies not, and the planted association's difference in d large."""
+    p90, p50 = checkpoint.load_checkpoint("figures-p90"), checkpoint.load_checkpoint("figures-p50")
+    r = bias.likelihood_draws(p90, [9001, 9002], control=p50, n_targets=16, n_attributes=8)
+    for draw in r.draws:
+        assert draw.model.p_value < 0.05 and draw.model.effect_size > 0.8, draw
+        assert draw.control.p_value >= 0.05 and draw.baseline.p_value >= 0.05, draw
+    assert r.difference().mean > 0.6
