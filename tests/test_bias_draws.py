@@ -183,13 +183,11 @@ def test_cli_bias_draws(tiny, capsys):
 
 
 @pytest.mark.slow
-def test_the_bundled_figures_models_keep_their_calibration_on_fresh_draws():
+def test_the_balanced_model_and_random_copies_stay_quiet_on_fresh_draws():
     """A regression guard for the calibration measured over many draws (docs/experiments/bias-draws.md),
-    on two draws no study used: figures-p90 detected on each, its balanced twin and the random-weight
-    copies not, and the planted association's difference in d large."""
-    p90, p50 = checkpoint.load_checkpoint("figures-p90"), checkpoint.load_checkpoint("figures-p50")
-    r = bias.likelihood_draws(p90, [9001, 9002], control=p50, n_targets=16, n_attributes=8)
+    on two draws no study used: figures-p50 (balanced data, generator without the skirt artifact) and
+    its random-weight copies give no significant association and no large d."""
+    r = bias.likelihood_draws(checkpoint.load_checkpoint("figures-p50"), [9001, 9002], n_targets=16, n_attributes=8)
     for draw in r.draws:
-        assert draw.model.p_value < 0.05 and draw.model.effect_size > 0.8, draw
-        assert draw.control.p_value >= 0.05 and draw.baseline.p_value >= 0.05, draw
-    assert r.difference().mean > 0.6
+        for row in (draw.model, draw.baseline):
+            assert row.p_value >= 0.05 and abs(row.effect_size) < 0.8, (draw.seed, row)
