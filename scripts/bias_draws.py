@@ -65,7 +65,7 @@ def summarise(out: Path) -> None:
                     f"{t['crossed_significant']}/{n} ({t['crossed_significant'] / n:.0%}) | "
                     f"{t['targets_significant']}/{n} ({t['targets_significant'] / n:.0%}) |")
     diff = np.array([x["model"]["effect_size"] - x["control"]["effect_size"] for x in draws])
-    table["difference"] = {"mean": diff.mean(), "se": diff.std(ddof=1) / np.sqrt(n)}
+    table["difference"] = {"mean": diff.mean(), "se": diff.std(ddof=1) / np.sqrt(n), "positive": int((diff > 0).sum())}
     seeds = sorted(x["seed"] for x in draws)
     (nt, na), = sizes
     text = "\n".join([
@@ -73,7 +73,8 @@ def summarise(out: Path) -> None:
         f"({4 * nt * na} composed scenes a model a draw), {np.mean([x['seconds'] for x in draws]):.0f} s a draw",
         "", "| model | draws | mean d (s.e.) | SD of d | p < 0.05, crossed test | p < 0.05, iEAT's targets-only p |",
         "|---|---|---|---|---|---|", *rows, "",
-        f"difference in d, figures-p90 − figures-p50 on the same draw: {diff.mean():+.3f} (s.e. {diff.std(ddof=1) / np.sqrt(n):.3f})"])
+        f"difference in d, figures-p90 − figures-p50 on the same draw: {diff.mean():+.3f} (s.e. "
+        f"{diff.std(ddof=1) / np.sqrt(n):.3f}), positive in {(diff > 0).sum()} of {n} draws"])
     (out / "summary.md").write_text(text + "\n")
     (out / "summary.json").write_text(json.dumps({"seeds": seeds, "n_targets": nt, "n_attributes": na,
                                                   "table": table}, indent=1))
