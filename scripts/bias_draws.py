@@ -5,7 +5,7 @@ the library's design), one JSON file per draw, so that runs resume and split acr
     python scripts/bias_draws.py --seeds 30000-30049 --out docs/experiments/bias-draws/calibration
     python scripts/bias_draws.py --seeds 30000-30024 --out DIR --threads 1 &    # two cores: two halves
     python scripts/bias_draws.py --seeds 30025-30049 --out DIR --threads 1 &
-    python scripts/bias_draws.py --summarise DIR      # the table (DIR/summary.md, DIR/summary.json)
+    python scripts/bias_draws.py --summarise DIR      # the table (DIR/summary.txt, DIR/summary.json)
 
 Per model: mean d over draws (standard error), how many draws give p < 0.05 by the crossed test
 (the library's p) and by iEAT's target-only permutation p, and the model-minus-control difference.
@@ -75,7 +75,7 @@ def summarise(out: Path) -> None:
         "|---|---|---|---|---|---|", *rows, "",
         f"difference in d, figures-p90 − figures-p50 on the same draw: {diff.mean():+.3f} (s.e. "
         f"{diff.std(ddof=1) / np.sqrt(n):.3f}), positive in {(diff > 0).sum()} of {n} draws"])
-    (out / "summary.md").write_text(text + "\n")
+    (out / "summary.txt").write_text(text + "\n")
     (out / "summary.json").write_text(json.dumps({"seeds": seeds, "n_targets": nt, "n_attributes": na,
                                                   "table": table}, indent=1))
     print(text)
