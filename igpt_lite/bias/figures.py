@@ -87,8 +87,9 @@ def permutation_chart(statistics, observed: float, title: str = "The permutation
 
 def draws_chart(result, title: str | None = None, alpha: float = 0.05):
     """d on every draw of a `DrawsResult` (`likelihood_draws`): one row of dots per model (the model,
-    its control, the random-weight copies), filled where that draw's p < alpha, with the mean over
-    draws and its 95% interval as a bar: how far one draw's d can land from the others."""
+    its control, the random-weight copies), filled where that draw's p < alpha, and with a control
+    the model-minus-control difference draw by draw; each with the mean over draws and its 95%
+    interval as a bar: how far one draw's d can land from the others."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -112,6 +113,20 @@ def draws_chart(result, title: str | None = None, alpha: float = 0.05):
             marker=dict(color="black", symbol="line-ns", size=22, line=dict(width=3)),
             error_x=dict(type="data", symmetric=False, array=[spread.high - spread.mean],
                          arrayminus=[spread.mean - spread.low], color="black", thickness=2, width=8)))
+    diff = result.difference()
+    if diff is not None:  # the matched comparison: each draw's d minus the control's on the same scenes
+        label = f"{result.model} − control"
+        values = [d.model.effect_size - d.control.effect_size for d in result.draws]
+        fig.add_trace(go.Scatter(x=values, y=[label] * len(values), mode="markers", name=label,
+                                 marker=dict(color="#9467bd", size=9, opacity=0.7, symbol="diamond"),
+                                 hovertext=[f"seed {d.seed}: difference {v:.2f}" for d, v in zip(result.draws, values)],
+                                 hoverinfo="text"))
+        fig.add_trace(go.Scatter(
+            x=[diff.mean], y=[label], mode="markers", showlegend=False, hoverinfo="text",
+            hovertext=f"mean difference {diff.mean:.2f} (95% interval {diff.low:.2f} to {diff.high:.2f})",
+            marker=dict(color="black", symbol="line-ns", size=22, line=dict(width=3)),
+            error_x=dict(type="data", symmetric=False, array=[diff.high - diff.mean],
+                         arrayminus=[diff.mean - diff.low], color="black", thickness=2, width=8)))
     fig.add_vline(x=0, line=dict(color="grey", width=1))
     s = result.spread()
     fig.update_layout(
