@@ -107,12 +107,7 @@ def draws_chart(result, title: str | None = None, alpha: float = 0.05):
                         symbol=["circle" if r.p_value < alpha else "circle-open" for r in rows]),
             hovertext=[f"seed {d.seed}: d {r.effect_size:.2f}, p {r.p_value:.2g}" for d, r in zip(result.draws, rows)],
             hoverinfo="text"))
-        fig.add_trace(go.Scatter(
-            x=[spread.mean], y=[label], mode="markers", showlegend=False, hoverinfo="text",
-            hovertext=f"mean d {spread.mean:.2f} (95% interval {spread.low:.2f} to {spread.high:.2f})",
-            marker=dict(color="black", symbol="line-ns", size=22, line=dict(width=3)),
-            error_x=dict(type="data", symmetric=False, array=[spread.high - spread.mean],
-                         arrayminus=[spread.mean - spread.low], color="black", thickness=2, width=8)))
+        fig.add_trace(_mean_bar(spread, label, "mean d"))
     diff = result.difference()
     if diff is not None:  # the matched comparison: each draw's d minus the control's on the same scenes
         label = f"{result.model} − control"
@@ -121,12 +116,7 @@ def draws_chart(result, title: str | None = None, alpha: float = 0.05):
                                  marker=dict(color="#9467bd", size=9, opacity=0.7, symbol="diamond"),
                                  hovertext=[f"seed {d.seed}: difference {v:.2f}" for d, v in zip(result.draws, values)],
                                  hoverinfo="text"))
-        fig.add_trace(go.Scatter(
-            x=[diff.mean], y=[label], mode="markers", showlegend=False, hoverinfo="text",
-            hovertext=f"mean difference {diff.mean:.2f} (95% interval {diff.low:.2f} to {diff.high:.2f})",
-            marker=dict(color="black", symbol="line-ns", size=22, line=dict(width=3)),
-            error_x=dict(type="data", symmetric=False, array=[diff.high - diff.mean],
-                         arrayminus=[diff.mean - diff.low], color="black", thickness=2, width=8)))
+        fig.add_trace(_mean_bar(diff, label, "mean difference"))
     fig.add_vline(x=0, line=dict(color="grey", width=1))
     s = result.spread()
     fig.update_layout(
@@ -134,3 +124,14 @@ def draws_chart(result, title: str | None = None, alpha: float = 0.05):
         xaxis_title="effect size d", width=760, height=170 + 60 * len(fig.data) // 2, template="plotly_white",
         showlegend=False, margin=dict(l=160))
     return fig
+
+
+def _mean_bar(spread, label: str, what: str):
+    """A `Spread`'s mean as a tick on row `label`, its 95% interval as a bar around it."""
+    import plotly.graph_objects as go
+
+    return go.Scatter(x=[spread.mean], y=[label], mode="markers", showlegend=False, hoverinfo="text",
+                      hovertext=f"{what} {spread.mean:.2f} (95% interval {spread.low:.2f} to {spread.high:.2f})",
+                      marker=dict(color="black", symbol="line-ns", size=22, line=dict(width=3)),
+                      error_x=dict(type="data", symmetric=False, array=[spread.high - spread.mean],
+                                   arrayminus=[spread.mean - spread.low], color="black", thickness=2, width=8))
