@@ -8,7 +8,9 @@ the library's design), one JSON file per draw, so that runs resume and split acr
     python scripts/bias_draws.py --summarise DIR      # the table (DIR/summary.txt, DIR/summary.json)
 
 Per model: mean d over draws (standard error), how many draws give p < 0.05 by the crossed test
-(the library's p) and by iEAT's target-only permutation p, and the model-minus-control difference.
+(the library's p) and by iEAT's target-only permutation p, the model-minus-control difference, the
+paired test (the model's bits minus the control's), and how often runs of 2, 3 or 5 draws reach a
+combined p < 0.05.
 """
 import argparse
 import json
@@ -17,11 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.stats import norm
 
 from igpt_lite import bias
 from igpt_lite.checkpoint import load_checkpoint
 
 WHO = {"model": "figures-p90", "control": "figures-p50", "baseline": "random-weight copies"}
+RUNS = (2, 3, 5)  # draws a run, for the combined p
 
 
 def seed_range(text: str) -> list[int]:
@@ -42,28 +46,59 @@ def run(seeds, out: Path, n_targets: int, n_attributes: int) -> None:
                                         "seconds": time.perf_counter() - t0}
         for who, bits in r.bits[0].items():  # t, df and the variance parts: what a larger design would give
             d[who]["crossed"] = vars(bias.crossed_test(bits))
+            # every composed scene's bits, so that other tests on the same draw need no new forward pass
+            d[who]["bits"] = {k: np.round(v, 4).tolist() for k, v in bits.items()}
         path.write_text(json.dumps(d))
         print(f"seed {seed}: " + ", ".join(f"{w} d {d[w]['effect_size']:+.2f} p {d[w]['p_value']:.3g}" for w in WHO),
               flush=True)
 
 
+def with_paired(draw: dict) -> dict:
+    """The draw with its paired test (model's bits minus the control's), from the stored bits where
+    the file predates it."""
+    if "paired" not in draw and "bits" in draw["model"]:
+        diff = bias.paired_bits(draw["model"]["bits"], draw["control"]["bits"])
+        draw["paired"] = {"effect_size": bias.likelihood_association(diff, n_permutations=1).effect_size,
+                          "p_value": bias.crossed_test(diff).p_value, "p_targets": float("nan")}
+    return draw
+
+
+def group_rates(p_values: np.ndarray, k: int) -> tuple[int, int, float]:
+    """Runs of k draws: (disjoint runs in seed order with combined p < 0.05, how many runs, the share
+    over every set of k of the draws)."""
+    from itertools import combinations
+
+    runs = [bias.combined_p(p_values[i:i + k]) for i in range(0, len(p_values) - k + 1, k)]
+    subsets = np.array(list(combinations(range(len(p_values)), k)))
+    z = norm.isf(np.clip(p_values, 1e-15, 1 - 1e-15))[subsets].sum(1) / np.sqrt(k)
+    return int((np.array(runs) < 0.05).sum()), len(runs), float((norm.sf(z) < 0.05).mean())
+
+
 def summarise(out: Path) -> None:
-    draws = [json.loads(p.read_text()) for p in sorted(out.glob("draw-*.json"))]
+    draws = [with_paired(json.loads(p.read_text())) for p in sorted(out.glob("draw-*.json"))]
     sizes = {(d["n_targets"], d["n_attributes"]) for d in draws}
     if len(sizes) != 1:
         raise SystemExit(f"{out} mixes designs {sizes}: summarise one design at a time")
     n = len(draws)
-    rows, table = [], {}
-    for w, label in WHO.items():
+    who = WHO | ({"paired": "paired: figures-p90 − figures-p50 bits"} if all("paired" in x for x in draws) else {})
+    rows, runs, table = [], [], {}
+    for w, label in who.items():
         d = np.array([x[w]["effect_size"] for x in draws])
         crossed = np.array([x[w]["p_value"] for x in draws])
         targets = np.array([x[w]["p_targets"] for x in draws])
         table[w] = {"draws": n, "mean_d": d.mean(), "se": d.std(ddof=1) / np.sqrt(n), "sd": d.std(ddof=1),
-                    "crossed_significant": int((crossed < 0.05).sum()), "targets_significant": int((targets < 0.05).sum())}
+                    "crossed_significant": int((crossed < 0.05).sum()), "targets_significant": int((targets < 0.05).sum()),
+                    "combined_p_all": bias.combined_p(crossed)}
         t = table[w]
         rows.append(f"| {label} | {n} | {t['mean_d']:+.3f} ({t['se']:.3f}) | {t['sd']:.3f} | "
                     f"{t['crossed_significant']}/{n} ({t['crossed_significant'] / n:.0%}) | "
-                    f"{t['targets_significant']}/{n} ({t['targets_significant'] / n:.0%}) |")
+                    + (f"{t['targets_significant']}/{n} ({t['targets_significant'] / n:.0%}) |" if w != "paired" else "– |"))
+        cells = []
+        for k in [k for k in RUNS if k <= n]:
+            hit, m, share = group_rates(crossed, k)
+            t[f"runs_of_{k}"] = {"significant": hit, "runs": m, "share_of_every_subset": share}
+            cells.append(f"{hit}/{m} ({share:.0%})")
+        runs.append(f"| {label} | " + " | ".join(cells) + " |")
     diff = np.array([x["model"]["effect_size"] - x["control"]["effect_size"] for x in draws])
     table["difference"] = {"mean": diff.mean(), "se": diff.std(ddof=1) / np.sqrt(n), "positive": int((diff > 0).sum())}
     seeds = sorted(x["seed"] for x in draws)
@@ -71,10 +106,15 @@ def summarise(out: Path) -> None:
     text = "\n".join([
         f"{n} draws (seeds {seeds[0]}–{seeds[-1]}), {nt} targets and {na} attributes a set "
         f"({4 * nt * na} composed scenes a model a draw), {np.mean([x['seconds'] for x in draws]):.0f} s a draw",
-        "", "| model | draws | mean d (s.e.) | SD of d | p < 0.05, crossed test | p < 0.05, iEAT's targets-only p |",
+        "", "One draw:", "",
+        "| model | draws | mean d (s.e.) | SD of d | p < 0.05, crossed test | p < 0.05, iEAT's targets-only p |",
         "|---|---|---|---|---|---|", *rows, "",
         f"difference in d, figures-p90 − figures-p50 on the same draw: {diff.mean():+.3f} (s.e. "
-        f"{diff.std(ddof=1) / np.sqrt(n):.3f}), positive in {(diff > 0).sum()} of {n} draws"])
+        f"{diff.std(ddof=1) / np.sqrt(n):.3f}), positive in {(diff > 0).sum()} of {n} draws", "",
+        "Runs of several draws, combined p (Stouffer) < 0.05: disjoint runs in seed order (share over every "
+        "set of that many of the draws):", "",
+        "| model | " + " | ".join(f"{k} draws" for k in RUNS if k <= n) + " |",
+        "|---|" + "---|" * len([k for k in RUNS if k <= n]), *runs])
     (out / "summary.txt").write_text(text + "\n")
     (out / "summary.json").write_text(json.dumps({"seeds": seeds, "n_targets": nt, "n_attributes": na,
                                                   "table": table}, indent=1))

@@ -129,14 +129,16 @@ def test_the_draws_section_is_likelihood_draws_beside_the_twin(monkeypatch):
     assert not at.exception, at.exception
     expected = bias.likelihood_draws(load_checkpoint("figures-p90"), [40, 41], control=load_checkpoint("figures-p50"),
                                      n_targets=4, n_attributes=2)
-    s, diff = expected.spread(), expected.difference()
+    s, diff, paired = expected.spread(), expected.difference(), expected.spread("paired")
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["d over 2 draws"] == f"{s.mean:.2f}" and metrics["d minus the control's"] == f"{diff.mean:.2f}"
-    assert metrics["draws with p < 0.05"] == f"{s.significant} of 2"
+    assert metrics["combined p"] == f"{s.p_combined:.2g}"
+    assert metrics["paired test against the control: combined p"] == f"{paired.p_combined:.2g}"
     assert len(at.get("plotly_chart")) == 2  # iEAT's per-layer chart and the draws' chart
     at.selectbox(key="bias_control").set_value("none").run()  # no control: no difference shown
     at.button(key="bias_draws_run").click().run()
-    assert "d minus the control's" not in {m.label for m in at.metric}
+    labels = {m.label for m in at.metric}
+    assert "d minus the control's" not in labels and "paired test against the control: combined p" not in labels
 
 
 @pytest.mark.slow

@@ -128,12 +128,19 @@ def test_likelihood_draws_is_the_likelihood_test_on_each_draw_with_its_spread(ti
         assert draw.model.p_value == bias.crossed_test(one.bits).p_value
         assert draw.control == bias.likelihood_test(other, composed, n_permutations=500, seed=draw.seed,
                                                     baseline=False).row
+        # the paired test: the same test on each scene's bits under the model minus under the control
+        diff = {k: bits["model"][k].astype(np.float64) - bits["control"][k] for k in bias.PAIRS}
+        assert draw.paired.p_value == bias.crossed_test(diff).p_value
+        assert draw.paired.effect_size == bias.likelihood_association(diff, n_permutations=500).effect_size
     d = np.array([x.model.effect_size for x in r.draws])
     spread = r.spread()
     half = stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3)
     assert spread.mean == pytest.approx(d.mean()) and spread.sd == pytest.approx(d.std(ddof=1))
     assert (spread.low, spread.high) == pytest.approx((d.mean() - half, d.mean() + half))
     assert spread.significant == sum(x.model.p_value < 0.05 for x in r.draws) and spread.n == 3
+    for which in ("model", "baseline", "control", "paired"):
+        p = [getattr(x, which).p_value for x in r.draws]
+        assert r.spread(which).p_combined == pytest.approx(stats.combine_pvalues(p, method="stouffer").pvalue)
     diff = r.difference()
     assert diff.mean == pytest.approx(np.mean([x.model.effect_size - x.control.effect_size for x in r.draws]))
     out = r.to_dict()
@@ -142,10 +149,27 @@ def test_likelihood_draws_is_the_likelihood_test_on_each_draw_with_its_spread(ti
     assert out["draws"][1]["control"] == r.draws[1].control.to_dict()
     text = r.text()
     assert "3 draws" in text and "difference in d (model - control, draw by draw): mean" in text
+    assert f"paired test (model's bits - control's, scene by scene): d mean {r.spread('paired').mean:+.2f}" in text
+    assert f"combined p {spread.p_combined:.2g}" in text
+    assert out["spread"]["paired"]["p_combined"] == r.spread("paired").p_combined
     # the control scored on the same images as the model: itself as control differs by exactly 0
     same = bias.likelihood_draws(tiny, [3, 4], control=tiny, baseline=False, n_targets=3, n_attributes=2,
                                  n_permutations=200)
     assert same.difference().mean == 0 and same.difference().sd == 0 and same.spread("baseline") is None
+    assert [d.paired.p_value for d in same.draws] == [0.5, 0.5] and same.spread("paired").p_combined == 0.5
+
+
+def test_combined_p_is_stouffers_and_calibrated(rng):
+    p = [0.2, 0.03, 0.6, 0.11]
+    assert bias.combined_p(p) == pytest.approx(stats.combine_pvalues(p, method="stouffer").pvalue)
+    assert bias.combined_p([0.5]) == pytest.approx(0.5) and bias.combined_p([0.0, 1.0]) == pytest.approx(0.5, abs=1e-3)
+    # no association: each draw's p uniform, so runs of 3 reach p < 0.05 in 5% of runs
+    rejected = np.mean([bias.combined_p(rng.uniform(size=3)) < 0.05 for _ in range(4000)])
+    assert 0.04 < rejected < 0.06, rejected
+    # a lean too small for one draw shows over several: each draw's z about 1
+    assert bias.combined_p(stats.norm.sf(np.ones(5))) < 0.05 < stats.norm.sf(1)
+    with pytest.raises(ValueError, match="one or more p-values"):
+        bias.combined_p([])
 
 
 def test_likelihood_draws_bad_input_is_a_clear_error(tiny):

@@ -124,14 +124,18 @@ def draws_section(design: dict) -> None:
         st.error(f"{e}.")
         return
     bar.empty()
-    s, diff = result.spread(), result.difference()
-    m1, m2, m3 = st.columns(3)
+    s, diff, paired = result.spread(), result.difference(), result.spread("paired")
+    m1, m2, m3, m4 = st.columns(4)
     m1.metric(f"d over {s.n} draws", f"{s.mean:.2f}", help=f"95% interval for the mean over draws: {s.low:.2f} to "
               f"{s.high:.2f}; SD across draws {s.sd:.2f}")
-    m2.metric(f"draws with p < {ALPHA}", f"{s.significant} of {s.n}")
+    m2.metric("combined p", f"{s.p_combined:.2g}", help=f"Stouffer's combination of the {s.n} draws' p-values; "
+              f"p < {ALPHA} in {s.significant} of {s.n} draws alone")
     if diff is not None:
         m3.metric("d minus the control's", f"{diff.mean:.2f}", help=f"95% interval over draws {diff.low:.2f} to "
                   f"{diff.high:.2f}")
+        m4.metric("paired test against the control: combined p", f"{paired.p_combined:.2g}",
+                  help=f"The test on each scene's bits under {name} minus under the control: what both models find "
+                  f"hard or easy in a scene cancels. p < {ALPHA} in {paired.significant} of {paired.n} draws alone")
     st.plotly_chart(bias.draws_chart(result, alpha=ALPHA), width="content", key="bias_draws_chart")
     st.caption(escape_markdown(result.text()))
     st.download_button("Download the draws (JSON)", json.dumps(result.to_dict(), indent=1, default=str),

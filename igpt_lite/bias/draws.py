@@ -2,9 +2,14 @@
 seed a draw). One draw's p says how surprising that draw would be without an association; the
 spread of d over draws says how much a conclusion depends on the draw, which one run cannot show.
 
+Over several draws the evidence adds up: Stouffer's combination of the draws' p-values (each the
+crossed test's, calibrated on its own) is one p for the whole run.
+
 With a matched control (the same recipe trained on balanced data: figures-p90 against figures-p50;
 in general a user's model before and after cleaning its data) every draw is scored by both models,
-and the difference in d, draw by draw, is the result: its mean with an interval over draws.
+and two results compare them: the difference in d, draw by draw, with its interval over draws, and
+the paired test, the same test on the model's bits minus the control's, scene by scene (what both
+models find hard or easy in a scene cancels, so it needs fewer scenes to see a difference).
 """
 from __future__ import annotations
 
@@ -38,13 +43,15 @@ def composed_draw(seed: int, n_targets: int, n_attributes: int, resolution: int 
 @dataclass
 class Spread:
     """A number over draws: its mean, a 95% t interval for the mean, the standard deviation across
-    draws, and (for d) how many draws gave p < ALPHA."""
+    draws, and (for d, with each draw's p) how many draws gave p < ALPHA and the draws' p-values
+    combined into one (`combined_p`)."""
     mean: float
     low: float
     high: float
     sd: float
     n: int
     significant: int | None = None  # draws with p < ALPHA (None for a difference)
+    p_combined: float | None = None  # combined_p of the draws' p-values (None for a difference)
 
     @classmethod
     def of(cls, values, p_values=None) -> "Spread":
@@ -56,29 +63,54 @@ class Spread:
         half = float(student_t.ppf(0.975, n - 1) * sd / math.sqrt(n)) if n > 1 else float("nan")
         sig = None if p_values is None else int((np.asarray(p_values) < ALPHA).sum())
         return cls(mean=float(v.mean()), low=float(v.mean() - half), high=float(v.mean() + half), sd=sd, n=n,
-                   significant=sig)
+                   significant=sig, p_combined=None if p_values is None else combined_p(p_values))
 
     def text(self) -> str:
         text = f"mean {self.mean:+.2f} (95% interval over {self.n} draws {self.low:+.2f} to {self.high:+.2f}; SD {self.sd:.2f})"
         if self.significant is not None:
-            text += f", p < {ALPHA} in {self.significant} of {self.n} draws"
+            text += f", p < {ALPHA} in {self.significant} of {self.n} draws, combined p {self.p_combined:.2g}"
         return text
+
+
+def combined_p(p_values) -> float:
+    """Stouffer's combination of independent one-sided p-values: z_i = Φ⁻¹(1 - p_i), p = 1 - Φ(Σ z_i / √k).
+    The draws are independent (new scenes each), and each draw's crossed p is uniform where there is
+    no association, so the combined p is too; a consistent lean adds up over draws where one draw's
+    p cannot show it."""
+    from scipy.stats import norm
+
+    # clipped alike at both ends, so that a draw with p 0 and one with p 1 cancel
+    p = np.clip(np.asarray(p_values, dtype=np.float64), 1e-15, 1 - 1e-15)
+    if p.ndim != 1 or p.size == 0:
+        raise ValueError(f"give one or more p-values, got shape {p.shape}")
+    return float(norm.sf(norm.isf(p).sum() / math.sqrt(p.size)))
 
 
 @dataclass
 class Draw:
     """One draw's likelihood test: the model's row, its random-weight copy's (seeded with the draw's
-    seed) and the control's, each None where not run."""
+    seed), the control's and the paired test's (on the model's bits minus the control's, scene by
+    scene: `paired_bits`), each None where not run."""
     seed: int
     model: BiasRow
     baseline: BiasRow | None = None
     control: BiasRow | None = None
+    paired: BiasRow | None = None
+
+
+WHO = ("model", "baseline", "control", "paired")
+
+
+def paired_bits(bits: dict, control_bits: dict) -> dict:
+    """{"XA": ..., ...}: each composed scene's bits under the model minus under the control."""
+    return {k: np.asarray(bits[k], dtype=np.float64) - np.asarray(control_bits[k], dtype=np.float64) for k in PAIRS}
 
 
 @dataclass
 class DrawsResult:
-    """`likelihood_draws`: every draw's rows, and the spread of d over draws for the model, its
-    random-weight copies and the control, and the model-minus-control difference."""
+    """`likelihood_draws`: every draw's rows, and the spread of d over draws (with the combined p) for
+    the model, its random-weight copies, the control and the paired test, and the model-minus-control
+    difference in d."""
     model: str  # the model's name (its folder's)
     draws: list[Draw]
     n_targets: int
@@ -88,7 +120,7 @@ class DrawsResult:
     bits: list[dict] = field(default_factory=list, repr=False)
 
     def spread(self, which: str = "model") -> Spread | None:
-        """d over draws for "model", "baseline" or "control" (None where not run)."""
+        """d over draws for "model", "baseline", "control" or "paired" (None where not run)."""
         rows = [getattr(d, which) for d in self.draws]
         if any(r is None for r in rows):
             return None
@@ -107,10 +139,10 @@ class DrawsResult:
         return {"test": "likelihood over draws", "model": self.model, "control": self.control,
                 "n_targets": self.n_targets, "n_attributes": self.n_attributes, "alpha": ALPHA,
                 "seeds": [d.seed for d in self.draws],
-                "spread": {w: spread(self.spread(w)) for w in ("model", "baseline", "control")},
+                "spread": {w: spread(self.spread(w)) for w in WHO},
                 "difference": spread(self.difference()),
-                "draws": [{"seed": d.seed, **{w: getattr(d, w).to_dict() for w in ("model", "baseline", "control")
-                                              if getattr(d, w) is not None}} for d in self.draws]}
+                "draws": [{"seed": d.seed, **{w: getattr(d, w).to_dict() for w in WHO if getattr(d, w) is not None}}
+                          for d in self.draws]}
 
     def text(self) -> str:
         seeds = [d.seed for d in self.draws]
@@ -120,6 +152,7 @@ class DrawsResult:
         if self.control is not None:
             lines.append(f"control {self.control}: d {self.spread('control').text()}")
             lines.append(f"difference in d (model - control, draw by draw): {self.difference().text()}")
+            lines.append(f"paired test (model's bits - control's, scene by scene): d {self.spread('paired').text()}")
         if self.spread("baseline") is not None:
             lines.append(f"random-weight copies: d {self.spread('baseline').text()}")
         return "\n".join(lines)
@@ -134,8 +167,8 @@ def likelihood_draws(checkpoint, seeds, *, control=None, baseline: bool = True,
     """The likelihood test on one fresh draw of the figures test scenes per seed in `seeds`
     (`composed_draw`), on `checkpoint` (an ar model at the scenes' size), on a random-weight copy
     seeded with each draw's seed (`baseline`), and on `control` (a Checkpoint trained the same way
-    on balanced data) where given. Each draw's p is the crossed test's (`stats.crossed_test`);
-    `on_step(done, total)` counts composed images scored.
+    on balanced data) where given, then the paired test on the two models' bits. Each draw's p is
+    the crossed test's (`stats.crossed_test`); `on_step(done, total)` counts composed images scored.
 
     Example::
 
@@ -170,7 +203,10 @@ def likelihood_draws(checkpoint, seeds, *, control=None, baseline: bool = True,
             bits["baseline"] = composed_bits(rand, checkpoint.palette, composed, batch_size, count)
         if control is not None:
             bits["control"] = composed_bits(control.model, control.palette, composed, batch_size, count)
-        draws.append(Draw(seed=seed, **{who: _likelihood_row(b, seed=seed, **kw) for who, b in bits.items()}))
+        rows = {who: _likelihood_row(b, seed=seed, **kw) for who, b in bits.items()}
+        if control is not None:
+            rows["paired"] = _likelihood_row(paired_bits(bits["model"], bits["control"]), seed=seed, **kw)
+        draws.append(Draw(seed=seed, **rows))
         kept.append(bits)
     return DrawsResult(model=checkpoint.summary().name, draws=draws, n_targets=n_targets, n_attributes=n_attributes,
                        control=control.summary().name if control is not None else None, bits=kept)

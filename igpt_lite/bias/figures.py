@@ -87,19 +87,21 @@ def permutation_chart(statistics, observed: float, title: str = "The permutation
 
 def draws_chart(result, title: str | None = None, alpha: float = 0.05):
     """d on every draw of a `DrawsResult` (`likelihood_draws`): one row of dots per model (the model,
-    its control, the random-weight copies), filled where that draw's p < alpha, and with a control
-    the model-minus-control difference draw by draw; each with the mean over draws and its 95%
-    interval as a bar: how far one draw's d can land from the others."""
+    its control, the random-weight copies) and, with a control, the paired test (the model's bits
+    minus the control's), filled where that draw's p < alpha, and the model-minus-control difference
+    in d draw by draw; each with the mean over draws and its 95% interval as a bar: how far one
+    draw's d can land from the others. Row labels end with the draws' combined p."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    names = {"model": result.model, "control": f"control: {result.control}", "baseline": "random-weight copies"}
-    colors = {"model": "#d62728", "control": "#1f77b4", "baseline": "#7f7f7f"}
-    for which in ("model", "control", "baseline"):
+    names = {"model": result.model, "control": f"control: {result.control}", "baseline": "random-weight copies",
+             "paired": "paired: bits − control's"}
+    colors = {"model": "#d62728", "control": "#1f77b4", "baseline": "#7f7f7f", "paired": "#ff7f0e"}
+    for which in ("model", "control", "baseline", "paired"):
         spread = result.spread(which)
         if spread is None:
             continue
-        label = names[which]
+        label = f"{names[which]}<br>combined p {spread.p_combined:.2g}"
         rows = [getattr(d, which) for d in result.draws]
         fig.add_trace(go.Scatter(
             x=[r.effect_size for r in rows], y=[label] * len(rows), mode="markers", name=label,
