@@ -6,6 +6,7 @@ the library's design), one JSON file per draw, so that runs resume and split acr
     python scripts/bias_draws.py --seeds 30000-30024 --out DIR --threads 1 &    # two cores: two halves
     python scripts/bias_draws.py --seeds 30025-30049 --out DIR --threads 1 &
     python scripts/bias_draws.py --summarise DIR      # the table (DIR/summary.txt, DIR/summary.json)
+    python scripts/bias_draws.py --summarise DIR --ship   # and into the bundled models (draws.json)
 
 Per model: mean d over draws (standard error), how many draws give p < 0.05 by the crossed test
 (the library's p) and by iEAT's target-only permutation p, the model-minus-control difference, the
@@ -22,7 +23,7 @@ import torch
 from scipy.stats import norm
 
 from igpt_lite import bias
-from igpt_lite.checkpoint import load_checkpoint
+from igpt_lite.checkpoint import load_checkpoint, resolve
 
 WHO = {"model": "figures-p90", "control": "figures-p50", "baseline": "random-weight copies"}
 RUNS = (2, 3, 5)  # draws a run, for the combined p
@@ -74,7 +75,7 @@ def group_rates(p_values: np.ndarray, k: int) -> tuple[int, int, float]:
     return int((np.array(runs) < 0.05).sum()), len(runs), float((norm.sf(z) < 0.05).mean())
 
 
-def summarise(out: Path) -> None:
+def summarise(out: Path, ship: bool = False) -> None:
     draws = [with_paired(json.loads(p.read_text())) for p in sorted(out.glob("draw-*.json"))]
     sizes = {(d["n_targets"], d["n_attributes"]) for d in draws}
     if len(sizes) != 1:
@@ -116,9 +117,14 @@ def summarise(out: Path) -> None:
         "| model | " + " | ".join(f"{k} draws" for k in RUNS if k <= n) + " |",
         "|---|" + "---|" * len([k for k in RUNS if k <= n]), *runs])
     (out / "summary.txt").write_text(text + "\n")
-    (out / "summary.json").write_text(json.dumps({"seeds": seeds, "n_targets": nt, "n_attributes": na,
-                                                  "table": table}, indent=1))
+    study = json.dumps({"seeds": seeds, "n_targets": nt, "n_attributes": na, "names": who, "table": table}, indent=1)
+    (out / "summary.json").write_text(study)
     print(text)
+    if ship:  # the bias page shows the study beside both models' draws section
+        for name in ("figures-p90", "figures-p50"):
+            path = resolve(name) / bias.STUDY_FILE
+            path.write_text(study)
+            print(f"wrote {path}")
 
 
 def main():
@@ -129,9 +135,11 @@ def main():
     p.add_argument("--attributes", type=int, default=bias.DESIGN["attributes"])
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--summarise", type=Path, default=None, metavar="DIR", help="only summarise DIR's draws")
+    p.add_argument("--ship", action="store_true", help="with --summarise: also write the summary into both "
+                   f"bundled models' folders as {bias.STUDY_FILE} (the bias page shows it)")
     args = p.parse_args()
     if args.summarise:
-        return summarise(args.summarise)
+        return summarise(args.summarise, args.ship)
     if args.threads:
         torch.set_num_threads(args.threads)
     run(args.seeds, args.out, args.targets, args.attributes)

@@ -215,3 +215,46 @@ def test_the_balanced_model_and_random_copies_stay_quiet_on_fresh_draws():
     for draw in r.draws:
         for row in (draw.model, draw.baseline):
             assert row.p_value >= 0.05 and abs(row.effect_size) < 0.8, (draw.seed, row)
+
+
+def test_a_study_summarised_by_the_script_reads_back_with_its_rates(tmp_path, rng):
+    """scripts/bias_draws.py --summarise on draw files as it writes them; the study shipped with a model
+    (bias.DrawsStudy) states each model's mean d, its single-draw rate and the rate of runs of 3."""
+    import importlib.util
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    draws = {}
+    for seed in range(5):
+        draw = {"seed": seed, "n_targets": 3, "n_attributes": 2, "seconds": 1.0}
+        for who in ("model", "control", "baseline"):
+            bits = {k: rng.normal(0, 1, (3, 2)) + (who == "model") * (k[1] == "B") for k in bias.PAIRS}
+            row = bias.likelihood_association(bits, n_permutations=50)
+            draw[who] = {"effect_size": row.effect_size, "p_value": bias.crossed_test(bits).p_value,
+                         "p_targets": row.p_value, "bits": {k: v.tolist() for k, v in bits.items()}}
+        draws[seed] = draw
+        (tmp_path / f"draw-{seed}.json").write_text(json.dumps(draw))
+    out = subprocess.run([sys.executable, str(root / "scripts" / "bias_draws.py"), "--summarise", str(tmp_path)],
+                         capture_output=True, text=True, cwd=root)
+    assert out.returncode == 0, out.stderr
+    (tmp_path / "model").mkdir()
+    (tmp_path / "summary.json").rename(tmp_path / "model" / bias.STUDY_FILE)
+    study = bias.DrawsStudy.read(tmp_path / "model")
+    assert study.seeds == list(range(5)) and set(study.names) == {"model", "control", "baseline", "paired"}
+    paired_p = [bias.crossed_test(bias.paired_bits({k: np.array(v) for k, v in d["model"]["bits"].items()},
+                                                   {k: np.array(v) for k, v in d["control"]["bits"].items()})).p_value
+                for d in draws.values()]
+    assert study.table["paired"]["crossed_significant"] == sum(p < 0.05 for p in paired_p)
+    d = np.array([x["model"]["effect_size"] for x in draws.values()])
+    p = np.array([x["model"]["p_value"] for x in draws.values()])
+    from itertools import combinations
+    runs = np.mean([bias.combined_p(p[list(c)]) < 0.05 for c in combinations(range(5), 3)])
+    assert (f"- figures-p90: mean d {d.mean():+.2f} (s.e. {d.std(ddof=1) / np.sqrt(5):.2f}); p < 0.05 on "
+            f"{(p < 0.05).sum()} of 5 single draws ({(p < 0.05).mean():.0%}), on {runs:.0%} of runs of 3 draws "
+            "(combined p)") in study.markdown()
+    assert bias.DrawsStudy.read(tmp_path) is None  # no study shipped: nothing to show
+    (tmp_path / bias.STUDY_FILE).write_text("{}")
+    with pytest.raises(ValueError, match="not a draws study written by scripts/bias_draws.py --summarise"):
+        bias.DrawsStudy.read(tmp_path)

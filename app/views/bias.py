@@ -91,6 +91,9 @@ def draws_section(design: dict) -> None:
     """The likelihood test again on several fresh draws of the scenes, beside a matched control: the
     spread of d over draws, so that no single draw is read as the finding."""
     st.subheader("Over several draws of the test scenes")
+    study = bias.DrawsStudy.read(ck.path)  # measured once over many draws, shipped with the model
+    if study is not None:
+        st.info(study.markdown())
     others = {label: p for label, p in model_choices().items() if p != path}
     labels = ["none", *others]
     # figures-p90's twin is figures-p50: the same recipe, balanced data

@@ -30,6 +30,17 @@ from .likelihood import (  # noqa: F401
     likelihood_scores,
     likelihood_test,
 )
-from .draws import DESIGN, Draw, DrawsResult, Spread, combined_p, composed_draw, likelihood_draws, paired_bits  # noqa: F401
+from .draws import (  # noqa: F401
+    DESIGN,
+    STUDY_FILE,
+    Draw,
+    DrawsResult,
+    DrawsStudy,
+    Spread,
+    combined_p,
+    composed_draw,
+    likelihood_draws,
+    paired_bits,
+)
 from .report import BiasReport, Extraction, SetInfo, run  # noqa: F401
 from .figures import bias_per_layer_chart, draws_chart, permutation_chart  # noqa: F401

@@ -210,3 +210,48 @@ def likelihood_draws(checkpoint, seeds, *, control=None, baseline: bool = True,
         kept.append(bits)
     return DrawsResult(model=checkpoint.summary().name, draws=draws, n_targets=n_targets, n_attributes=n_attributes,
                        control=control.summary().name if control is not None else None, bits=kept)
+
+
+STUDY_FILE = "draws.json"  # a study over many draws shipped inside a checkpoint folder (scripts/bias_draws.py)
+
+
+@dataclass
+class DrawsStudy:
+    """What the likelihood test gave over many fresh draws, measured once and shipped with a model
+    (`STUDY_FILE` in its folder): per model ("model", "control", "baseline", "paired") the mean d and
+    its standard error, the draws with p < ALPHA, and how often runs of k draws reach a combined p <
+    ALPHA. `read(folder)` is None where no study was shipped."""
+    seeds: list[int]
+    n_targets: int
+    n_attributes: int
+    names: dict  # {"model": "figures-p90", "control": ..., "baseline": ..., "paired": ...}
+    table: dict  # {who: {"draws", "mean_d", "se", "crossed_significant", "runs_of_3": {...}, ...}}
+
+    @classmethod
+    def read(cls, folder) -> "DrawsStudy | None":
+        import json
+        from pathlib import Path
+
+        path = Path(folder) / STUDY_FILE
+        if not path.is_file():
+            return None
+        d = json.loads(path.read_text())
+        try:
+            return cls(seeds=d["seeds"], n_targets=d["n_targets"], n_attributes=d["n_attributes"], names=d["names"],
+                       table={w: d["table"][w] for w in d["names"]})
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{path} is not a draws study written by scripts/bias_draws.py --summarise (missing {e}); "
+                             "delete it or write it again") from None
+
+    def markdown(self) -> str:
+        """One line per model: mean d (s.e.), single draws with p < ALPHA, runs of 3 draws with combined p < ALPHA."""
+        n = len(self.seeds)
+        lines = [f"Measured on {n} fresh draws (seeds {min(self.seeds)}–{max(self.seeds)}), {self.n_targets} "
+                 f"targets and {self.n_attributes} attributes a set:", ""]
+        for who, name in self.names.items():
+            t = self.table[who]
+            runs = t.get("runs_of_3")
+            lines.append(f"- {name}: mean d {t['mean_d']:+.2f} (s.e. {t['se']:.2f}); p < {ALPHA} on "
+                         f"{t['crossed_significant']} of {n} single draws ({t['crossed_significant'] / n:.0%})"
+                         + (f", on {runs['share_of_every_subset']:.0%} of runs of 3 draws (combined p)" if runs else ""))
+        return "\n".join(lines)
