@@ -3,8 +3,9 @@ ImageGPTForCausalImageModeling with its config: 24 layers × 8 heads × 512 wide
 colours; random weights) written with save_pretrained, imported with `igpt-lite import-hf`, then
 the CLI verbs, the app's pages and the attention notebook's fast mode on it. Fast enough for CI by
 their limits (a few pixels completed, one image sampled, a few images probed, the probe and the
-bias test on low layers, where the forward pass stops), never by a smaller model. The references are transformers' own: its image processor's tokens, its model's logits, and
-its first two blocks alone (the lowest layers' numbers at a twelfth of a whole forward pass)."""
+bias test on low layers, where the forward pass stops), never by a smaller model. The references
+are transformers' own: its image processor's tokens, its model's logits, and its first two blocks
+alone (the lowest layers' numbers at a twelfth of a whole forward pass)."""
 import json
 import math
 from pathlib import Path
