@@ -166,7 +166,7 @@ def extract_features(model: GPT, tokens: torch.Tensor, layers: list[str] | None 
     for i in tqdm(range(0, len(tokens), batch_size), disable=not progress, desc="features"):
         check_threads()  # a neighbour may have started or stopped since the last batch
         batch = torch.as_tensor(tokens[i : i + batch_size]).to(model.device)
-        _, cache = model.run_with_cache(model.image_inputs(batch), names=names)
+        _, cache = model.run_with_cache(model.image_inputs(batch), names=names, logits=False)
         for l in layers:
             x = _normalise(model, l, cache[cache_name(l)], norm)
             out[l].append(_pool(x, pool).float().cpu().numpy())

@@ -265,7 +265,7 @@ class GPT(nn.Module):
             )
 
     # ---- forward ----
-    def _forward(self, input_ids, kv: KVCache | None, names: set | None):
+    def _forward(self, input_ids, kv: KVCache | None, names: set | None, logits: bool = True):
         B, T = input_ids.shape
         start = kv.length if kv is not None else 0
         if start + T > self.config.block_size:
@@ -281,7 +281,9 @@ class GPT(nn.Module):
         causal = self.config.objective == "ar"
         recompute = (self.checkpoint_activations and self.training and torch.is_grad_enabled() and kv is None
                      and names is None)
-        for i, block in enumerate(self.blocks):
+        # without logits, only the blocks up to the last requested activation run
+        n_run = self.config.n_layer if logits else self._blocks_needed(names)
+        for i, block in enumerate(self.blocks[:n_run]):
             if recompute:
                 x, pattern = checkpoint(block, x, causal, use_reentrant=False)
             else:
@@ -290,12 +292,20 @@ class GPT(nn.Module):
                 store[f"blocks.{i}.attn.pattern"] = pattern
             if want(f"blocks.{i}.resid_post"):
                 store[f"blocks.{i}.resid_post"] = x
+        if not logits and "ln_f" not in names:
+            return None, store
         x = self.ln_f(x)
         if want("ln_f"):
             store["ln_f"] = x
         if kv is not None:
             kv.length += T
-        return self.lm_head(x), store
+        return (self.lm_head(x) if logits else None), store
+
+    def _blocks_needed(self, names: set) -> int:
+        """How many blocks must run to produce the named activations (all of them for ln_f)."""
+        if "ln_f" in names:
+            return self.config.n_layer
+        return max((int(n.split(".")[1]) + 1 for n in names if n.startswith("blocks.")), default=0)
 
     def forward(self, input_ids: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
         """Logits (B × T × n_colors) for model input ids (see `image_inputs`)."""
@@ -307,13 +317,16 @@ class GPT(nn.Module):
             names += [f"blocks.{i}.resid_post", f"blocks.{i}.attn.pattern"]
         return names + ["ln_f"]
 
-    def run_with_cache(self, input_ids: torch.Tensor, names=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Logits and a dict of the named activations (all of them when `names` is None)."""
+    def run_with_cache(self, input_ids: torch.Tensor, names=None,
+                       logits: bool = True) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+        """Logits and a dict of the named activations (all of them when `names` is None).
+        logits=False: None for the logits, and the forward pass stops after the last block a named
+        activation needs (features of blocks.0 from a 24-layer model run one block)."""
         valid = set(self.activation_names())
         names = valid if names is None else set(names)
         if names - valid:
             raise ValueError(f"unknown activation names {sorted(names - valid)}; see model.activation_names()")
-        return self._forward(input_ids, None, names)
+        return self._forward(input_ids, None, names, logits)
 
     # ---- objectives ----
     def loss(self, tokens: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

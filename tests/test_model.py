@@ -69,6 +69,25 @@ def test_activation_cache_names_shapes_and_attention_path_equal_fused_path():
         model.run_with_cache(x, names=["blocks.9.resid_post"])
 
 
+def test_without_logits_the_forward_pass_stops_after_the_last_block_asked_for():
+    model = tiny_model(n_layer=4)
+    ran = []
+    for i, block in enumerate(model.blocks):
+        block.register_forward_hook(lambda *_, i=i: ran.append(i))
+    x = model.image_inputs(torch.randint(0, 8, (2, 30), generator=torch.Generator().manual_seed(0)))
+    with torch.no_grad():
+        for names, blocks in ((["embed"], []), (["embed", "blocks.1.resid_post"], [0, 1]),
+                              (["blocks.2.attn.pattern"], [0, 1, 2]), (["blocks.3.resid_post"], [0, 1, 2, 3]),
+                              (["blocks.0.resid_post", "ln_f"], [0, 1, 2, 3])):
+            ran.clear()
+            logits, full = model.run_with_cache(x, names=names)  # the whole pass, to the logits
+            assert logits is not None and ran == [0, 1, 2, 3]
+            ran.clear()
+            logits, cache = model.run_with_cache(x, names=names, logits=False)
+            assert logits is None and ran == blocks, (names, ran)
+            assert sorted(cache) == sorted(names) and all(torch.equal(cache[n], full[n]) for n in names), names
+
+
 def test_official_variants_rms_norm_and_quick_gelu():
     model = tiny_model(norm="rms", activation="quick_gelu", bias=False)
     x = torch.randn(2, 5, 32)

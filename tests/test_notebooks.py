@@ -1,5 +1,7 @@
 """The teaching notebooks (notebooks/*.ipynb): committed without outputs, executed top to bottom in
-fast mode (IGPT_FAST=1) by nbmake, and the library functions their cells and widgets call."""
+fast mode (IGPT_FAST=1), and the library functions their cells and widgets call. Where JupyterLab can
+be driven in a browser, test_notebooks_lab.py runs each notebook (Run All, fast mode) and nbmake does
+not run it a second time; elsewhere nbmake runs it here."""
 import json
 import os
 import subprocess
@@ -18,6 +20,7 @@ from igpt_lite.studies.references import IGPT_S_CIFAR10
 from igpt_lite.train import History, TrainConfig, train, training_curve
 
 from conftest import tiny_model
+from test_notebooks_lab import lab_missing
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 
@@ -56,6 +59,8 @@ def run_fast(path: Path, **env) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(lab_missing() is None, reason="test_notebooks_lab.py runs the same notebook (Run All in "
+                    "JupyterLab, fast mode); nbmake runs it only where that test cannot")
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_in_fast_mode(path):
     run_fast(path)

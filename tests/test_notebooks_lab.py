@@ -6,6 +6,7 @@ empty frame until the file was reopened), the answers still closed after Run All
 and each widget, moved once, changes its figure. Screenshots go to tmp_path (or $IGPT_SCREENSHOTS;
 docs/notebooks/ holds the ones shown in the docs)."""
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -26,10 +27,20 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make test installs it)"),
-              pytest.mark.skipif(shutil.which("jupyter-lab", path=str(Path(sys.executable).parent)) is None,
-                                 reason="needs JupyterLab in this environment (the notebooks extra)")]
+
+
+def lab_missing() -> str | None:
+    """Why JupyterLab cannot be driven here (the reason this module skips), or None when it can."""
+    if not CHROMIUM.exists():
+        return "needs Debian's chromium (make test installs it)"
+    if shutil.which("jupyter-lab", path=str(Path(sys.executable).parent)) is None:
+        return "needs JupyterLab in this environment (the notebooks extra)"
+    if importlib.util.find_spec("playwright") is None:
+        return "needs Playwright (the dev extra)"
+    return None
+
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(lab_missing() is not None, reason=lab_missing() or "")]
 
 # the cell whose output is the figure to look at, found by a piece of its source, for the screenshot
 SHOT_AT = {"01_palette": "palette_sweep_chart(", "02_pretraining": "figures.LiveFigure(",
@@ -39,6 +50,11 @@ CELLS_JS = """() => window.jupyterapp.shell.currentWidget.content.widgets.map(c 
     type: c.model.type, source: c.model.sharedModel.getSource(),
     prompt: c.model.type === 'code' ? c.promptNode.textContent : '',
     kernel: window.jupyterapp.shell.currentWidget.sessionContext.kernelDisplayStatus}))"""
+# the code cells with an error in their output: the start of their source and that output's text (the traceback)
+ERRORS_JS = """() => window.jupyterapp.shell.currentWidget.content.widgets.filter(c => c.model.type === 'code')
+    .flatMap(c => [...c.outputArea.node.querySelectorAll('.jp-OutputArea-output')].map(o => o.innerText)
+        .filter(t => /Traceback|Error:/.test(t))
+        .map(t => ({source: c.model.sharedModel.getSource().slice(0, 120), output: t})))"""
 # the plotly figure in the output of the first cell whose source holds `piece`: its points per trace and a signature
 FIGURE_JS = """(piece) => {
     const cell = window.jupyterapp.shell.currentWidget.content.widgets.find(
@@ -213,9 +229,8 @@ def test_run_all_in_jupyterlab(lab, browser, path, tmp_path):
                     during.append(seen["figure"])
 
         cells = _run_all(page, watch=watch)
-        errors = page.evaluate("() => [...window.jupyterapp.shell.currentWidget.node.querySelectorAll('.jp-OutputArea-output')]"
-                               ".map(o => o.innerText).filter(t => /Traceback|Error:/.test(t))")
-        assert not errors, errors[0][-3000:]
+        errors = page.evaluate(ERRORS_JS)
+        assert not errors, f"{path.name}, the cell starting {errors[0]['source']!r}:\n{errors[0]['output'][-3000:]}"
         prompts = [c["prompt"].strip() for c in cells if c["type"] == "code"]
         assert all(re.match(r"\[\d+\]", p) for p in prompts), f"every code cell should have run: {prompts}"
         if path.stem == "02_pretraining":  # the chart on the page, redrawn in place (not reopened from the file)

@@ -2,9 +2,10 @@
 ImageGPTForCausalImageModeling with its config: 24 layers × 8 heads × 512 wide, 32×32 pixels, 512
 colours; random weights) written with save_pretrained, imported with `igpt-lite import-hf`, then
 the CLI verbs, the app's pages and the attention notebook's fast mode on it. Fast enough for CI by
-their limits (a few pixels completed, one image sampled, a few images probed), never by a smaller
-model. The references are transformers' own: its image processor's tokens, its model's logits, and
-its first two blocks alone (the lowest layers' numbers at a twelfth of a whole forward pass)."""
+their limits (a few pixels completed, one image sampled, a few images probed, the probe and the
+bias test on low layers, where the forward pass stops), never by a smaller model. The references
+are transformers' own: its image processor's tokens, its model's logits, and its first two blocks
+alone (the lowest layers' numbers at a twelfth of a whole forward pass)."""
 import json
 import math
 from pathlib import Path
@@ -139,17 +140,19 @@ def test_lens_scores_every_layer_as_transformers_does(standin, theirs, capsys):
 
 
 def test_bias_on_four_small_folders_gives_transformers_effect_sizes(standin, theirs, capsys, tmp_path):
-    """The fewest images the verb takes: 4 targets a set (fewer could never give p < 0.05), 2 attributes."""
+    """The fewest images the verb takes: 4 targets a set (fewer could never give p < 0.05), 2 attributes;
+    the two layers transformers' first block gives (the forward pass stops after block 0)."""
     hf, imported = standin
     sets = load_script("official").make_bias_sets(tmp_path, targets=4, attributes=2)
     folders = [a for k in "XYAB" for a in (f"--{k.lower()}", str(tmp_path / k))]
-    out = run_json(capsys, "bias", "--model", str(imported), *folders, "--compose", "none", "--no-baseline")
+    out = run_json(capsys, "bias", "--model", str(imported), *folders, "--compose", "none", "--no-baseline",
+                   "--layers", "embed", "0")
     assert list(out) == ["model", "extraction", "sets", "notes", "seed", "seconds", "html", "likelihood", "ieat",
                          "table", "baseline_table"]
     assert {k: s["images"] for k, s in out["sets"].items()} == {"x": 4, "y": 4, "a": 2, "b": 2}
     assert out["likelihood"] == {"skipped": "not asked (--compose none)"} and out["baseline_table"] == []
     table = {r["layer"]: r for r in out["table"]}
-    assert list(table) == ["embed", *(f"blocks.{i}" for i in range(24))]
+    assert list(table) == ["embed", "blocks.0"]
     assert all(r["exact"] and r["n_permutations"] == math.comb(8, 4) and r["p_holm"] >= r["p_value"]
                for r in table.values())
     # iEAT by hand on transformers' features: each layer's stream, layer-normed, mean over positions;
@@ -171,11 +174,12 @@ def test_attention_maps_every_layer_and_head_from_one_pixel(standin, capsys):
 
 
 def test_probe_of_one_layer_on_a_few_images(standin, capsys):
+    """Block 1: the forward passes (the model's and its random-weight copy's) stop after two blocks."""
     _, imported = standin
-    out = run_json(capsys, "probe", "--model", str(imported), *PHOTOS, "--limit", "4", "--layers", "12",
+    out = run_json(capsys, "probe", "--model", str(imported), *PHOTOS, "--limit", "4", "--layers", "1",
                    "--C", "1.0")
-    layers = {(r["kind"], r["layer"]) for r in out["table"]}
-    assert ("trained", "blocks.12") in layers and ("random", "blocks.12") in layers
+    layers = {(r["kind"], r["layer"], r["depth"]) for r in out["table"]}
+    assert ("trained", "blocks.1", 2) in layers and ("random", "blocks.1", 2) in layers
 
 
 def test_the_attention_notebook_runs_in_fast_mode(standin):

@@ -77,6 +77,23 @@ def test_features_match_a_hand_computation_from_the_cache(model):
         extract_features(model, tokens, pool="median")
 
 
+def test_features_of_low_layers_run_only_the_blocks_below_and_equal_the_full_pass():
+    model = tiny_model(seed=2, n_layer=4)
+    ran = []
+    for i, block in enumerate(model.blocks):
+        block.register_forward_hook(lambda *_, i=i: ran.append(i))
+    tokens = tokens_for(model)
+    for layer, name, blocks in (("embed", "embed", []), ("blocks.1", "blocks.1.resid_post", [0, 1]),
+                                ("blocks.3", "blocks.3.resid_post", [0, 1, 2, 3]), ("ln_f", "ln_f", [0, 1, 2, 3])):
+        ran.clear()
+        feats = extract_features(model, tokens, [layer])[layer]
+        assert ran == blocks, (layer, ran)
+        with torch.no_grad():  # the reference: the whole forward pass, to the logits
+            _, full = model.run_with_cache(model.image_inputs(tokens), names=[name])
+        hand = F.layer_norm(full[name], full[name].shape[-1:]).mean(1).numpy()
+        np.testing.assert_array_equal(feats, hand, err_msg=layer)
+
+
 def test_feature_cache_hits_and_a_changed_model_or_data_misses(model, tmp_path, monkeypatch):
     tokens = tokens_for(model)
     first = extract_features(model, tokens, ["embed", "ln_f"], cache_dir=tmp_path)

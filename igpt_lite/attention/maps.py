@@ -130,7 +130,7 @@ def _check_pixel(cfg: GPTConfig, pixel) -> tuple[int, int]:
 def _patterns(model: GPT, tokens: torch.Tensor) -> list[torch.Tensor]:
     """Every layer's attention pattern, B × heads × query × key, in float32."""
     names = [f"blocks.{i}.attn.pattern" for i in range(model.config.n_layer)]
-    _, cache = model.run_with_cache(model.image_inputs(tokens), names=names)
+    _, cache = model.run_with_cache(model.image_inputs(tokens), names=names, logits=False)
     return [cache[n].float() for n in names]
 
 

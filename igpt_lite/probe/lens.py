@@ -135,7 +135,7 @@ def _bits(model: GPT, tokens, readers: dict, batch_size: int, tick=None) -> dict
     names = {cache_name(layer) for layer, _ in readers.values()}
     for i in range(0, len(tokens), batch_size):
         batch = torch.as_tensor(tokens[i : i + batch_size]).to(model.device)
-        _, cache = model.run_with_cache(model.image_inputs(batch), names=names)
+        _, cache = model.run_with_cache(model.image_inputs(batch), names=names, logits=False)
         for key, (layer, read) in readers.items():
             logits = read(cache[cache_name(layer)])
             total[key] += F.cross_entropy(logits.flatten(0, 1).float(), batch.flatten(), reduction="sum").item()
@@ -170,7 +170,8 @@ def fit_tuned_lens(model: GPT, tokens: torch.Tensor, layers: list[str] | None = 
     xty = {l: torch.zeros(d + 1, d, dtype=torch.float64) for l in layers}
     for i in range(0, len(tokens), batch_size):
         batch = torch.as_tensor(tokens[i : i + batch_size]).to(model.device)
-        _, cache = model.run_with_cache(model.image_inputs(batch), names={cache_name(l) for l in layers} | {target})
+        _, cache = model.run_with_cache(model.image_inputs(batch), names={cache_name(l) for l in layers} | {target},
+                                        logits=False)
         y = cache[target].reshape(-1, d).double().cpu()
         for layer in layers:
             x = cache[cache_name(layer)].reshape(-1, d).double().cpu()
