@@ -96,7 +96,8 @@ def _masked_mean_features(model, tokens, layers, norm: str, masks: np.ndarray, b
     for i in range(0, len(tokens), batch_size):
         batch = torch.as_tensor(tokens[i : i + batch_size]).to(model.device)
         w = weights[i : i + batch_size].to(model.device)
-        _, cache = model.run_with_cache(model.image_inputs(batch), names={cache_name(l) for l in layers})
+        _, cache = model.run_with_cache(model.image_inputs(batch), names={cache_name(l) for l in layers},
+                                        logits=False)
         for l in layers:
             x = _normalise(model, l, cache[cache_name(l)], norm)
             out[l].append(((x * w[..., None]).sum(1) / w.sum(1, keepdim=True)).float().cpu().numpy())
