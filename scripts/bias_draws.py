@@ -27,6 +27,7 @@ from igpt_lite.checkpoint import load_checkpoint, resolve
 
 WHO = {"model": "figures-p90", "control": "figures-p50", "baseline": "random-weight copies"}
 RUNS = (2, 3, 5)  # draws a run, for the combined p
+DESIGNS = ((16, 16), (32, 8), (64, 4), (32, 16), (64, 8), (32, 32), (64, 16))  # targets × attributes, predicted
 
 
 def seed_range(text: str) -> list[int]:
@@ -75,6 +76,21 @@ def group_rates(p_values: np.ndarray, k: int) -> tuple[int, int, float]:
     return int((np.array(runs) < 0.05).sum()), len(runs), float((norm.sf(z) < 0.05).mean())
 
 
+def predicted_detection(parts: list[dict], n_targets: int, n_attributes: int) -> list[tuple[int, int, float, float]]:
+    """Detection by one draw at other designs, from the crossed test's measured variance parts:
+    V = 2 σ²_T / targets + 2 σ²_A / attributes + 4 σ²_E / (targets × attributes) (σ² from the mean
+    parts at the measured design), t = mean D / √V, share ≈ Φ(t − z₀.₉₅). [(targets, attributes, t, share)]"""
+    v_t, v_a, v_e = (np.mean([p[k] for p in parts]) for k in ("var_targets", "var_attributes", "var_residual"))
+    s2_e = v_e * n_targets * n_attributes / 4
+    s2_t, s2_a = max(v_t - v_e, 0) * n_targets / 2, max(v_a - v_e, 0) * n_attributes / 2
+    d = np.mean([p["difference"] for p in parts])
+    rows = []
+    for nt, na in DESIGNS:
+        t = d / np.sqrt(2 * s2_t / nt + 2 * s2_a / na + 4 * s2_e / (nt * na))
+        rows.append((nt, na, float(t), float(norm.sf(norm.isf(0.05) - t))))
+    return rows
+
+
 def summarise(out: Path, ship: bool = False) -> None:
     draws = [with_paired(json.loads(p.read_text())) for p in sorted(out.glob("draw-*.json"))]
     sizes = {(d["n_targets"], d["n_attributes"]) for d in draws}
@@ -100,6 +116,15 @@ def summarise(out: Path, ship: bool = False) -> None:
             t[f"runs_of_{k}"] = {"significant": hit, "runs": m, "share_of_every_subset": share}
             cells.append(f"{hit}/{m} ({share:.0%})")
         runs.append(f"| {label} | " + " | ".join(cells) + " |")
+    predicted = []
+    if all("bits" in x["model"] for x in draws):
+        parts = {"model": [vars(bias.crossed_test(x["model"]["bits"])) for x in draws],
+                 "paired": [vars(bias.crossed_test(bias.paired_bits(x["model"]["bits"], x["control"]["bits"])))
+                            for x in draws]}
+        for w, p in parts.items():
+            rows_w = predicted_detection(p, *next(iter(sizes)))
+            table[w]["predicted"] = [dict(zip(("targets", "attributes", "t", "detected"), r)) for r in rows_w]
+            predicted.append(f"| {who[w]} | " + " | ".join(f"{share:.0%} (t {t:.1f})" for _, _, t, share in rows_w) + " |")
     diff = np.array([x["model"]["effect_size"] - x["control"]["effect_size"] for x in draws])
     table["difference"] = {"mean": diff.mean(), "se": diff.std(ddof=1) / np.sqrt(n), "positive": int((diff > 0).sum())}
     seeds = sorted(x["seed"] for x in draws)
@@ -115,7 +140,11 @@ def summarise(out: Path, ship: bool = False) -> None:
         "Runs of several draws, combined p (Stouffer) < 0.05: disjoint runs in seed order (share over every "
         "set of that many of the draws):", "",
         "| model | " + " | ".join(f"{k} draws" for k in RUNS if k <= n) + " |",
-        "|---|" + "---|" * len([k for k in RUNS if k <= n]), *runs])
+        "|---|" + "---|" * len([k for k in RUNS if k <= n]), *runs,
+        *(["", "Predicted detection by one draw at other designs (targets × attributes a set; cost ∝ their "
+           "product), from the crossed test's variance parts measured here:", "",
+           "| model | " + " | ".join(f"{a} × {b}" for a, b in DESIGNS) + " |", "|---|" + "---|" * len(DESIGNS),
+           *predicted] if predicted else [])])
     (out / "summary.txt").write_text(text + "\n")
     study = json.dumps({"seeds": seeds, "n_targets": nt, "n_attributes": na, "names": who, "table": table}, indent=1)
     (out / "summary.json").write_text(study)

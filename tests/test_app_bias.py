@@ -121,6 +121,9 @@ def test_the_draws_section_is_likelihood_draws_beside_the_twin(monkeypatch):
     at.button(key="bias_run").click().run()
     assert not at.exception, at.exception
     assert at.selectbox(key="bias_control").value == "figures-p50 (bundled)"  # p90's twin: balanced data
+    study = bias.DrawsStudy.read(BUNDLED_DIR / "figures-p90")  # measured over many draws, shipped with the model
+    assert study is not None and len(study.seeds) >= 50
+    assert any(i.value.startswith(study.markdown()) for i in at.info), [i.value[:80] for i in at.info]
     at.number_input(key="bias_draws").set_value(2).run()
     assert any("Each draw: 4 men and 4 women, each beside 2 career and 2 domestic props (32 scenes), scored by "
                "figures-p90, a random-weight copy and the control. Expected: " in c.value for c in at.caption)

@@ -251,9 +251,10 @@ def test_a_study_summarised_by_the_script_reads_back_with_its_rates(tmp_path, rn
     p = np.array([x["model"]["p_value"] for x in draws.values()])
     from itertools import combinations
     runs = np.mean([bias.combined_p(p[list(c)]) < 0.05 for c in combinations(range(5), 3)])
+    assert study.markdown() == study.markdown(runs=5) and "of runs of 5 draws" in study.markdown()
     assert (f"- figures-p90: mean d {d.mean():+.2f} (s.e. {d.std(ddof=1) / np.sqrt(5):.2f}); p < 0.05 on "
             f"{(p < 0.05).sum()} of 5 single draws ({(p < 0.05).mean():.0%}), on {runs:.0%} of runs of 3 draws "
-            "(combined p)") in study.markdown()
+            "(combined p)") in study.markdown(runs=3)
     assert bias.DrawsStudy.read(tmp_path) is None  # no study shipped: nothing to show
     (tmp_path / bias.STUDY_FILE).write_text("{}")
     with pytest.raises(ValueError, match="not a draws study written by scripts/bias_draws.py --summarise"):

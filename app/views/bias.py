@@ -29,7 +29,7 @@ N_CHOICES = [10, 25, 50, 100]
 # fewer on a large model (estimate.LARGE_PARAMETERS), where every scene is a second's forward on a CPU
 LIKELIHOOD = bias.DESIGN
 LIKELIHOOD_LARGE = {"targets": 4, "attributes": 2}
-DRAWS = 3  # the draws section's default: each draw is the likelihood test again, on new scenes
+DRAWS = 5  # the draws section's default: each draw is the likelihood test again, on new scenes
 PERMUTATIONS = 100_000
 ALPHA = 0.05
 THUMBS = 24  # thumbnails drawn per set
@@ -93,7 +93,8 @@ def draws_section(design: dict) -> None:
     st.subheader("Over several draws of the test scenes")
     study = bias.DrawsStudy.read(ck.path)  # measured once over many draws, shipped with the model
     if study is not None:
-        st.info(study.markdown())
+        st.info(study.markdown() + "\n\nRead one draw's p (above) with these rates in mind: where a draw "
+                "often misses an association that runs of draws find, run several draws against the control.")
     others = {label: p for label, p in model_choices().items() if p != path}
     labels = ["none", *others]
     # figures-p90's twin is figures-p50: the same recipe, balanced data

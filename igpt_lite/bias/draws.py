@@ -243,15 +243,16 @@ class DrawsStudy:
             raise ValueError(f"{path} is not a draws study written by scripts/bias_draws.py --summarise (missing {e}); "
                              "delete it or write it again") from None
 
-    def markdown(self) -> str:
-        """One line per model: mean d (s.e.), single draws with p < ALPHA, runs of 3 draws with combined p < ALPHA."""
+    def markdown(self, runs: int = 5) -> str:
+        """One line per model: mean d (s.e.), single draws with p < ALPHA, and the share of runs of
+        `runs` draws (every set of that many of the study's draws) with combined p < ALPHA."""
         n = len(self.seeds)
         lines = [f"Measured on {n} fresh draws (seeds {min(self.seeds)}–{max(self.seeds)}), {self.n_targets} "
                  f"targets and {self.n_attributes} attributes a set:", ""]
         for who, name in self.names.items():
             t = self.table[who]
-            runs = t.get("runs_of_3")
+            run = t.get(f"runs_of_{runs}")
             lines.append(f"- {name}: mean d {t['mean_d']:+.2f} (s.e. {t['se']:.2f}); p < {ALPHA} on "
                          f"{t['crossed_significant']} of {n} single draws ({t['crossed_significant'] / n:.0%})"
-                         + (f", on {runs['share_of_every_subset']:.0%} of runs of 3 draws (combined p)" if runs else ""))
+                         + (f", on {run['share_of_every_subset']:.0%} of runs of {runs} draws (combined p)" if run else ""))
         return "\n".join(lines)
