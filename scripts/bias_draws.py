@@ -156,6 +156,35 @@ def summarise(out: Path, ship: bool = False) -> None:
             print(f"wrote {path}")
 
 
+def chart(out: Path, png: Path) -> None:
+    """`bias.draws_chart` of DIR's draws as a PNG (headless Chromium), as the library draws a run."""
+    import shutil
+    import tempfile
+    from dataclasses import fields
+
+    from igpt_lite.figures import save_figures
+
+    names = {f.name for f in fields(bias.BiasRow)}
+
+    def row(d):
+        return bias.BiasRow(**{k: v for k, v in d.items() if k in names}) if "layer" in d else None
+
+    draws = []
+    for x in (with_paired(json.loads(p.read_text())) for p in sorted(out.glob("draw-*.json"))):
+        paired = x["paired"] if "layer" in x["paired"] else {
+            **{k: float("nan") for k in names}, "layer": "bits", **x["paired"]}
+        draws.append(bias.Draw(seed=x["seed"], model=row(x["model"]), baseline=row(x["baseline"]),
+                               control=row(x["control"]), paired=row(paired)))
+    result = bias.DrawsResult(model=WHO["model"], control=WHO["control"], draws=draws,
+                              n_targets=x["n_targets"], n_attributes=x["n_attributes"])
+    with tempfile.TemporaryDirectory() as tmp:
+        written = save_figures([bias.draws_chart(result)], Path(tmp) / "chart.html")
+        if len(written) < 2:
+            raise SystemExit("no PNG written: headless Chromium (/usr/bin/chromium) is needed")
+        shutil.copy(written[1], png)
+    print(f"wrote {png}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=seed_range, default=None, help="FIRST-LAST, one draw each")
@@ -164,11 +193,14 @@ def main():
     p.add_argument("--attributes", type=int, default=bias.DESIGN["attributes"])
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--summarise", type=Path, default=None, metavar="DIR", help="only summarise DIR's draws")
+    p.add_argument("--chart", type=Path, default=None, metavar="PNG", help="with --summarise: also draw "
+                   "bias.draws_chart of DIR's draws into PNG")
     p.add_argument("--ship", action="store_true", help="with --summarise: also write the summary into both "
                    f"bundled models' folders as {bias.STUDY_FILE} (the bias page shows it)")
     args = p.parse_args()
     if args.summarise:
-        return summarise(args.summarise, args.ship)
+        summarise(args.summarise, args.ship)
+        return chart(args.summarise, args.chart) if args.chart else None
     if args.threads:
         torch.set_num_threads(args.threads)
     run(args.seeds, args.out, args.targets, args.attributes)
