@@ -168,6 +168,8 @@ def test_combined_p_is_stouffers_and_calibrated(rng):
     assert 0.04 < rejected < 0.06, rejected
     # a lean too small for one draw shows over several: each draw's z about 1
     assert bias.combined_p(stats.norm.sf(np.ones(5))) < 0.05 < stats.norm.sf(1)
+    rows = rng.uniform(size=(4, 3))
+    np.testing.assert_allclose(bias.combined_p(rows), [bias.combined_p(r) for r in rows])
     with pytest.raises(ValueError, match="one or more p-values"):
         bias.combined_p([])
 

@@ -72,18 +72,19 @@ class Spread:
         return text
 
 
-def combined_p(p_values) -> float:
+def combined_p(p_values):
     """Stouffer's combination of independent one-sided p-values: z_i = Φ⁻¹(1 - p_i), p = 1 - Φ(Σ z_i / √k).
     The draws are independent (new scenes each), and each draw's crossed p is uniform where there is
     no association, so the combined p is too; a consistent lean adds up over draws where one draw's
-    p cannot show it."""
+    p cannot show it. A 2-D array gives one combined p a row (an array)."""
     from scipy.stats import norm
 
     # clipped alike at both ends, so that a draw with p 0 and one with p 1 cancel
     p = np.clip(np.asarray(p_values, dtype=np.float64), 1e-15, 1 - 1e-15)
-    if p.ndim != 1 or p.size == 0:
-        raise ValueError(f"give one or more p-values, got shape {p.shape}")
-    return float(norm.sf(norm.isf(p).sum() / math.sqrt(p.size)))
+    if p.ndim not in (1, 2) or p.shape[-1] == 0:
+        raise ValueError(f"give one or more p-values (or rows of them), got shape {p.shape}")
+    combined = norm.sf(norm.isf(p).sum(-1) / math.sqrt(p.shape[-1]))
+    return float(combined) if p.ndim == 1 else combined
 
 
 @dataclass
