@@ -57,11 +57,11 @@ def run(seeds, out: Path, n_targets: int, n_attributes: int) -> None:
 
 def with_paired(draw: dict) -> dict:
     """The draw with its paired test (model's bits minus the control's), from the stored bits where
-    the file predates it."""
+    the file predates it: the row `bias.likelihood_draws` gives (its permutations and seed)."""
     if "paired" not in draw and "bits" in draw["model"]:
         diff = bias.paired_bits(draw["model"]["bits"], draw["control"]["bits"])
-        draw["paired"] = {"effect_size": bias.likelihood_association(diff, n_permutations=1).effect_size,
-                          "p_value": bias.crossed_test(diff).p_value, "p_targets": float("nan")}
+        draw["paired"] = bias.likelihood_row(diff, seed=draw["seed"], n_permutations=draw["model"]["n_permutations"],
+                                             n_bootstrap=2_000).to_dict()
     return draw
 
 
@@ -108,7 +108,7 @@ def summarise(out: Path, ship: bool = False) -> None:
         t = table[w]
         rows.append(f"| {label} | {n} | {t['mean_d']:+.3f} ({t['se']:.3f}) | {t['sd']:.3f} | "
                     f"{t['crossed_significant']}/{n} ({t['crossed_significant'] / n:.0%}) | "
-                    + (f"{t['targets_significant']}/{n} ({t['targets_significant'] / n:.0%}) |" if w != "paired" else "– |"))
+                    + f"{t['targets_significant']}/{n} ({t['targets_significant'] / n:.0%}) |")
         cells = []
         for k in [k for k in RUNS if k <= n]:
             hit, m, share = group_rates(crossed, k)
@@ -165,15 +165,12 @@ def chart(out: Path, png: Path) -> None:
 
     names = {f.name for f in fields(bias.BiasRow)}
 
-    def row(d):
-        return bias.BiasRow(**{k: v for k, v in d.items() if k in names}) if "layer" in d else None
+    def row(d: dict) -> bias.BiasRow:  # a stored row, without the bits and crossed parts kept beside it
+        return bias.BiasRow(**{k: v for k, v in d.items() if k in names})
 
     draws = []
     for x in (with_paired(json.loads(p.read_text())) for p in sorted(out.glob("draw-*.json"))):
-        paired = x["paired"] if "layer" in x["paired"] else {
-            **{k: float("nan") for k in names}, "layer": "bits", **x["paired"]}
-        draws.append(bias.Draw(seed=x["seed"], model=row(x["model"]), baseline=row(x["baseline"]),
-                               control=row(x["control"]), paired=row(paired)))
+        draws.append(bias.Draw(seed=x["seed"], **{w: row(x[w]) for w in ("model", "baseline", "control", "paired")}))
     result = bias.DrawsResult(model=WHO["model"], control=WHO["control"], draws=draws,
                               n_targets=x["n_targets"], n_attributes=x["n_attributes"])
     with tempfile.TemporaryDirectory() as tmp:

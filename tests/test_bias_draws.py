@@ -233,9 +233,8 @@ def test_a_study_summarised_by_the_script_reads_back_with_its_rates(tmp_path, rn
         draw = {"seed": seed, "n_targets": 3, "n_attributes": 2, "seconds": 1.0}
         for who in ("model", "control", "baseline"):
             bits = {k: rng.normal(0, 1, (3, 2)) + (who == "model") * (k[1] == "B") for k in bias.PAIRS}
-            row = bias.likelihood_association(bits, n_permutations=50)
-            draw[who] = {"effect_size": row.effect_size, "p_value": bias.crossed_test(bits).p_value,
-                         "p_targets": row.p_value, "bits": {k: v.tolist() for k, v in bits.items()}}
+            draw[who] = {**bias.likelihood_row(bits, n_permutations=50, seed=seed).to_dict(),  # as the script stores
+                         "bits": {k: v.tolist() for k, v in bits.items()}}
         draws[seed] = draw
         (tmp_path / f"draw-{seed}.json").write_text(json.dumps(draw))
     out = subprocess.run([sys.executable, str(root / "scripts" / "bias_draws.py"), "--summarise", str(tmp_path)],

@@ -27,6 +27,7 @@ from .likelihood import (  # noqa: F401
     LikelihoodResult,
     composed_bits,
     likelihood_association,
+    likelihood_row,
     likelihood_scores,
     likelihood_test,
 )

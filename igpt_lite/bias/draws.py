@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..model import random_model
-from .likelihood import _likelihood_row, composed_bits, image_counter
+from .likelihood import composed_bits, image_counter, likelihood_row
 from .sets import PAIRS, check_sets
 from .stats import BiasRow, _check_test_options
 
@@ -204,9 +204,9 @@ def likelihood_draws(checkpoint, seeds, *, control=None, baseline: bool = True,
             bits["baseline"] = composed_bits(rand, checkpoint.palette, composed, batch_size, count)
         if control is not None:
             bits["control"] = composed_bits(control.model, control.palette, composed, batch_size, count)
-        rows = {who: _likelihood_row(b, seed=seed, **kw) for who, b in bits.items()}
+        rows = {who: likelihood_row(b, seed=seed, **kw) for who, b in bits.items()}
         if control is not None:
-            rows["paired"] = _likelihood_row(paired_bits(bits["model"], bits["control"]), seed=seed, **kw)
+            rows["paired"] = likelihood_row(paired_bits(bits["model"], bits["control"]), seed=seed, **kw)
         draws.append(Draw(seed=seed, **rows))
         kept.append(bits)
     return DrawsResult(model=checkpoint.summary().name, draws=draws, n_targets=n_targets, n_attributes=n_attributes,

@@ -119,10 +119,10 @@ class LikelihoodResult:
         return f"LikelihoodResult({self.text()})"
 
 
-
-def _likelihood_row(bits: dict, **kw) -> BiasRow:
-    """The test's row: iEAT's d and interval, the crossed test's p (p_holm too: one test), iEAT's p
-    as p_targets."""
+def likelihood_row(bits: dict, **kw) -> BiasRow:
+    """The likelihood test's row on a table of bits (see `likelihood_scores`): iEAT's d and
+    interval, the crossed test's p (p_holm too: one test), iEAT's p as p_targets; `kw` as
+    `likelihood_association` takes them."""
     r = likelihood_association(bits, **kw)
     p = crossed_test(bits).p_value
     return replace(BiasRow.of("bits", r, p_holm=p), p_value=p)
@@ -158,6 +158,6 @@ def likelihood_test(checkpoint, composed: dict, *, n_permutations: int = 100_000
     if baseline:
         rand = random_model(checkpoint.config, baseline_seed).to(checkpoint.model.device)
         base_bits = composed_bits(rand, checkpoint.palette, composed, batch_size, count)
-    return LikelihoodResult(row=_likelihood_row(bits, **kw), baseline=_likelihood_row(base_bits, **kw) if baseline
+    return LikelihoodResult(row=likelihood_row(bits, **kw), baseline=likelihood_row(base_bits, **kw) if baseline
                             else None, bits=bits, baseline_bits=base_bits, n_permutations=n_permutations, seed=seed,
                             baseline_seed=baseline_seed if baseline else None, n_bootstrap=n_bootstrap)
