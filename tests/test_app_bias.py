@@ -74,7 +74,7 @@ def table_equals(shown, rows: list[bias.BiasRow]) -> None:
 
 @pytest.mark.slow
 def test_figures_p90_table_is_bias_test_on_the_same_generated_sets(monkeypatch):
-    monkeypatch.setitem(bias.DESIGN, "attributes", 6)  # the page reads the library's design; fewer props: CI time
+    monkeypatch.setitem(bias.DESIGN, "quads", 24)  # the page reads the library's design; fewer quads: CI time
     at = bias_page("figures-p90")
     assert at.radio[0].value == "Generated figures scenes"  # the default for a figures model, after mnist-small's
     assert at.selectbox(key="bias_n").value == 50
@@ -96,12 +96,13 @@ def test_figures_p90_table_is_bias_test_on_the_same_generated_sets(monkeypatch):
                                                    "scenes", "iEAT on every layer"]
     assert at.subheader[3].value.startswith(f"figures-p90: smallest Holm-adjusted p at {best.layer}: "
                                             f"d = {best.effect_size:.3f}")
-    # the likelihood test leads: 16 men and 16 women, each with 6 career and 6 domestic props, seed 0
-    composed = scenes.TestSets(16, seed=0, resolution=32).composed(16, 6)
+    # the likelihood test leads: 24 counterfactual quads of seed 0
+    composed = scenes.TestSets(seed=0, resolution=32).quads(24)
     lik = bias.likelihood_test(load_checkpoint("figures-p90"), composed, n_permutations=100_000, seed=0)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["d (95% CI)"] == f"{lik.row.effect_size:.2f}"
-    assert metrics["p (one-sided)"] == f"{lik.row.p_value:.2g}" == f"{lik.crossed.p_value:.2g}"
+    assert metrics["p (one-sided)"] == f"{lik.row.p_value:.2g}" == f"{lik.test.p_value:.2g}"
+    assert any("Composed scenes: 24 counterfactual quads (`scenes.TestSets(seed=0).quads`)" in c.value for c in at.caption)
     assert metrics["random-weight copy: d, p"] == f"{lik.baseline.effect_size:.2f}, {lik.baseline.p_value:.2g}"
     if getattr(expected, "baseline_table", None):
         table_equals(at.dataframe[1].value, expected.baseline_table)
@@ -113,8 +114,7 @@ def test_figures_p90_table_is_bias_test_on_the_same_generated_sets(monkeypatch):
 
 @pytest.mark.slow
 def test_the_draws_section_is_likelihood_draws_beside_the_twin(monkeypatch):
-    monkeypatch.setitem(bias.DESIGN, "targets", 4)  # small draws: the page reads the library's design
-    monkeypatch.setitem(bias.DESIGN, "attributes", 2)
+    monkeypatch.setitem(bias.DESIGN, "quads", 8)  # small draws: the page reads the library's design
     at = bias_page("figures-p90")
     at.selectbox(key="bias_n").set_value(10).run()
     at.number_input(key="bias_seed").set_value(40).run()
@@ -125,13 +125,13 @@ def test_the_draws_section_is_likelihood_draws_beside_the_twin(monkeypatch):
     assert study is not None and len(study.seeds) >= 50
     assert any(i.value.startswith(study.markdown()) for i in at.info), [i.value[:80] for i in at.info]
     at.number_input(key="bias_draws").set_value(2).run()
-    assert any("Each draw: 4 men and 4 women, each beside 2 career and 2 domestic props (32 scenes), scored by "
-               "figures-p90, a random-weight copy and the control. Expected: " in c.value for c in at.caption)
+    assert any("Each draw: 8 new counterfactual quads (32 scenes), scored by figures-p90, a random-weight copy and "
+               "the control. Expected: " in c.value for c in at.caption)
     assert not at.get("plotly_chart") or len(at.get("plotly_chart")) == 1  # the draws' chart only after the click
     at.button(key="bias_draws_run").click().run()
     assert not at.exception, at.exception
     expected = bias.likelihood_draws(load_checkpoint("figures-p90"), [40, 41], control=load_checkpoint("figures-p50"),
-                                     n_targets=4, n_attributes=2)
+                                     n_quads=8)
     s, diff, paired = expected.spread(), expected.difference(), expected.spread("paired")
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["d over 2 draws"] == f"{s.mean:.2f}" and metrics["d minus the control's"] == f"{diff.mean:.2f}"

@@ -525,7 +525,7 @@ def test_likelihood_test_bad_input_is_a_clear_error(scene_ck):
     composed = scenes.TestSets(2, seed=1, resolution=8).composed()
     with pytest.raises(ValueError, match="missing YB"):
         bias.likelihood_test(scene_ck, {k: composed[k] for k in ("XA", "XB", "YA")})
-    with pytest.raises(ValueError, match="targets × attributes"):
+    with pytest.raises(ValueError, match="all be targets × attributes × H×W×C, or all quads"):
         bias.likelihood_test(scene_ck, {**composed, "XA": composed["XA"][0]})
     with pytest.raises(ValueError, match="this model's size"):
         bias.likelihood_test(scene_ck, {k: v[..., :4, :4, :] for k, v in composed.items()})

@@ -1,6 +1,6 @@
-"""The crossed test (targets and attributes both drawn) and the likelihood test over several draws of
-the figures scenes, with a matched control: reference computations, calibration on simulated
-nulls, and the CLI."""
+"""The crossed test and the quads test (targets and attributes both drawn), the counterfactual quads
+of the figures scenes, and the likelihood test over several draws of them with a matched control:
+reference computations, calibration on simulated nulls, and the CLI."""
 import json
 
 import numpy as np
@@ -100,6 +100,74 @@ def test_crossed_test_finds_a_planted_association(rng):
     assert np.mean(found) > 0.8
 
 
+def null_quads(rng, n=64, *, shift=0.0, prop_gender_sd=1.0, noise_sd=1.0):
+    """Quads' bits with no association when shift = 0: each quad has its own room cost, person cost
+    (by gender), prop costs (by category) and a gender × prop interaction of its own drawn alike for
+    both categories (a prop that happens to suit a man or a woman); shift plants an association."""
+    room = rng.normal(0, 20, n)
+    person = rng.normal(0, 5, (n, 2))
+    prop = rng.normal(0, 8, (n, 2))
+    suits = rng.normal(0, prop_gender_sd, (n, 2))  # [:, c]: how much prop c favours the woman
+    out = {}
+    for t, g in (("X", 0), ("Y", 1)):
+        for a, c in (("A", 0), ("B", 1)):
+            planted = shift / 2 * (1 if (g == c) else -1)  # congruent pairs cheaper by shift in q
+            out[t + a] = (room + person[:, g] + prop[:, c] + (g - 0.5) * suits[:, c] - planted
+                          + rng.normal(0, noise_sd, n))
+    return out
+
+
+def test_quads_test_is_a_one_sample_t_test_of_each_quads_difference(rng):
+    bits = null_quads(rng, 12, shift=1.0)
+    q = (bits["XB"] - bits["XA"]) - (bits["YB"] - bits["YA"])
+    r = bias.quads_test(bits)
+    ref = stats.ttest_1samp(q, 0.0, alternative="greater")
+    assert r.difference == pytest.approx(q.mean()) and r.sd == pytest.approx(q.std(ddof=1))
+    assert (r.t, r.p_value, r.df) == pytest.approx((ref.statistic, ref.pvalue, 11))
+    s_x, s_y = bias.likelihood_scores(bits)  # D is the same number the crossed test calls D
+    assert r.difference == pytest.approx(s_x.mean() - s_y.mean())
+    table = null_tables(rng)
+    assert bias.bits_test(bits) == r and bias.bits_test(table) == bias.crossed_test(table)
+
+
+def test_quads_test_bad_input_and_identical_bits():
+    with pytest.raises(ValueError, match="at least 2 quads, got 1"):
+        bias.quads_test({k: np.ones(1) for k in bias.PAIRS})
+    with pytest.raises(ValueError, match="four 1-D arrays of one length"):
+        bias.quads_test({**{k: np.ones(3) for k in bias.PAIRS}, "YB": np.ones(4)})
+    flat = bias.quads_test({k: np.ones(5) for k in bias.PAIRS})
+    assert (flat.t, flat.p_value) == (0.0, 0.5)
+
+
+def test_quads_test_is_calibrated_and_finds_a_planted_association(rng):
+    """Room, person and prop costs cancel inside a quad; a prop's own pull towards one gender (drawn
+    anew with every quad) is noise the test counts, so no association gives p < 0.05 in 5% of draws."""
+    p = np.array([bias.quads_test(null_quads(rng)).p_value for _ in range(2000)])
+    assert 0.035 <= (p < 0.05).mean() <= 0.065
+    assert stats.kstest(p, "uniform").pvalue > 0.001
+    found = [bias.quads_test(null_quads(rng, shift=1.0)).p_value < 0.05 for _ in range(200)]
+    assert np.mean(found) > 0.9
+
+
+def test_quads_are_one_scene_with_the_gender_and_the_props_category_swapped():
+    quads = scenes.TestSets(seed=5).quads(6)
+    assert {k: v.shape for k, v in quads.items()} == {k: (6, 32, 32, 3) for k in bias.PAIRS}
+    np.testing.assert_array_equal(scenes.TestSets(seed=5).quads(3)["YA"], quads["YA"][:3])  # prefixes
+    assert not np.array_equal(scenes.TestSets(seed=6).quads(3)["YA"], quads["YA"][:3])
+    for i in range(6):
+        four = np.stack([quads[k][i] for k in bias.PAIRS])
+        # one room: the wall's top corners are the same pixel in all four scenes
+        assert (four[:, 0, 0] == four[0, 0, 0]).all() and (four[:, 0, -1] == four[0, 0, -1]).all()
+        # the same man with two props, the same prop with two people: every pair differs somewhere
+        for a, b in (("XA", "XB"), ("XA", "YA"), ("YA", "YB"), ("XB", "YB")):
+            assert not np.array_equal(quads[a][i], quads[b][i]), (i, a, b)
+        # the man's and the woman's scenes with one prop differ only on the person's side of the image
+        differ = (quads["XA"][i] != quads["YA"][i]).any(-1)
+        assert differ[:, :16].any() != differ[:, 16:].any()
+    with pytest.raises(ValueError, match="at least 2 quads"):
+        scenes.TestSets(seed=5).quads(1)
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A tiny random 8×8 RGB ar model (in memory and saved) for the figures scenes at 8×8."""
@@ -114,23 +182,23 @@ def tiny(tmp_path_factory):
 def test_likelihood_draws_is_the_likelihood_test_on_each_draw_with_its_spread(tiny):
     other = checkpoint.Checkpoint(model=random_model(tiny.config, 99), palette=tiny.palette, meta={})
     steps = []
-    r = bias.likelihood_draws(tiny, [3, 4, 5], control=other, n_targets=3, n_attributes=2, n_permutations=500,
+    r = bias.likelihood_draws(tiny, [3, 4, 5], control=other, n_quads=5, n_permutations=500,
                               on_step=lambda done, total: steps.append((done, total)))
-    assert [d.seed for d in r.draws] == [3, 4, 5] and r.n_targets == 3 and r.n_attributes == 2
-    assert steps[-1] == (3 * 3 * 24, 3 * 3 * 24)  # 3 draws × (model, copy, control) × 24 composed images
+    assert [d.seed for d in r.draws] == [3, 4, 5] and r.n_quads == 5
+    assert steps[-1] == (3 * 3 * 20, 3 * 3 * 20)  # 3 draws × (model, copy, control) × 5 quads of 4 scenes
     for draw, bits in zip(r.draws, r.bits):
-        composed = bias.composed_draw(draw.seed, 3, 2, resolution=8)
-        np.testing.assert_array_equal(composed["YB"], scenes.TestSets(3, seed=draw.seed, resolution=8).composed(3, 2)["YB"])
+        composed = bias.composed_draw(draw.seed, 5, resolution=8)
+        np.testing.assert_array_equal(composed["YB"], scenes.TestSets(seed=draw.seed, resolution=8).quads(5)["YB"])
         one = bias.likelihood_test(tiny, composed, n_permutations=500, seed=draw.seed, baseline_seed=draw.seed)
         assert draw.model == one.row and draw.baseline == one.baseline
         assert set(bits) == {"model", "baseline", "control"}
         np.testing.assert_array_equal(bits["baseline"]["YA"], one.baseline_bits["YA"])
-        assert draw.model.p_value == bias.crossed_test(one.bits).p_value
+        assert draw.model.p_value == bias.quads_test(one.bits).p_value and one.bits["XA"].shape == (5,)
         assert draw.control == bias.likelihood_test(other, composed, n_permutations=500, seed=draw.seed,
                                                     baseline=False).row
         # the paired test: the same test on each scene's bits under the model minus under the control
         diff = {k: bits["model"][k].astype(np.float64) - bits["control"][k] for k in bias.PAIRS}
-        assert draw.paired.p_value == bias.crossed_test(diff).p_value
+        assert draw.paired.p_value == bias.quads_test(diff).p_value
         assert draw.paired.effect_size == bias.likelihood_association(diff, n_permutations=500).effect_size
     d = np.array([x.model.effect_size for x in r.draws])
     spread = r.spread()
@@ -153,8 +221,7 @@ def test_likelihood_draws_is_the_likelihood_test_on_each_draw_with_its_spread(ti
     assert f"combined p {spread.p_combined:.2g}" in text
     assert out["spread"]["paired"]["p_combined"] == r.spread("paired").p_combined
     # the control scored on the same images as the model: itself as control differs by exactly 0
-    same = bias.likelihood_draws(tiny, [3, 4], control=tiny, baseline=False, n_targets=3, n_attributes=2,
-                                 n_permutations=200)
+    same = bias.likelihood_draws(tiny, [3, 4], control=tiny, baseline=False, n_quads=3, n_permutations=200)
     assert same.difference().mean == 0 and same.difference().sd == 0 and same.spread("baseline") is None
     assert [d.paired.p_value for d in same.draws] == [0.5, 0.5] and same.spread("paired").p_combined == 0.5
 
@@ -179,31 +246,39 @@ def test_likelihood_draws_bad_input_is_a_clear_error(tiny):
         bias.likelihood_draws(tiny, [1, 1])
     with pytest.raises(ValueError, match="at least one seed"):
         bias.likelihood_draws(tiny, [])
-    with pytest.raises(ValueError, match="at least 2, got 1 and 4"):
-        bias.likelihood_draws(tiny, [1], n_targets=1, n_attributes=4)
+    with pytest.raises(ValueError, match="n_quads must be at least 2"):
+        bias.likelihood_draws(tiny, [1], n_quads=1)
     bert = checkpoint.Checkpoint(model=GPT(GPTConfig(n_colors=8, height=8, width=8, n_layer=1, n_head=2, n_embd=16,
                                                      objective="bert")).eval(), palette=tiny.palette, meta={})
     with pytest.raises(ValueError, match="the control is bert"):
         bias.likelihood_draws(tiny, [1], control=bert)
 
 
-def test_likelihood_test_p_is_the_crossed_one_and_keeps_ieats(tiny):
-    composed = bias.composed_draw(7, 4, 3, resolution=8)
-    r = bias.likelihood_test(tiny, composed, n_permutations=500, seed=7, baseline=False)
-    ieat = bias.likelihood_association(r.bits, n_permutations=500, seed=7)
-    assert r.row.p_value == r.row.p_holm == bias.crossed_test(r.bits).p_value == r.crossed.p_value
-    assert r.row.p_targets == ieat.p_value and r.row.effect_size == ieat.effect_size
-    assert f"iEAT's targets-only p {ieat.p_value:.2g}" in r.text()
+def test_likelihood_test_p_is_the_designs_own_and_keeps_ieats(tiny):
+    """Quads (the figures draws) get the quads test, tables of every target with every attribute the
+    crossed test; iEAT's d and targets-only p stay beside either."""
+    for composed, test in ((bias.composed_draw(7, 6, resolution=8), bias.quads_test),
+                           (scenes.TestSets(4, seed=7, resolution=8).composed(4, 3), bias.crossed_test)):
+        r = bias.likelihood_test(tiny, composed, n_permutations=500, seed=7, baseline=False)
+        ieat = bias.likelihood_association(r.bits, n_permutations=500, seed=7)
+        assert r.row.p_value == r.row.p_holm == test(r.bits).p_value == r.test.p_value
+        assert r.row.p_targets == ieat.p_value and r.row.effect_size == ieat.effect_size
+        assert f"iEAT's targets-only p {ieat.p_value:.2g}" in r.text()
+        assert r.to_dict()["p_value"].startswith(test.__name__.split("_")[0])
+    assert isinstance(r.test, bias.CrossedResult) and r.bits["XA"].shape == (4, 3)
+    with pytest.raises(ValueError, match="all quads × H×W×C"):
+        bias.likelihood_test(tiny, {**composed, "XA": composed["XA"][0]}, n_permutations=500)
 
 
 def test_cli_bias_draws(tiny, capsys):
     rc = cli.main(["bias-draws", "--model", str(tiny.path), "--control", str(tiny.path), "--draws", "2",
-                   "--first-seed", "10", "--targets", "3", "--attributes", "2", "--json"])
+                   "--first-seed", "10", "--quads", "3", "--json"])
     out = capsys.readouterr()
     assert rc == 0, out.err
     result = json.loads(out.out)
     assert result["seeds"] == [10, 11] and result["difference"]["mean"] == 0
     assert result["spread"]["baseline"]["n"] == 2 and result["model"] == result["control"] == "model"
+    assert result["n_quads"] == 3 and len(result["draws"]) == 2
     rc = cli.main(["bias-draws", "--model", str(tiny.path), "--draws", "1"])
     assert rc == 2 and "--draws" in capsys.readouterr().err
 
@@ -230,11 +305,13 @@ def test_a_study_summarised_by_the_script_reads_back_with_its_rates(tmp_path, rn
     root = Path(__file__).resolve().parent.parent
     draws = {}
     for seed in range(5):
-        draw = {"seed": seed, "n_targets": 3, "n_attributes": 2, "seconds": 1.0}
+        draw = {"seed": seed, "n_quads": 6, "seconds": 1.0}
         for who in ("model", "control", "baseline"):
-            bits = {k: rng.normal(0, 1, (3, 2)) + (who == "model") * (k[1] == "B") for k in bias.PAIRS}
+            bits = {k: rng.normal(0, 1, 6) + (who == "model") * (k == "XB") for k in bias.PAIRS}
             draw[who] = {**bias.likelihood_row(bits, n_permutations=50, seed=seed).to_dict(),  # as the script stores
                          "bits": {k: v.tolist() for k, v in bits.items()}}
+        diff = bias.paired_bits(draw["model"]["bits"], draw["control"]["bits"])
+        draw["paired"] = bias.likelihood_row(diff, n_permutations=50, seed=seed).to_dict()
         draws[seed] = draw
         (tmp_path / f"draw-{seed}.json").write_text(json.dumps(draw))
     out = subprocess.run([sys.executable, str(root / "scripts" / "bias_draws.py"), "--summarise", str(tmp_path)],
@@ -244,10 +321,10 @@ def test_a_study_summarised_by_the_script_reads_back_with_its_rates(tmp_path, rn
     (tmp_path / "summary.json").rename(tmp_path / "model" / bias.STUDY_FILE)
     study = bias.DrawsStudy.read(tmp_path / "model")
     assert study.seeds == list(range(5)) and set(study.names) == {"model", "control", "baseline", "paired"}
-    paired_p = [bias.crossed_test(bias.paired_bits({k: np.array(v) for k, v in d["model"]["bits"].items()},
+    paired_p = [bias.quads_test(bias.paired_bits({k: np.array(v) for k, v in d["model"]["bits"].items()},
                                                    {k: np.array(v) for k, v in d["control"]["bits"].items()})).p_value
                 for d in draws.values()]
-    assert study.table["paired"]["crossed_significant"] == sum(p < 0.05 for p in paired_p)
+    assert study.table["paired"]["significant"] == sum(p < 0.05 for p in paired_p) and study.n_quads == 6
     d = np.array([x["model"]["effect_size"] for x in draws.values()])
     p = np.array([x["model"]["p_value"] for x in draws.values()])
     from itertools import combinations

@@ -1,7 +1,7 @@
 """Bias probes: bias.run on the chosen model, the flow `igpt-lite bias` runs. First the likelihood
-association test (every target composed with every attribute, scored in bits by the model; it found
-the association planted in figures-p90 where iEAT did not), then iEAT on every layer, on the generated
-figures test sets (scenes.make_test_sets, composed by scenes.TestSets) or on four sets the user uploads
+association test (targets composed with attributes, scored in bits by the model; it found the
+association planted in figures-p90 where iEAT did not), then iEAT on every layer, on the generated
+figures test sets (scenes.make_test_sets; composed as counterfactual quads, bias.composed_draw) or on four sets the user uploads
 (several files a set: data.load_image_files; or one zip with folders X/, Y/, A/, B/:
 data.read_image_sets_zip; composed by bias.compose_sets).
 
@@ -25,10 +25,10 @@ UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp"]
 ROLES = {"X": "targets (e.g. men)", "Y": "targets (e.g. women)", "A": "attributes (e.g. career)",
          "B": "attributes (e.g. family)"}
 N_CHOICES = [10, 25, 50, 100]
-# the likelihood test composes each target with each attribute: (2 × targets) × (2 × attributes) scenes;
-# fewer on a large model (estimate.LARGE_PARAMETERS), where every scene is a second's forward on a CPU
+# the likelihood test on the figures scenes: counterfactual quads, 4 scenes each; fewer on a large
+# model (estimate.LARGE_PARAMETERS), where every scene is a second's forward on a CPU
 LIKELIHOOD = bias.DESIGN
-LIKELIHOOD_LARGE = {"targets": 4, "attributes": 2}
+LIKELIHOOD_LARGE = {"quads": 8}
 DRAWS = 5  # the draws section's default: each draw is the likelihood test again, on new scenes
 PERMUTATIONS = 100_000
 ALPHA = 0.05
@@ -49,9 +49,9 @@ def scene_sets(n: int, seed: int, resolution: int, channels: int) -> dict:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def composed_scenes(seed: int, resolution: int, channels: int, targets: int, attributes: int) -> dict:
-    """Each generated target (a person beside an empty prop slot) with each prop in that slot."""
-    return bias.composed_draw(seed, targets, attributes, resolution, channels)
+def composed_scenes(seed: int, resolution: int, channels: int, quads: int) -> dict:
+    """Counterfactual quads: one room with a man and with a woman, each beside a career and a domestic prop."""
+    return bias.composed_draw(seed, quads, resolution, channels)
 
 
 @st.cache_resource
@@ -75,13 +75,12 @@ def run_tests(path: str, sets: dict, composed: dict | None, seed: int, on_step) 
 
 
 def run_draws(path: str, control: str | None, seeds: range, design: dict, on_step) -> bias.DrawsResult:
-    key = ("draws", path, control, seeds.start, seeds.stop, design["targets"], design["attributes"])
+    key = ("draws", path, control, seeds.start, seeds.stop, design["quads"])
     kept = kept_reports()
     if key not in kept:
         with cpu_threads():
             kept[key] = bias.likelihood_draws(load_model(path), seeds, control=load_model(control) if control else None,
-                                              n_targets=design["targets"], n_attributes=design["attributes"],
-                                              on_step=on_step)
+                                              n_quads=design["quads"], on_step=on_step)
         while len(kept) > 16:
             kept.pop(next(iter(kept)))
     return kept[key]
@@ -107,10 +106,9 @@ def draws_section(design: dict) -> None:
                                  "difference in d, draw by draw, with its interval over draws.")
     control = others.get(control_label)
     seeds = range(seed, seed + n_draws)
-    per_draw = 4 * design["targets"] * design["attributes"]
+    per_draw = 4 * design["quads"]
     forwards = n_draws * per_draw * (3 if control else 2)
-    st.caption(f"Each draw: {design['targets']} men and {design['targets']} women, each beside {design['attributes']} "
-               f"career and {design['attributes']} domestic props ({per_draw:,} scenes), scored by {name}, a "
+    st.caption(f"Each draw: {design['quads']} new counterfactual quads ({per_draw:,} scenes), scored by {name}, a "
                f"random-weight copy{' and the control' if control else ''}. Expected: "
                f"{estimate.say_seconds(estimate.forward_seconds(speed(path), forwards, ck.config.block_size))} "
                f"({forwards:,} image forwards).")
@@ -209,7 +207,7 @@ res, channels = ck.config.height, ck.palette.channels
 large = ck.summary().parameters >= estimate.LARGE_PARAMETERS
 likely = LIKELIHOOD_LARGE if large else LIKELIHOOD
 st.caption(f"Is the association of X with A (and Y with B) in {name} stronger than chance? First the likelihood "
-           "association test (every target composed with every attribute, scored by the model in bits), then "
+           "association test (targets composed with attributes, scored by the model in bits), then "
            "iEAT (Steed & Caliskan, 2021) on every layer's features (layer-normed, mean-pooled).")
 
 source = st.radio("Test sets", SOURCES, horizontal=True, key=f"bias_source:{path}",  # per model: its own default
@@ -252,7 +250,7 @@ for col, k in zip(cols, bias.SET_NAMES):
 
 digest = hashlib.sha256(b"".join(sets[k].tobytes() for k in bias.SET_NAMES)).hexdigest()
 request = (path, digest, seed)
-n_composed = 4 * likely["targets"] * likely["attributes"] if source == SOURCES[0] else (n_x + n_y) * (len(sets["A"]) + len(sets["B"]))
+n_composed = 4 * likely["quads"] if source == SOURCES[0] else (n_x + n_y) * (len(sets["A"]) + len(sets["B"]))
 forwards = 2 * (sum(len(v) for v in sets.values()) + (n_composed if ck.config.objective == "ar" else 0))  # and the copy
 expected = estimate.forward_seconds(speed(path), forwards, ck.config.block_size)
 st.caption(f"Expected: {estimate.say_seconds(expected)} on this machine ({forwards} image forwards, the "
@@ -266,9 +264,9 @@ if st.session_state.get("bias_request") != request:
     st.stop()
 
 if source == SOURCES[0]:
-    composed = composed_scenes(seed, res, channels, likely["targets"], likely["attributes"])
-    how = (f"each of {likely['targets']} men and {likely['targets']} women (`scenes.TestSets`, seed {seed}) beside "
-           f"each of {likely['attributes']} career and {likely['attributes']} domestic props")
+    composed = composed_scenes(seed, res, channels, likely["quads"])
+    how = (f"{likely['quads']} counterfactual quads (`scenes.TestSets(seed={seed}).quads`): each one room, pose and "
+           "set of colours drawn with a man and with a woman, each beside a career and a domestic prop in one slot")
 else:
     composed = None  # bias.run composes the uploads: bias.compose_sets
     how = ("each target image's top half above each attribute image's bottom half (meaningful only when the "
@@ -293,12 +291,13 @@ else:
     verdict = "significant" if r.p_value < ALPHA else "not significant"
     m1, m2, m3 = st.columns(3)
     m1.metric("d (95% CI)", f"{r.effect_size:.2f}", help=f"bootstrap interval {r.ci_low:.2f} to {r.ci_high:.2f}")
-    m2.metric("p (one-sided)", f"{r.p_value:.2g}", help=f"the crossed test: targets and attributes both counted as "
+    test = "quads" if isinstance(lik.test, bias.QuadsResult) else "crossed"
+    m2.metric("p (one-sided)", f"{r.p_value:.2g}", help=f"the {test} test: targets and attributes both counted as "
               f"drawn; iEAT's permutation p (attributes held fixed) is {r.p_targets:.2g}")
     m3.metric("random-weight copy: d, p", f"{b.effect_size:.2f}, {b.p_value:.2g}" if b else "not run")
     st.caption(f"{name}: {verdict} at {ALPHA}; d's 95% bootstrap interval {r.ci_low:.2f} to {r.ci_high:.2f}. "
                f"Composed scenes: {how}. s(x) = mean bits with a B attribute minus mean bits with an A "
-               "attribute; d and its interval as iEAT computes them; p from the crossed test, which counts the "
+               "attribute; d and its interval as iEAT computes them; p from the {test} test, which counts the "
                f"attributes as drawn too (iEAT's permutation p, {r.p_targets:.2g}, speaks only for these props).")
     if source == SOURCES[0]:
         draws_section(likely)

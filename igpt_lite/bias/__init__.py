@@ -5,13 +5,16 @@ from .stats import (  # noqa: F401
     BiasRow,
     CrossedResult,
     IEATResult,
+    QuadsResult,
     association,
+    bits_test,
     bootstrap_ci,
     crossed_test,
     holm,
     ieat,
     n_partitions,
     permutation_test,
+    quads_test,
     smallest_p_value,
 )
 from .sets import (  # noqa: F401

@@ -50,7 +50,7 @@ def cmd_bias_draws(args) -> DrawsResult:
     ck = load_model(args)
     control = load_checkpoint(args.control, device=ck.model.device) if args.control else None
     return likelihood_draws(ck, range(args.first_seed, args.first_seed + args.draws), control=control,
-                            baseline=not args.no_baseline, n_targets=args.targets, n_attributes=args.attributes,
+                            baseline=not args.no_baseline, n_quads=args.quads,
                             on_step=progress_bar("composed images scored"))
 
 
@@ -87,10 +87,11 @@ def add_parsers(sub) -> list:
     p.set_defaults(func=cmd_bias)
 
     p = sub.add_parser("bias-draws", help="the likelihood bias test over several fresh draws of the figures scenes",
-                       description="The likelihood association test (men X and women Y, each composed with career "
-                       "props A and domestic props B, scored in bits) on DRAWS fresh draws of the generated figures "
-                       "test scenes, seeds FIRST-SEED onwards: d and the crossed test's p on each draw (targets and "
-                       "attributes both counted as drawn), and d's mean with a 95%% interval over draws, so that no "
+                       description="The likelihood association test on DRAWS fresh draws of the generated figures "
+                       "test scenes, seeds FIRST-SEED onwards, each draw QUADS counterfactual quads (one room drawn "
+                       "with a man and with a woman X/Y, each beside a career prop A and a domestic prop B in one "
+                       "slot, scored in bits): d and the quads test's p on each draw (targets and attributes both "
+                       "counted as drawn), and d's mean with a 95%% interval over draws, so that no "
                        "single draw is read as the finding. With --control (the same recipe trained on balanced "
                        "data, e.g. figures-p50 for figures-p90): the difference in d, draw by draw, with its interval.")
     model_arg(p)
@@ -99,9 +100,8 @@ def add_parsers(sub) -> list:
                    "the same draws (default: none)")
     p.add_argument("--draws", type=count(2, 10_000), default=5, help="test draws, one seed each (default: %(default)s)")
     p.add_argument("--first-seed", type=SEED, default=0, help="seed of the first draw (default: %(default)s)")
-    p.add_argument("--targets", type=count(2, 1_000), default=DESIGN["targets"], help="men and women a draw, each (default: %(default)s)")
-    p.add_argument("--attributes", type=count(2, 1_000), default=DESIGN["attributes"],
-                   help="career and domestic props a draw, each (default: %(default)s)")
+    p.add_argument("--quads", type=count(2, 100_000), default=DESIGN["quads"],
+                   help="counterfactual quads a draw, 4 scenes each (default: %(default)s)")
     p.add_argument("--no-baseline", action="store_true",
                    help="skip the random-weight copies (one a draw, seeded with the draw's seed)")
     p.set_defaults(func=cmd_bias_draws)

@@ -1,9 +1,10 @@
-"""The likelihood test over several fresh draws of the figures test scenes (`scenes.TestSets`, one
-seed a draw). One draw's p says how surprising that draw would be without an association; the
+"""The likelihood test over several fresh draws of the figures test scenes (`scenes.TestSets.quads`,
+one seed a draw: counterfactual quads, a man and a woman in one room, each with a career and a
+domestic prop in one slot, so only gender and the prop's category differ within a quad). One draw's p says how surprising that draw would be without an association; the
 spread of d over draws says how much a conclusion depends on the draw, which one run cannot show.
 
 Over several draws the evidence adds up: Stouffer's combination of the draws' p-values (each the
-crossed test's, calibrated on its own) is one p for the whole run.
+quads test's, calibrated on its own) is one p for the whole run.
 
 With a matched control (the same recipe trained on balanced data: figures-p90 against figures-p50;
 in general a user's model before and after cleaning its data) every draw is scored by both models,
@@ -24,20 +25,19 @@ from .sets import PAIRS, check_sets
 from .stats import BiasRow, _check_test_options
 
 ALPHA = 0.05
-# one draw's size, in each of X, Y (men, women) and A, B (career, domestic props): 4 × 16 × 16 = 1,024
-# composed scenes a model. Chosen by measurement: docs/experiments/bias-draws.md
-DESIGN = {"targets": 16, "attributes": 16}
+# one draw's size: counterfactual quads of 4 scenes each (256 scenes a model). Chosen by measurement:
+# docs/experiments/bias-draws.md
+DESIGN = {"quads": 64}
 
 
-def composed_draw(seed: int, n_targets: int, n_attributes: int, resolution: int = 32, channels: int = 3) -> dict:
-    """One draw of the figures test scenes for the likelihood test: {"XA", ...} of `TestSets(seed)`,
-    uint8 n_targets×n_attributes×R×R×channels (grey for a 1-channel model, as the data readers make it)."""
+def composed_draw(seed: int, n_quads: int = DESIGN["quads"], resolution: int = 32, channels: int = 3) -> dict:
+    """One draw of the figures test scenes for the likelihood test: {"XA", ...} of
+    `TestSets(seed=seed).quads(n_quads)`, uint8 n_quads×R×R×channels (grey for a 1-channel model, as
+    the data readers make it)."""
     from ..data import scenes, to_channels
 
-    composed = scenes.TestSets(max(n_targets, n_attributes), seed=seed, resolution=resolution).composed(
-        n_targets, n_attributes)
-    return {k: to_channels(v.reshape(-1, *v.shape[2:]), channels).reshape(*v.shape[:4], channels)
-            for k, v in composed.items()}
+    quads = scenes.TestSets(seed=seed, resolution=resolution).quads(n_quads)
+    return {k: to_channels(v, channels) for k, v in quads.items()}
 
 
 @dataclass
@@ -74,7 +74,7 @@ class Spread:
 
 def combined_p(p_values):
     """Stouffer's combination of independent one-sided p-values: z_i = Φ⁻¹(1 - p_i), p = 1 - Φ(Σ z_i / √k).
-    The draws are independent (new scenes each), and each draw's crossed p is uniform where there is
+    The draws are independent (new scenes each), and each draw's p is uniform where there is
     no association, so the combined p is too; a consistent lean adds up over draws where one draw's
     p cannot show it. A 2-D array gives one combined p a row (an array)."""
     from scipy.stats import norm
@@ -114,10 +114,9 @@ class DrawsResult:
     difference in d."""
     model: str  # the model's name (its folder's)
     draws: list[Draw]
-    n_targets: int
-    n_attributes: int
+    n_quads: int
     control: str | None = None
-    # each draw's bits: {"model": {"XA": n_x×n_a, ...}, "baseline": ..., "control": ...} (those run)
+    # each draw's bits: {"model": {"XA": n_quads, ...}, "baseline": ..., "control": ...} (those run)
     bits: list[dict] = field(default_factory=list, repr=False)
 
     def spread(self, which: str = "model") -> Spread | None:
@@ -138,7 +137,7 @@ class DrawsResult:
             return None if s is None else s.__dict__
 
         return {"test": "likelihood over draws", "model": self.model, "control": self.control,
-                "n_targets": self.n_targets, "n_attributes": self.n_attributes, "alpha": ALPHA,
+                "n_quads": self.n_quads, "alpha": ALPHA,
                 "seeds": [d.seed for d in self.draws],
                 "spread": {w: spread(self.spread(w)) for w in WHO},
                 "difference": spread(self.difference()),
@@ -148,7 +147,7 @@ class DrawsResult:
     def text(self) -> str:
         seeds = [d.seed for d in self.draws]
         lines = [f"likelihood test on {len(seeds)} draws of the figures scenes (seeds {seeds[0]}–{seeds[-1]}), "
-                 f"{self.n_targets} targets and {self.n_attributes} attributes a set",
+                 f"{self.n_quads} counterfactual quads a draw",
                  f"{self.model}: d {self.spread('model').text()}"]
         if self.control is not None:
             lines.append(f"control {self.control}: d {self.spread('control').text()}")
@@ -162,14 +161,13 @@ class DrawsResult:
         return f"DrawsResult({self.text()})"
 
 
-def likelihood_draws(checkpoint, seeds, *, control=None, baseline: bool = True,
-                     n_targets: int = DESIGN["targets"], n_attributes: int = DESIGN["attributes"],
+def likelihood_draws(checkpoint, seeds, *, control=None, baseline: bool = True, n_quads: int = DESIGN["quads"],
                      n_permutations: int = 10_000, batch_size: int = 64, on_step=None) -> DrawsResult:
     """The likelihood test on one fresh draw of the figures test scenes per seed in `seeds`
-    (`composed_draw`), on `checkpoint` (an ar model at the scenes' size), on a random-weight copy
+    (`composed_draw`: `n_quads` counterfactual quads), on `checkpoint` (an ar model at the scenes' size), on a random-weight copy
     seeded with each draw's seed (`baseline`), and on `control` (a Checkpoint trained the same way
     on balanced data) where given, then the paired test on the two models' bits. Each draw's p is
-    the crossed test's (`stats.crossed_test`); `on_step(done, total)` counts composed images scored.
+    the quads test's (`stats.quads_test`); `on_step(done, total)` counts composed images scored.
 
     Example::
 
@@ -183,19 +181,19 @@ def likelihood_draws(checkpoint, seeds, *, control=None, baseline: bool = True,
         raise ValueError(f"seeds must differ (each is one draw), got {seeds}")
     for s in seeds:
         _check_test_options(n_permutations, s, 0)
-    if min(n_targets, n_attributes) < 2:
-        raise ValueError(f"n_targets and n_attributes must be at least 2, got {n_targets} and {n_attributes}")
+    if n_quads < 2:
+        raise ValueError(f"n_quads must be at least 2 (the test needs a spread), got {n_quads}")
     models = {"model": checkpoint} | ({"control": control} if control is not None else {})
     for name, ck in models.items():
         if ck.config.objective != "ar":
             raise ValueError(f"the likelihood test needs an ar model; the {name} is {ck.config.objective}")
     side, channels = checkpoint.config.height, checkpoint.palette.channels
-    per_draw = 4 * n_targets * n_attributes
+    per_draw = 4 * n_quads
     count = image_counter(on_step, len(seeds) * per_draw * (len(models) + int(baseline)))
     kw = dict(n_permutations=n_permutations, n_bootstrap=2_000)
     draws, kept = [], []
     for seed in seeds:
-        composed = composed_draw(seed, n_targets, n_attributes, side, channels)
+        composed = composed_draw(seed, n_quads, side, channels)
         for ck in models.values():
             check_sets(ck, composed, PAIRS)
         bits = {"model": composed_bits(checkpoint.model, checkpoint.palette, composed, batch_size, count)}
@@ -209,7 +207,7 @@ def likelihood_draws(checkpoint, seeds, *, control=None, baseline: bool = True,
             rows["paired"] = likelihood_row(paired_bits(bits["model"], bits["control"]), seed=seed, **kw)
         draws.append(Draw(seed=seed, **rows))
         kept.append(bits)
-    return DrawsResult(model=checkpoint.summary().name, draws=draws, n_targets=n_targets, n_attributes=n_attributes,
+    return DrawsResult(model=checkpoint.summary().name, draws=draws, n_quads=n_quads,
                        control=control.summary().name if control is not None else None, bits=kept)
 
 
@@ -223,10 +221,9 @@ class DrawsStudy:
     its standard error, the draws with p < ALPHA, and how often runs of k draws reach a combined p <
     ALPHA. `read(folder)` is None where no study was shipped."""
     seeds: list[int]
-    n_targets: int
-    n_attributes: int
+    n_quads: int
     names: dict  # {"model": "figures-p90", "control": ..., "baseline": ..., "paired": ...}
-    table: dict  # {who: {"draws", "mean_d", "se", "crossed_significant", "runs_of_3": {...}, ...}}
+    table: dict  # {who: {"draws", "mean_d", "se", "significant", "runs_of_3": {...}, ...}}
 
     @classmethod
     def read(cls, folder) -> "DrawsStudy | None":
@@ -238,7 +235,7 @@ class DrawsStudy:
             return None
         d = json.loads(path.read_text())
         try:
-            return cls(seeds=d["seeds"], n_targets=d["n_targets"], n_attributes=d["n_attributes"], names=d["names"],
+            return cls(seeds=d["seeds"], n_quads=d["n_quads"], names=d["names"],
                        table={w: d["table"][w] for w in d["names"]})
         except (KeyError, TypeError) as e:
             raise ValueError(f"{path} is not a draws study written by scripts/bias_draws.py --summarise (missing {e}); "
@@ -248,12 +245,12 @@ class DrawsStudy:
         """One line per model: mean d (s.e.), single draws with p < ALPHA, and the share of runs of
         `runs` draws (every set of that many of the study's draws) with combined p < ALPHA."""
         n = len(self.seeds)
-        lines = [f"Measured on {n} fresh draws (seeds {min(self.seeds)}–{max(self.seeds)}), {self.n_targets} "
-                 f"targets and {self.n_attributes} attributes a set:", ""]
+        lines = [f"Measured on {n} fresh draws (seeds {min(self.seeds)}–{max(self.seeds)}), {self.n_quads} "
+                 "counterfactual quads a draw:", ""]
         for who, name in self.names.items():
             t = self.table[who]
             run = t.get(f"runs_of_{runs}")
             lines.append(f"- {name}: mean d {t['mean_d']:+.2f} (s.e. {t['se']:.2f}); p < {ALPHA} on "
-                         f"{t['crossed_significant']} of {n} single draws ({t['crossed_significant'] / n:.0%})"
+                         f"{t['significant']} of {n} single draws ({t['significant'] / n:.0%})"
                          + (f", on {run['share_of_every_subset']:.0%} of runs of {runs} draws (combined p)" if run else ""))
         return "\n".join(lines)

@@ -221,6 +221,50 @@ def crossed_test(bits: dict) -> CrossedResult:
                          var_targets=float(v_t), var_attributes=float(v_a), var_residual=float(v_e))
 
 
+@dataclass
+class QuadsResult:
+    """The quads test of counterfactual quads (`scenes.TestSets.quads`): a one-sample t-test of
+    q_i = s(x_i) - s(y_i), each quad's man-minus-woman difference in how much likelier its domestic
+    prop makes the scene than its career prop (see `quads_test`)."""
+    difference: float  # D = mean q, in bits: mean over X of s(x) minus mean over Y of s(y), as the crossed test's
+    t: float
+    df: float  # quads - 1
+    p_value: float  # one-sided: X more associated with A (and Y with B) than chance
+    sd: float  # q's standard deviation over the quads, in bits
+
+
+def quads_test(bits: dict) -> QuadsResult:
+    """Targets and attributes both as samples, on counterfactual quads: bits = {"XA", "XB", "YA",
+    "YB"}, 1-D, entry i quad i's man with its career prop, with its domestic prop, and the same
+    for its woman (one room, pose and colours; one prop slot). Every quad draws a new room, person
+    and prop pair, so the q_i = (XB_i - XA_i) - (YB_i - YA_i) are independent and identically
+    distributed, and a one-sample t-test of their mean is the test; what a scene's room, person or
+    prop costs on its own cancels inside each quad, which is why it needs far fewer scenes than the
+    crossed test (docs/experiments/bias-draws.md)."""
+    from scipy.stats import t as student_t
+
+    b = {k: np.asarray(bits[k], dtype=np.float64) for k in ("XA", "XB", "YA", "YB")}
+    if any(v.ndim != 1 or v.shape != b["XA"].shape for v in b.values()):
+        raise ValueError(f"quads' bits are four 1-D arrays of one length, got shapes { {k: v.shape for k, v in b.items()} }")
+    n = len(b["XA"])
+    if n < 2:
+        raise ValueError(f"the quads test needs at least 2 quads, got {n}")
+    q = (b["XB"] - b["XA"]) - (b["YB"] - b["YA"])
+    difference, sd = float(q.mean()), float(q.std(ddof=1))
+    if sd > 0:
+        t = difference / (sd / math.sqrt(n))
+    else:  # every quad scored alike
+        t = 0.0 if difference == 0 else math.copysign(math.inf, difference)
+    return QuadsResult(difference=difference, t=float(t), df=float(n - 1), p_value=float(student_t.sf(t, n - 1)),
+                       sd=sd)
+
+
+def bits_test(bits: dict) -> "CrossedResult | QuadsResult":
+    """The likelihood test's p-value behind it: `quads_test` for counterfactual quads (1-D bits), the
+    `crossed_test` for tables of every target with every attribute (2-D)."""
+    return quads_test(bits) if np.ndim(bits["XA"]) == 1 else crossed_test(bits)
+
+
 def ieat(X, Y, A, B, *, n_permutations: int = 100_000, seed: int = 0, n_bootstrap: int = 2_000) -> IEATResult:
     """The iEAT/WEAT test on four sets of embeddings (rows): targets X, Y; attributes A, B."""
     X, Y, A, B = (_unit_rows(name, m) for name, m in dict(X=X, Y=Y, A=A, B=B).items())

@@ -277,9 +277,14 @@ class TestSets:
       [seed, 2, person, i]; alone, it is the person beside an empty prop slot;
     - attribute j of A (career) or B (domestic): prop kind j mod 3 of its category, its details drawn
       from [seed, 3, category, j]; alone, it stands in a room of its own ([seed, 4, category, j]);
-    - composed(): target i's room and person with attribute j's prop in the slot, for every (i, j).
+    - composed(): target i's room and person with attribute j's prop in the slot, for every (i, j);
+    - quads(): counterfactual quads for the likelihood test over draws (`bias.likelihood_draws`):
+      quad i is one room, side, pose, size and set of colours ([seed, 5, i]) drawn as a man and as a
+      woman, each beside one prop slot ([seed, 6, i]: size, mirroring, colour) filled with a career and
+      with a domestic prop (kinds drawn at random, [seed, 7, i]). Within a quad only the gender and
+      the prop's category differ, so a model's bits can be compared scene against twin scene.
 
-    Sets are prefixes: more targets or attributes never change the first ones."""
+    Sets are prefixes: more targets, attributes or quads never change the first ones."""
     n_per_set: int = 50  # images in each of X, Y, A, B
     seed: int = 0
     resolution: int = 32
@@ -308,6 +313,17 @@ class TestSets:
         return {f"{t}{a}": np.stack([np.stack([_scene(person, 3 * cat + j % 3, r, self._target(person, i),
                                                       self._prop(cat, j)) for j in range(na)])
                                      for i in range(nt)])
+                for t, person in (("X", 0), ("Y", 1)) for a, cat in (("A", 0), ("B", 1))}
+
+    def quads(self, n: int) -> dict[str, np.ndarray]:
+        """{"XA", "XB", "YA", "YB"}: uint8 n×R×R×3, entry i quad i's man with its career prop (XA),
+        man with its domestic prop (XB), woman with the career prop (YA) and with the domestic one (YB)."""
+        if n < 2:
+            raise ValueError(f"draw at least 2 quads (the test needs a spread), got {n}")
+        kinds = [np.random.default_rng([self.seed, 7, i]).integers(0, 3, 2) for i in range(n)]
+        return {f"{t}{a}": np.stack([_scene(person, 3 * cat + int(kinds[i][cat]), self.resolution,
+                                            np.random.default_rng([self.seed, 5, i]),
+                                            np.random.default_rng([self.seed, 6, i])) for i in range(n)])
                 for t, person in (("X", 0), ("Y", 1)) for a, cat in (("A", 0), ("B", 1))}
 
     def prop_side(self) -> dict[str, np.ndarray]:
