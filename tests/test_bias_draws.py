@@ -2,6 +2,7 @@
 of the figures scenes, and the likelihood test over several draws of them with a matched control:
 reference computations, calibration on simulated nulls, and the CLI."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,6 +227,26 @@ def test_likelihood_draws_is_the_likelihood_test_on_each_draw_with_its_spread(ti
     assert [d.paired.p_value for d in same.draws] == [0.5, 0.5] and same.spread("paired").p_combined == 0.5
 
 
+def test_random_copies_are_one_a_quad_and_one_for_a_table(tiny):
+    """A random network has a small lean of its own that the quads test could see; the baseline of
+    quads scores every quad with a copy of its own, a table with one copy."""
+    from igpt_lite.bias.likelihood import copy_seed, random_bits
+    from igpt_lite.scoring import bits_per_image
+
+    quads = bias.composed_draw(3, 4, resolution=8)
+    bits = random_bits(tiny.config, tiny.palette, quads, seed=3)
+    for i in range(4):
+        copy = random_model(tiny.config, copy_seed(3, i))
+        for k in bias.PAIRS:
+            assert bits[k][i] == pytest.approx(float(bits_per_image(copy, tiny.palette.encode(quads[k][i : i + 1]))[0]),
+                                               rel=1e-5)
+    assert len({copy_seed(3, i) for i in range(4)} | {copy_seed(4, 0)}) == 5
+    table = scenes.TestSets(3, seed=1, resolution=8).composed(3, 2)
+    one = bias.composed_bits(random_model(tiny.config, 3), tiny.palette, table)
+    for k in bias.PAIRS:
+        np.testing.assert_array_equal(random_bits(tiny.config, tiny.palette, table, seed=3)[k], one[k])
+
+
 def test_combined_p_is_stouffers_and_calibrated(rng):
     p = [0.2, 0.03, 0.6, 0.11]
     assert bias.combined_p(p) == pytest.approx(stats.combine_pvalues(p, method="stouffer").pvalue)
@@ -284,14 +305,57 @@ def test_cli_bias_draws(tiny, capsys):
 
 
 @pytest.mark.slow
-def test_the_balanced_model_and_random_copies_stay_quiet_on_fresh_draws():
-    """A regression guard for the calibration measured over many draws (docs/experiments/bias-draws.md),
-    on a draw no study used: figures-p50 (balanced data, generator without the skirt artifact) and its
-    random-weight copy give no significant association and no large d."""
-    r = bias.likelihood_draws(checkpoint.load_checkpoint("figures-p50"), [9001], n_targets=16, n_attributes=8)
-    for draw in r.draws:
-        for row in (draw.model, draw.baseline):
-            assert row.p_value >= 0.05 and abs(row.effect_size) < 0.8, (draw.seed, row)
+def test_one_fresh_draw_finds_the_planted_association_and_the_twins_stay_apart():
+    """A regression guard for the calibration measured over 50 draws (docs/experiments/bias-draws.md),
+    on a draw no study used, at the library's design: the quads test finds figures-p90's association
+    and the paired test against figures-p50 finds it too; figures-p50's small lean stays far below
+    figures-p90's; the random-weight copies (one a quad) show nothing beyond chance."""
+    r = bias.likelihood_draws(checkpoint.load_checkpoint("figures-p90"), [9001],
+                              control=checkpoint.load_checkpoint("figures-p50"))
+    draw = r.draws[0]
+    assert draw.model.p_value < 0.01 and draw.model.effect_size > 0.6, draw.model
+    assert draw.paired.p_value < 0.05 and draw.paired.effect_size > 0.5, draw.paired
+    assert draw.model.effect_size - draw.control.effect_size > 0.3, (draw.model, draw.control)
+    assert draw.baseline.p_value > 0.001 and abs(draw.baseline.effect_size) < 0.8, draw.baseline
+
+
+STUDY = Path(__file__).resolve().parent.parent / "docs" / "experiments" / "bias-draws" / "quads"
+
+
+def test_the_stored_calibration_draws_are_what_the_library_gives_on_their_bits():
+    """Every stored draw of the calibration (bits of each scene, scored once) gives the rows it
+    stored under today's test: a change in the statistic fails here, and the shipped study (its
+    rates) would then need measuring again."""
+    files = sorted(STUDY.glob("draw-*.json"))
+    assert len(files) >= 50
+    for path in files[:: len(files) // 5]:
+        d = json.loads(path.read_text())
+        bits = {w: {k: np.array(v) for k, v in d[w]["bits"].items()} for w in ("model", "control", "baseline")}
+        bits["paired"] = bias.paired_bits(bits["model"], bits["control"])
+        for w, b in bits.items():
+            row = bias.likelihood_row(b, seed=d["seed"], n_permutations=d["model"]["n_permutations"], n_bootstrap=2_000)
+            stored = {k: d[w][k] for k in ("effect_size", "p_value", "p_targets", "ci_low", "ci_high")}
+            # stored bits are rounded to 1e-4 bits: the rows move by about 1e-5
+            assert {k: getattr(row, k) for k in stored} == pytest.approx(stored, abs=2e-4), (path.name, w)
+
+
+@pytest.mark.slow
+def test_the_shipped_study_is_what_the_stored_draws_summarise_to(tmp_path):
+    """draws.json in both figures models is scripts/bias_draws.py --summarise of the stored draws."""
+    import shutil
+    import subprocess
+    import sys
+
+    for path in STUDY.glob("draw-*.json"):
+        shutil.copy(path, tmp_path)
+    root = STUDY.parents[2].parent
+    out = subprocess.run([sys.executable, str(root / "scripts" / "bias_draws.py"), "--summarise", str(tmp_path)],
+                         capture_output=True, text=True, cwd=root)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    for name in ("figures-p90", "figures-p50"):
+        assert json.loads((checkpoint.resolve(name) / bias.STUDY_FILE).read_text()) == summary, name
+    assert (tmp_path / "summary.txt").read_text() == (STUDY / "summary.txt").read_text()
 
 
 def test_a_study_summarised_by_the_script_reads_back_with_its_rates(tmp_path, rng):

@@ -92,8 +92,9 @@ def draws_section(design: dict) -> None:
     st.subheader("Over several draws of the test scenes")
     study = bias.DrawsStudy.read(ck.path)  # measured once over many draws, shipped with the model
     if study is not None:
-        st.info(study.markdown() + "\n\nRead one draw's p (above) with these rates in mind: where a draw "
-                "often misses an association that runs of draws find, run several draws against the control.")
+        st.info(study.markdown() + "\n\nRead one draw's p (above) with these rates in mind. A control trained on "
+                "balanced data can still lean a little (figures-p50 does: see docs/experiments/bias-draws.md), so "
+                "read a model against its control: the difference in d and the paired test below.")
     others = {label: p for label, p in model_choices().items() if p != path}
     labels = ["none", *others]
     # figures-p90's twin is figures-p50: the same recipe, balanced data

@@ -103,6 +103,6 @@ def add_parsers(sub) -> list:
     p.add_argument("--quads", type=count(2, 100_000), default=DESIGN["quads"],
                    help="counterfactual quads a draw, 4 scenes each (default: %(default)s)")
     p.add_argument("--no-baseline", action="store_true",
-                   help="skip the random-weight copies (one a draw, seeded with the draw's seed)")
+                   help="skip the random-weight copies (a new one every quad, seeded from the draw's seed)")
     p.set_defaults(func=cmd_bias_draws)
     return [sub.choices["bias"], sub.choices["bias-draws"]]

@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..model import random_model
-from .likelihood import composed_bits, image_counter, likelihood_row
+from .likelihood import composed_bits, image_counter, likelihood_row, random_bits
 from .sets import PAIRS, check_sets
 from .stats import BiasRow, _check_test_options
 
@@ -164,8 +163,9 @@ class DrawsResult:
 def likelihood_draws(checkpoint, seeds, *, control=None, baseline: bool = True, n_quads: int = DESIGN["quads"],
                      n_permutations: int = 10_000, batch_size: int = 64, on_step=None) -> DrawsResult:
     """The likelihood test on one fresh draw of the figures test scenes per seed in `seeds`
-    (`composed_draw`: `n_quads` counterfactual quads), on `checkpoint` (an ar model at the scenes' size), on a random-weight copy
-    seeded with each draw's seed (`baseline`), and on `control` (a Checkpoint trained the same way
+    (`composed_draw`: `n_quads` counterfactual quads), on `checkpoint` (an ar model at the scenes'
+    size), on random-weight copies, a new one every quad, seeded from the draw's seed (`baseline`:
+    `likelihood.random_bits`), and on `control` (a Checkpoint trained the same way
     on balanced data) where given, then the paired test on the two models' bits. Each draw's p is
     the quads test's (`stats.quads_test`); `on_step(done, total)` counts composed images scored.
 
@@ -198,8 +198,8 @@ def likelihood_draws(checkpoint, seeds, *, control=None, baseline: bool = True, 
             check_sets(ck, composed, PAIRS)
         bits = {"model": composed_bits(checkpoint.model, checkpoint.palette, composed, batch_size, count)}
         if baseline:
-            rand = random_model(checkpoint.config, seed).to(checkpoint.model.device)
-            bits["baseline"] = composed_bits(rand, checkpoint.palette, composed, batch_size, count)
+            bits["baseline"] = random_bits(checkpoint.config, checkpoint.palette, composed, seed,
+                                           checkpoint.model.device, batch_size, count)
         if control is not None:
             bits["control"] = composed_bits(control.model, control.palette, composed, batch_size, count)
         rows = {who: likelihood_row(b, seed=seed, **kw) for who, b in bits.items()}

@@ -97,11 +97,35 @@ def composed_bits(model, palette, composed: dict, batch_size: int = 64, on_batch
     return out
 
 
+def copy_seed(seed: int, quad: int) -> int:
+    """The seed of quad `quad`'s random-weight copy in a draw seeded `seed` (`random_bits`)."""
+    return int(np.random.SeedSequence([seed, quad]).generate_state(1)[0])
+
+
+def random_bits(config, palette, composed: dict, seed: int, device="cpu", batch_size: int = 64,
+                on_batch=None) -> dict:
+    """Bits of the composed scenes under random-weight copies of `config` (what pixel statistics
+    alone give). Tables: one copy, seeded `seed`. Counterfactual quads: a new copy for every quad
+    (seeded `copy_seed(seed, i)`): any one random network has a small lean of its own, and the quads
+    test, whose noise is small, would read that network's lean as an association; over copies drawn
+    anew it asks whether untrained networks of this shape associate X with A at all."""
+    if np.ndim(composed["XA"]) == 5:
+        return composed_bits(random_model(config, seed).to(device), palette, composed, batch_size, on_batch)
+    n = len(composed["XA"])
+    out = {k: np.empty(n) for k in PAIRS}
+    for i in range(n):
+        one = composed_bits(random_model(config, copy_seed(seed, i)).to(device), palette,
+                            {k: composed[k][i : i + 1] for k in PAIRS}, batch_size, on_batch)
+        for k in PAIRS:
+            out[k][i] = one[k][0]
+    return out
+
+
 @dataclass
 class LikelihoodResult:
     """The likelihood association test on one model: `row` its numbers (layer "bits", p_holm =
-    p_value: one test, nothing to adjust), `baseline` the same on a random-weight copy (None when
-    not run)."""
+    p_value: one test, nothing to adjust), `baseline` the same on random-weight copies (`random_bits`:
+    one copy, or one a quad; None when not run)."""
     row: BiasRow
     baseline: BiasRow | None
     bits: dict = field(repr=False)  # {"XA": n_x×n_a, ...}: each composed image's bits
@@ -121,7 +145,9 @@ class LikelihoodResult:
                 "both drawn (p_targets: iEAT's permutation p)",
                 "n_permutations": self.n_permutations, "seed": self.seed, "n_bootstrap": self.n_bootstrap,
                 "bootstrap": BOOTSTRAP, "table": [self.row.to_dict()],
-                "baseline": {"model": f"random weights, seed {self.baseline_seed}", "table": [self.baseline.to_dict()]}
+                "baseline": {"model": f"random weights, seed {self.baseline_seed}"
+                             + (" (a copy a quad)" if np.ndim(self.bits["XA"]) == 1 else ""),
+                             "table": [self.baseline.to_dict()]}
                 if self.baseline else None}
 
     @property
@@ -133,7 +159,8 @@ class LikelihoodResult:
     def text(self) -> str:
         text = f"likelihood test: {self.row.text()} (iEAT's targets-only p {self.row.p_targets:.2g})"
         if self.baseline:
-            text += f"; random-weight copy: {self.baseline.text()} (targets-only {self.baseline.p_targets:.2g})"
+            copies = "random-weight copies (one a quad)" if np.ndim(self.bits["XA"]) == 1 else "random-weight copy"
+            text += f"; {copies}: {self.baseline.text()} (targets-only {self.baseline.p_targets:.2g})"
         return text
 
     def __repr__(self) -> str:
@@ -156,7 +183,7 @@ def likelihood_test(checkpoint, composed: dict, *, n_permutations: int = 100_000
     uint8 n_x×n_a×H×W×C (target i of X with attribute j of A), "XB", "YA", "YB"}, e.g.
     `compose_halves` or `scenes.TestSets(...).composed()`, or counterfactual quads, n×H×W×C each
     (`scenes.TestSets(...).quads(n)`, `draws.composed_draw`). Every image is scored once by the model
-    (and once by a random-weight copy when `baseline`); `on_step(done, total)` counts the images
+    (and once by random-weight copies when `baseline`: `random_bits`); `on_step(done, total)` counts the images
     scored (a progress bar, e.g. `figures.progress_bar`).
 
     Example::
@@ -179,8 +206,8 @@ def likelihood_test(checkpoint, composed: dict, *, n_permutations: int = 100_000
     bits = composed_bits(checkpoint.model, checkpoint.palette, composed, batch_size, count)
     base_bits = None
     if baseline:
-        rand = random_model(checkpoint.config, baseline_seed).to(checkpoint.model.device)
-        base_bits = composed_bits(rand, checkpoint.palette, composed, batch_size, count)
+        base_bits = random_bits(checkpoint.config, checkpoint.palette, composed, baseline_seed,
+                                checkpoint.model.device, batch_size, count)
     return LikelihoodResult(row=likelihood_row(bits, **kw), baseline=likelihood_row(base_bits, **kw) if baseline
                             else None, bits=bits, baseline_bits=base_bits, n_permutations=n_permutations, seed=seed,
                             baseline_seed=baseline_seed if baseline else None, n_bootstrap=n_bootstrap)
