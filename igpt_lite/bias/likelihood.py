@@ -111,14 +111,16 @@ def random_bits(config, palette, composed: dict, seed: int, device="cpu", batch_
     anew it asks whether untrained networks of this shape associate X with A at all."""
     if np.ndim(composed["XA"]) == 5:
         return composed_bits(random_model(config, seed).to(device), palette, composed, batch_size, on_batch)
+    from ..scoring import bits_per_image
+
     n = len(composed["XA"])
-    out = {k: np.empty(n) for k in PAIRS}
-    for i in range(n):
-        one = composed_bits(random_model(config, copy_seed(seed, i)).to(device), palette,
-                            {k: composed[k][i : i + 1] for k in PAIRS}, batch_size, on_batch)
-        for k in PAIRS:
-            out[k][i] = one[k][0]
-    return out
+    out = np.empty((n, len(PAIRS)))
+    with torch.inference_mode():
+        for i in range(n):  # the quad's four scenes in one batch, under its own copy
+            copy = random_model(config, copy_seed(seed, i)).to(device)
+            tokens = palette.encode(np.stack([composed[k][i] for k in PAIRS]))
+            out[i] = bits_per_image(copy, tokens, batch_size=len(PAIRS), on_batch=on_batch).numpy()
+    return {k: out[:, j] for j, k in enumerate(PAIRS)}
 
 
 @dataclass
