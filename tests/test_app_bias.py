@@ -103,7 +103,9 @@ def test_figures_p90_table_is_bias_test_on_the_same_generated_sets(monkeypatch):
     assert metrics["d (95% CI)"] == f"{lik.row.effect_size:.2f}"
     assert metrics["p (one-sided)"] == f"{lik.row.p_value:.2g}" == f"{lik.test.p_value:.2g}"
     assert any("Composed scenes: 24 counterfactual quads (`scenes.TestSets(seed=0).quads`)" in c.value for c in at.caption)
-    assert metrics["random-weight copy: d, p"] == f"{lik.baseline.effect_size:.2f}, {lik.baseline.p_value:.2g}"
+    assert metrics["random-weight copies (one a quad): d, p"] == \
+        f"{lik.baseline.effect_size:.2f}, {lik.baseline.p_value:.2g}"
+    assert any("p from the quads test, which counts" in c.value for c in at.caption)
     if getattr(expected, "baseline_table", None):
         table_equals(at.dataframe[1].value, expected.baseline_table)
     assert len(at.get("plotly_chart")) == 1
@@ -125,8 +127,8 @@ def test_the_draws_section_is_likelihood_draws_beside_the_twin(monkeypatch):
     assert study is not None and len(study.seeds) >= 50
     assert any(i.value.startswith(study.markdown()) for i in at.info), [i.value[:80] for i in at.info]
     at.number_input(key="bias_draws").set_value(2).run()
-    assert any("Each draw: 8 new counterfactual quads (32 scenes), scored by figures-p90, a random-weight copy and "
-               "the control. Expected: " in c.value for c in at.caption)
+    assert any("Each draw: 8 new counterfactual quads (32 scenes), scored by figures-p90, random-weight copies (a "
+               "new one every quad) and the control. Expected: " in c.value for c in at.caption)
     assert not at.get("plotly_chart") or len(at.get("plotly_chart")) == 1  # the draws' chart only after the click
     at.button(key="bias_draws_run").click().run()
     assert not at.exception, at.exception

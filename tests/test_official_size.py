@@ -229,8 +229,8 @@ def test_bias_page_fits_its_defaults_to_the_size_and_says_how_long(standin):
     assert not at.exception, at.exception
     assert at.selectbox(key="bias_n").value == 10
     expected = [c.value for c in at.caption if c.value.startswith("Expected: ")]
-    # 4 sets of 10 images and 4 × (4 targets × 2 attributes) composed scenes, each for the model and its
-    # random-weight copy
+    # 4 sets of 10 images and 8 counterfactual quads of 4 scenes, each for the model and for random-weight
+    # copies
     assert len(expected) == 1 and "(144 image forwards" in expected[0]
 
 

@@ -109,8 +109,8 @@ def draws_section(design: dict) -> None:
     seeds = range(seed, seed + n_draws)
     per_draw = 4 * design["quads"]
     forwards = n_draws * per_draw * (3 if control else 2)
-    st.caption(f"Each draw: {design['quads']} new counterfactual quads ({per_draw:,} scenes), scored by {name}, a "
-               f"random-weight copy{' and the control' if control else ''}. Expected: "
+    st.caption(f"Each draw: {design['quads']} new counterfactual quads ({per_draw:,} scenes), scored by {name}, "
+               f"random-weight copies (a new one every quad){' and the control' if control else ''}. Expected: "
                f"{estimate.say_seconds(estimate.forward_seconds(speed(path), forwards, ck.config.block_size))} "
                f"({forwards:,} image forwards).")
     request = ("draws", path, control, seeds.start, seeds.stop)
@@ -292,14 +292,18 @@ else:
     verdict = "significant" if r.p_value < ALPHA else "not significant"
     m1, m2, m3 = st.columns(3)
     m1.metric("d (95% CI)", f"{r.effect_size:.2f}", help=f"bootstrap interval {r.ci_low:.2f} to {r.ci_high:.2f}")
-    test = "quads" if isinstance(lik.test, bias.QuadsResult) else "crossed"
+    quads = isinstance(lik.test, bias.QuadsResult)
+    test = "quads" if quads else "crossed"
     m2.metric("p (one-sided)", f"{r.p_value:.2g}", help=f"the {test} test: targets and attributes both counted as "
               f"drawn; iEAT's permutation p (attributes held fixed) is {r.p_targets:.2g}")
-    m3.metric("random-weight copy: d, p", f"{b.effect_size:.2f}, {b.p_value:.2g}" if b else "not run")
+    m3.metric(f"random-weight {'copies (one a quad)' if quads else 'copy'}: d, p",
+              f"{b.effect_size:.2f}, {b.p_value:.2g}" if b else "not run")
+    score = ("s(x) = bits with the quad's B prop minus bits with its A prop, less the quad's mean over its two "
+             "people" if quads else "s(x) = mean bits with a B attribute minus mean bits with an A attribute")
     st.caption(f"{name}: {verdict} at {ALPHA}; d's 95% bootstrap interval {r.ci_low:.2f} to {r.ci_high:.2f}. "
-               f"Composed scenes: {how}. s(x) = mean bits with a B attribute minus mean bits with an A "
-               "attribute; d and its interval as iEAT computes them; p from the {test} test, which counts the "
-               f"attributes as drawn too (iEAT's permutation p, {r.p_targets:.2g}, speaks only for these props).")
+               f"Composed scenes: {how}. {score}; d and its interval as iEAT computes them; p from the {test} "
+               f"test, which counts the attributes as drawn too (iEAT's permutation p, {r.p_targets:.2g}, speaks "
+               "only for these props).")
     if source == SOURCES[0]:
         draws_section(likely)
 
