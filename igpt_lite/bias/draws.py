@@ -1,7 +1,8 @@
 """The likelihood test over several fresh draws of the figures test scenes (`scenes.TestSets.quads`,
 one seed a draw: counterfactual quads, a man and a woman in one room, each with a career and a
-domestic prop in one slot, so only gender and the prop's category differ within a quad). One draw's p says how surprising that draw would be without an association; the
-spread of d over draws says how much a conclusion depends on the draw, which one run cannot show.
+domestic prop in one slot, so only gender and the prop's category differ within a quad). One
+draw's p says how surprising that draw would be without an association; the spread of d over draws
+says how much a conclusion depends on the draw, which one run cannot show.
 
 Over several draws the evidence adds up: Stouffer's combination of the draws' p-values (each the
 quads test's, calibrated on its own) is one p for the whole run.

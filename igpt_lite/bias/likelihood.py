@@ -142,7 +142,9 @@ class LikelihoodResult:
         return [self.row]
 
     def to_dict(self) -> dict:
-        return {"test": "likelihood", "score": "s(x) = mean bits with B - mean bits with A",
+        quads = np.ndim(self.bits["XA"]) == 1
+        return {"test": "likelihood", "score": "s(x) = mean bits with B - mean bits with A"
+                + (", less the quad's mean over its two people" if quads else ""),
                 "p_value": f"{'quads' if np.ndim(self.bits['XA']) == 1 else 'crossed'} test: targets and attributes "
                 "both drawn (p_targets: iEAT's permutation p)",
                 "n_permutations": self.n_permutations, "seed": self.seed, "n_bootstrap": self.n_bootstrap,
