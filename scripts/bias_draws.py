@@ -59,10 +59,9 @@ def run(seeds, out: Path, n_quads: int) -> None:
 
 
 def quads_q(draw: dict, who: str) -> np.ndarray:
-    """Each quad's q = (XB - XA) - (YB - YA) in bits, for "model", "control", "baseline" or "paired"."""
-    bits = (bias.paired_bits(draw["model"]["bits"], draw["control"]["bits"]) if who == "paired"
-            else {k: np.asarray(v) for k, v in draw[who]["bits"].items()})
-    return (bits["XB"] - bits["XA"]) - (bits["YB"] - bits["YA"])
+    """Each quad's q in bits (`bias.quad_differences`), for "model", "control", "baseline" or "paired"."""
+    return bias.quad_differences(bias.paired_bits(draw["model"]["bits"], draw["control"]["bits"]) if who == "paired"
+                                 else draw[who]["bits"])
 
 
 def group_rates(p_values: np.ndarray, k: int) -> tuple[int, int, float]:

@@ -121,6 +121,7 @@ def null_quads(rng, n=64, *, shift=0.0, prop_gender_sd=1.0, noise_sd=1.0):
 def test_quads_test_is_a_one_sample_t_test_of_each_quads_difference(rng):
     bits = null_quads(rng, 12, shift=1.0)
     q = (bits["XB"] - bits["XA"]) - (bits["YB"] - bits["YA"])
+    np.testing.assert_array_equal(bias.quad_differences(bits), q)
     r = bias.quads_test(bits)
     ref = stats.ttest_1samp(q, 0.0, alternative="greater")
     assert r.difference == pytest.approx(q.mean()) and r.sd == pytest.approx(q.std(ddof=1))

@@ -14,6 +14,7 @@ from .stats import (  # noqa: F401
     ieat,
     n_partitions,
     permutation_test,
+    quad_differences,
     quads_test,
     smallest_p_value,
 )

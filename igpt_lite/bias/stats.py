@@ -233,6 +233,15 @@ class QuadsResult:
     sd: float  # q's standard deviation over the quads, in bits
 
 
+def quad_differences(bits: dict) -> np.ndarray:
+    """Each counterfactual quad's q = (XB - XA) - (YB - YA) in bits (see `quads_test`): positive
+    where the man goes better with the career prop and the woman with the domestic one."""
+    b = {k: np.asarray(bits[k], dtype=np.float64) for k in ("XA", "XB", "YA", "YB")}
+    if any(v.ndim != 1 or v.shape != b["XA"].shape for v in b.values()):
+        raise ValueError(f"quads' bits are four 1-D arrays of one length, got shapes { {k: v.shape for k, v in b.items()} }")
+    return (b["XB"] - b["XA"]) - (b["YB"] - b["YA"])
+
+
 def quads_test(bits: dict) -> QuadsResult:
     """Targets and attributes both as samples, on counterfactual quads: bits = {"XA", "XB", "YA",
     "YB"}, 1-D, entry i quad i's man with its career prop, with its domestic prop, and the same
@@ -243,13 +252,10 @@ def quads_test(bits: dict) -> QuadsResult:
     crossed test (docs/experiments/bias-draws.md)."""
     from scipy.stats import t as student_t
 
-    b = {k: np.asarray(bits[k], dtype=np.float64) for k in ("XA", "XB", "YA", "YB")}
-    if any(v.ndim != 1 or v.shape != b["XA"].shape for v in b.values()):
-        raise ValueError(f"quads' bits are four 1-D arrays of one length, got shapes { {k: v.shape for k, v in b.items()} }")
-    n = len(b["XA"])
+    q = quad_differences(bits)
+    n = len(q)
     if n < 2:
         raise ValueError(f"the quads test needs at least 2 quads, got {n}")
-    q = (b["XB"] - b["XA"]) - (b["YB"] - b["YA"])
     difference, sd = float(q.mean()), float(q.std(ddof=1))
     if sd > 0:
         t = difference / (sd / math.sqrt(n))
